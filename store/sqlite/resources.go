@@ -1,0 +1,289 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"cpis/store"
+)
+
+const cols = `type, id, version, updated, deleted, owner, subject, plan_end, body, ended, ends, dtype, dbody, dended, dends`
+
+// row is one stored version, as the columns hold it.
+type row struct {
+	typ, id          string
+	version, updated int64
+	deleted          bool
+	owner, subject   string
+	end, ends, dends sql.NullInt64
+	body, ended      []byte
+	dtype            sql.NullString
+	dbody, dended    []byte
+}
+
+func scan(sc interface{ Scan(...any) error }) (row, error) {
+	var r row
+	err := sc.Scan(&r.typ, &r.id, &r.version, &r.updated, &r.deleted, &r.owner, &r.subject, &r.end,
+		&r.body, &r.ended, &r.ends, &r.dtype, &r.dbody, &r.dended, &r.dends)
+	return r, err
+}
+
+// record returns the row as a record of type typ: the row's own resource, or
+// the resource derived from it.
+func (r row) record(typ string) store.Record {
+	rec := store.Record{
+		Type: r.typ, ID: r.id, Version: r.version, Updated: fromNanos(sql.NullInt64{Int64: r.updated, Valid: true}),
+		Deleted: r.deleted, Owner: r.owner, Subject: r.subject, End: fromNanos(r.end),
+		Body: r.body, Ended: r.ended, Ends: fromNanos(r.ends),
+	}
+	if r.dtype.Valid {
+		d := &store.Derived{Type: r.dtype.String, Body: r.dbody, Ended: r.dended, Ends: fromNanos(r.dends)}
+		if typ == d.Type {
+			rec.Type, rec.Body, rec.Ended, rec.Ends = d.Type, d.Body, d.Ended, d.Ends
+			return rec
+		}
+		rec.Derived = d
+	}
+	return rec
+}
+
+// Commit applies writes in one transaction.
+func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	for _, w := range writes {
+		if err := checkWrite(w); err != nil {
+			return err
+		}
+	}
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, w := range writes {
+			if err := apply(ctx, tx, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func checkWrite(w store.Write) error {
+	r := w.Record
+	if r.Type == "" || r.ID == "" || r.Version != w.Expect+1 || r.Updated.IsZero() {
+		return fmt.Errorf("store/sqlite: malformed write of %s/%s version %d after %d", r.Type, r.ID, r.Version, w.Expect)
+	}
+	return nil
+}
+
+func apply(ctx context.Context, tx *sql.Tx, w store.Write) error {
+	r := w.Record
+	var cur int64
+	err := tx.QueryRowContext(ctx, `SELECT version FROM resources WHERE type = ? AND id = ?`, r.Type, r.ID).Scan(&cur)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		cur = 0
+	case err != nil:
+		return unavailable(err)
+	}
+	if cur != w.Expect {
+		return fmt.Errorf("store/sqlite: %s/%s is at version %d, not %d: %w", r.Type, r.ID, cur, w.Expect, store.ErrVersionConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE type = ? AND id = ?`, r.Type, r.ID); err != nil {
+		return unavailable(err)
+	}
+	if !r.Deleted {
+		for _, k := range r.Keys {
+			var holder string
+			err := tx.QueryRowContext(ctx, `SELECT id FROM keys WHERE type = ? AND value = ?`, r.Type, k).Scan(&holder)
+			switch {
+			case err == nil:
+				return fmt.Errorf("store/sqlite: %w", &store.UniqueError{Type: r.Type, Key: k, HeldBy: holder})
+			case !errors.Is(err, sql.ErrNoRows):
+				return unavailable(err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO keys(type, value, id) VALUES (?, ?, ?)`, r.Type, k, r.ID); err != nil {
+				if isConstraint(err) {
+					return fmt.Errorf("store/sqlite: %w", &store.UniqueError{Type: r.Type, Key: k, HeldBy: r.ID})
+				}
+				return unavailable(err)
+			}
+		}
+	}
+	args := values(r)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO resources(`+cols+`) VALUES (`+placeholders(15)+`)
+		ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, updated = excluded.updated,
+		deleted = excluded.deleted, owner = excluded.owner, subject = excluded.subject, plan_end = excluded.plan_end,
+		body = excluded.body, ended = excluded.ended, ends = excluded.ends, dtype = excluded.dtype,
+		dbody = excluded.dbody, dended = excluded.dended, dends = excluded.dends`, args...); err != nil {
+		return unavailable(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO history(`+cols+`) VALUES (`+placeholders(15)+`)`, args...); err != nil {
+		if isConstraint(err) {
+			return fmt.Errorf("store/sqlite: %s/%s version %d exists: %w", r.Type, r.ID, r.Version, store.ErrVersionConflict)
+		}
+		return unavailable(err)
+	}
+	return nil
+}
+
+func values(r store.Record) []any {
+	var dtype, dends any
+	var dbody, dended []byte
+	if r.Derived != nil {
+		dtype, dbody, dended, dends = r.Derived.Type, r.Derived.Body, r.Derived.Ended, nanos(r.Derived.Ends)
+	}
+	return []any{r.Type, r.ID, r.Version, r.Updated.UnixNano(), r.Deleted, r.Owner, r.Subject, nanos(r.End),
+		r.Body, r.Ended, nanos(r.Ends), dtype, dbody, dended, dends}
+}
+
+// Get returns the current version of a record or of a derived record.
+func (s *Store) Get(ctx context.Context, typ, id string) (store.Record, error) {
+	for _, q := range []string{
+		`SELECT ` + cols + ` FROM resources WHERE type = ? AND id = ?`,
+		`SELECT ` + cols + ` FROM resources WHERE dtype = ? AND id = ?`,
+	} {
+		recs, err := s.records(ctx, typ, q, typ, id)
+		if err != nil {
+			return store.Record{}, err
+		}
+		if len(recs) > 0 {
+			return recs[0], nil
+		}
+	}
+	return store.Record{}, fmt.Errorf("store/sqlite: %s/%s: %w", typ, id, store.ErrNotFound)
+}
+
+// GetVersion returns one version of a record or of a derived record.
+func (s *Store) GetVersion(ctx context.Context, typ, id string, version int64) (store.Record, error) {
+	src, err := s.sourceType(ctx, typ, id)
+	if err != nil {
+		return store.Record{}, err
+	}
+	recs, err := s.records(ctx, typ, `SELECT `+cols+` FROM history WHERE type = ? AND id = ? AND version = ?`, src, id, version)
+	if err != nil {
+		return store.Record{}, err
+	}
+	if len(recs) == 0 || recs[0].Type != typ {
+		return store.Record{}, fmt.Errorf("store/sqlite: %s/%s/_history/%d: %w", typ, id, version, store.ErrNotFound)
+	}
+	return recs[0], nil
+}
+
+// History returns all versions, newest first.
+func (s *Store) History(ctx context.Context, typ, id string) ([]store.Record, error) {
+	src, err := s.sourceType(ctx, typ, id)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.records(ctx, typ, `SELECT `+cols+` FROM history WHERE type = ? AND id = ? ORDER BY version DESC`, src, id)
+	if err != nil {
+		return nil, err
+	}
+	out := recs[:0]
+	for _, r := range recs {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("store/sqlite: %s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	return out, nil
+}
+
+// sourceType finds the stored type that holds typ/id: typ itself, or the
+// type a derived record of type typ lives in.
+func (s *Store) sourceType(ctx context.Context, typ, id string) (string, error) {
+	rows, err := s.query(ctx, `SELECT type FROM resources WHERE (type = ? OR dtype = ?) AND id = ? LIMIT 1`, typ, typ, id)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return "", unavailable(err)
+		}
+		return "", fmt.Errorf("store/sqlite: %s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	var src string
+	if err := rows.Scan(&src); err != nil {
+		return "", unavailable(err)
+	}
+	return src, rows.Close()
+}
+
+func (s *Store) records(ctx context.Context, typ, q string, args ...any) ([]store.Record, error) {
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Record
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		out = append(out, r.record(typ))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	return out, nil
+}
+
+// Search returns live records matching q.
+func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int, error) {
+	where := []string{`(type = ? OR dtype = ?)`, `deleted = 0`}
+	args := []any{q.Type, q.Type}
+	if len(q.IDs) > 0 {
+		where = append(where, `id IN (`+placeholders(len(q.IDs))+`)`)
+		for _, id := range q.IDs {
+			args = append(args, id)
+		}
+	}
+	if q.Subject != "" {
+		where = append(where, `subject = ?`)
+		args = append(args, q.Subject)
+	}
+	if q.Owner != "" {
+		where = append(where, `owner = ?`)
+		args = append(args, q.Owner)
+	}
+	if q.Key != "" {
+		where = append(where, `id IN (SELECT id FROM keys WHERE type = ? AND value = ?)`)
+		args = append(args, q.Type, q.Key)
+	}
+	if !q.RetainedSince.IsZero() {
+		where = append(where, `(plan_end IS NULL OR plan_end >= ?)`)
+		args = append(args, q.RetainedSince.UnixNano())
+	}
+	cond := strings.Join(where, ` AND `)
+	total := 0
+	if q.Count {
+		rows, err := s.query(ctx, `SELECT count(*) FROM resources WHERE `+cond, args...)
+		if err != nil {
+			return nil, 0, err
+		}
+		if rows.Next() {
+			if err := rows.Scan(&total); err != nil {
+				rows.Close()
+				return nil, 0, unavailable(err)
+			}
+		}
+		rows.Close()
+	}
+	if q.Limit <= 0 {
+		return nil, total, nil
+	}
+	if q.After != "" {
+		cond += ` AND id > ?`
+		args = append(args, q.After)
+	}
+	args = append(args, q.Limit)
+	recs, err := s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+cond+` ORDER BY id LIMIT ?`, args...)
+	return recs, total, err
+}

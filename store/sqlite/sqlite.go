@@ -1,0 +1,339 @@
+// Package sqlite is the embedded store: one SQLite database file in the data
+// directory, written through a single group-committing writer so that many
+// concurrent durable writes share one fsync.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"cpis/store"
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "cpis.db"
+
+// maxBatch bounds how many queued write operations share one commit.
+const maxBatch = 256
+
+// Options tune the backend; the zero value is the production setting.
+type Options struct {
+	// Readers is the size of the read connection pool (default 2×GOMAXPROCS).
+	Readers int
+	// BatchObserver, if set, is told the size of every group commit.
+	BatchObserver func(ops int)
+}
+
+// Store is the SQLite backend.
+type Store struct {
+	path   string
+	w      *sql.DB // one connection, used only by the writer goroutine
+	r      *sql.DB // read pool
+	ops    chan *op
+	quit   chan struct{}
+	done   chan struct{}
+	opts   Options
+	stmts  sync.Map // SQL text -> *sql.Stmt on r
+	closed sync.Once
+}
+
+type op struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan error
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store/sqlite: creating data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: open: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := migrate(w); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store/sqlite: %w", err)
+	}
+	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store/sqlite: open readers: %w", err)
+	}
+	n := opts.Readers
+	if n <= 0 {
+		n = 2 * runtime.GOMAXPROCS(0)
+	}
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxLifetime(0)
+	s := &Store{path: path, w: w, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), opts: opts}
+	go s.writer()
+	return s, nil
+}
+
+const schemaVersion = 1
+
+func migrate(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return fmt.Errorf("store/sqlite: reading schema version: %w", err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("store/sqlite: database schema %d is newer than this server (%d)", v, schemaVersion)
+	}
+	if v == schemaVersion {
+		return nil
+	}
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS resources (
+			type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+			updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
+			owner TEXT NOT NULL, subject TEXT NOT NULL, plan_end INTEGER,
+			body BLOB, ended BLOB, ends INTEGER,
+			dtype TEXT, dbody BLOB, dended BLOB, dends INTEGER,
+			PRIMARY KEY (type, id)) WITHOUT ROWID`,
+		`CREATE INDEX IF NOT EXISTS resources_subject ON resources(subject) WHERE subject <> ''`,
+		`CREATE INDEX IF NOT EXISTS resources_owner ON resources(owner, id)`,
+		`CREATE INDEX IF NOT EXISTS resources_derived ON resources(dtype, id) WHERE dtype IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS resources_end ON resources(plan_end) WHERE plan_end IS NOT NULL`,
+		`CREATE TABLE IF NOT EXISTS history (
+			type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+			updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
+			owner TEXT NOT NULL, subject TEXT NOT NULL, plan_end INTEGER,
+			body BLOB, ended BLOB, ends INTEGER,
+			dtype TEXT, dbody BLOB, dended BLOB, dends INTEGER,
+			PRIMARY KEY (type, id, version)) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS keys (
+			type TEXT NOT NULL, value TEXT NOT NULL, id TEXT NOT NULL,
+			PRIMARY KEY (type, value)) WITHOUT ROWID`,
+		`CREATE INDEX IF NOT EXISTS keys_id ON keys(type, id)`,
+		`CREATE TABLE IF NOT EXISTS audit (
+			seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+			recorded INTEGER NOT NULL, subject TEXT NOT NULL, agent TEXT NOT NULL,
+			notify INTEGER NOT NULL, body BLOB NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject, recorded)`,
+		`CREATE INDEX IF NOT EXISTS audit_recorded ON audit(recorded)`,
+		`CREATE TABLE IF NOT EXISTS audit_owner (
+			owner TEXT NOT NULL, seq INTEGER NOT NULL REFERENCES audit(seq) ON DELETE CASCADE,
+			PRIMARY KEY (owner, seq)) WITHOUT ROWID`,
+		`CREATE INDEX IF NOT EXISTS audit_owner_seq ON audit_owner(seq)`,
+		fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion),
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return fmt.Errorf("store/sqlite: migrate: %w", err)
+	}
+	for _, st := range stmts {
+		if _, err := tx.Exec(st); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store/sqlite: migrate: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store/sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// Close stops the writer after the queued operations and closes the database.
+func (s *Store) Close() error {
+	var err error
+	s.closed.Do(func() {
+		close(s.quit)
+		<-s.done
+		s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+		err = errors.Join(s.r.Close(), s.w.Close())
+	})
+	return err
+}
+
+// Ping checks both pools answer.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("store/sqlite: ping: %w: %v", store.ErrUnavailable, err)
+	}
+	select {
+	case <-s.quit:
+		return fmt.Errorf("store/sqlite: ping: %w: closed", store.ErrUnavailable)
+	default:
+	}
+	return nil
+}
+
+// write queues fn to run in the next group commit and waits for the commit.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		return fmt.Errorf("store/sqlite: %w: closed", store.ErrUnavailable)
+	case <-ctx.Done():
+		return fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, ctx.Err())
+	}
+	// Once queued, wait for the outcome: the caller must know whether the
+	// write is durable.
+	return <-o.done
+}
+
+// writer runs queued operations in batches: each in its own savepoint, all
+// in one transaction, so a batch costs one fsync.
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*op, 0, maxBatch)
+	for {
+		select {
+		case o := <-s.ops:
+			batch = append(batch[:0], o)
+		case <-s.quit:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*op) {
+	if s.opts.BatchObserver != nil {
+		s.opts.BatchObserver(len(batch))
+	}
+	errs := make([]error, len(batch))
+	fail := func(err error) {
+		for _, o := range batch {
+			o.done <- fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+		}
+	}
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	for i, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		errs[i] = o.fn(ctx, tx)
+		if errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE op`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+		return
+	}
+	for i, o := range batch {
+		o.done <- errs[i]
+	}
+}
+
+// stmt returns a prepared statement on the read pool, preparing it once.
+func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return rows, nil
+}
+
+func unavailable(err error) error {
+	return fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+}
+
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

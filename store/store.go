@@ -1,0 +1,163 @@
+// Package store is the persistence interface of the server: versioned
+// resources with their history and search keys, derived resources kept in the
+// same unit as their source, and the durable access audit. Backends live in
+// store/sqlite (the embedded default) and store/mongo; store/storetest is the
+// one suite both must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with context.
+var (
+	// ErrNotFound: no record with that type and id (or version).
+	ErrNotFound = errors.New("store: not found")
+	// ErrVersionConflict: a write's expected version did not match the
+	// current one; nothing was written.
+	ErrVersionConflict = errors.New("store: version conflict")
+	// ErrUniqueConflict: a write would give a unique key to two live records;
+	// nothing was written. The error is a *UniqueError.
+	ErrUniqueConflict = errors.New("store: unique key conflict")
+	// ErrUnavailable: the store cannot be reached or did not answer in time.
+	ErrUnavailable = errors.New("store: unavailable")
+	// ErrTransactionsUnsupported: the backend cannot apply several records
+	// atomically (for example MongoDB without a replica set).
+	ErrTransactionsUnsupported = errors.New("store: multi-record transactions are not supported by this database")
+	// ErrInvalidCursor: a paging cursor was not issued by this store.
+	ErrInvalidCursor = errors.New("store: invalid cursor")
+)
+
+// UniqueError names the key and the record that already holds it.
+type UniqueError struct {
+	Type, Key, HeldBy string
+}
+
+func (e *UniqueError) Error() string {
+	return "store: unique key " + e.Type + " " + e.Key + " is held by " + e.Type + "/" + e.HeldBy
+}
+
+func (e *UniqueError) Unwrap() error { return ErrUniqueConflict }
+
+// Record is one version of a resource.
+type Record struct {
+	Type    string
+	ID      string
+	Version int64 // 1 for the first version
+	Updated time.Time
+	Deleted bool   // a tombstone: the resource was deleted at this version
+	Body    []byte // the resource JSON as served; nil for tombstones
+
+	// Owner is the ODS code of the organisation that manages the record;
+	// Subject the NHS number it is about ("" if none). Both are indexed
+	// and are what permissions are checked against.
+	Owner   string
+	Subject string
+	// End is when the record's period ended (zero if open). Records that
+	// ended before a search's RetainedSince are not returned, and are purged.
+	End time.Time
+	// Keys are search keys, system|value identifiers; they must be unique
+	// among live records of the type.
+	Keys []string
+
+	// Ended, if set, replaces Body from Ends onwards (a derived Flag turns
+	// inactive when its plan's period is over). Only derived records use it.
+	Ended []byte
+	Ends  time.Time
+
+	// Derived is a resource derived from this one, stored in the same unit:
+	// same id, version, time, owner, subject and end. It is read and searched
+	// as a record of its own type.
+	Derived *Derived
+}
+
+// Derived is the part of a derived record that differs from its source.
+type Derived struct {
+	Type  string
+	Body  []byte
+	Ended []byte
+	Ends  time.Time
+}
+
+// Write is one record to store. Expect is the version the current record
+// must have for the write to apply (0: there is no record with that id).
+// Record.Version must be Expect+1. A write of a tombstone (Deleted) removes
+// the record's keys and its derived record's live state.
+type Write struct {
+	Record Record
+	Expect int64
+}
+
+// Query selects live (not deleted) records of one type. Every non-empty field
+// must match. Results are ordered by id.
+type Query struct {
+	Type    string
+	IDs     []string // any of
+	Subject string   // NHS number
+	Owner   string   // ODS code of the managing organisation
+	Key     string   // one identifier key, system|value
+	// RetainedSince excludes records whose End is before it (zero: no limit).
+	RetainedSince time.Time
+	// After is the id to continue after (keyset paging).
+	After string
+	// Limit caps the records returned (0 returns none; use Count for totals).
+	Limit int
+	// Count asks for the total number of matches as well.
+	Count bool
+}
+
+// AuditRecord is one access to a patient's records. Seq and ID are assigned
+// by the caller (ID) and the store (its position in the feed).
+type AuditRecord struct {
+	ID       string
+	Recorded time.Time
+	Subject  string   // the NHS number accessed
+	Owners   []string // ODS codes of the local authorities whose records were touched
+	Agent    string   // who accessed (user id), for the access-history de-duplication
+	Notify   bool     // shown in access history and LA feeds (health users' accesses)
+	Body     []byte   // the AuditEvent JSON as served
+}
+
+// Store is the persistence interface both backends implement.
+type Store interface {
+	// Commit applies all writes atomically: all or none. With more than one
+	// write a backend without transactions returns ErrTransactionsUnsupported.
+	Commit(ctx context.Context, writes []Write) error
+	// Get returns the current version of a record, tombstones included.
+	Get(ctx context.Context, typ, id string) (Record, error)
+	// GetVersion returns one version of a record.
+	GetVersion(ctx context.Context, typ, id string, version int64) (Record, error)
+	// History returns every version of a record, newest first.
+	History(ctx context.Context, typ, id string) ([]Record, error)
+	// Search returns live records matching q, and their total if q.Count.
+	Search(ctx context.Context, q Query) ([]Record, int, error)
+
+	// Audit stores access records durably before it returns.
+	Audit(ctx context.Context, recs []AuditRecord) error
+	// AuditBySubject returns the Notify access records about an NHS number
+	// recorded at or after since, oldest first.
+	AuditBySubject(ctx context.Context, subject string, since time.Time) ([]AuditRecord, error)
+	// AuditFeed returns up to limit Notify access records that touched
+	// owner's records, recorded at or after since, oldest first, continuing
+	// after cursor ("" to start). It returns the cursor to continue from;
+	// a page never skips or repeats a record, even while records are added.
+	AuditFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]AuditRecord, string, error)
+
+	// Purge removes records (with their history and derived records) whose
+	// End is before cutoff, and access records recorded before cutoff about
+	// subjects with no remaining record. It is safe to run from several
+	// processes at once.
+	Purge(ctx context.Context, cutoff time.Time) (PurgeStats, error)
+
+	// Ping checks the store can be reached.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// PurgeStats counts what a purge removed.
+type PurgeStats struct {
+	Records int
+	Audit   int
+}
