@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
@@ -136,24 +137,36 @@ func (b *Bundle) AppendJSON(dst []byte) []byte {
 }
 
 func appendValue(dst []byte, v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
 		panic("fhir: encoding bundle part: " + err.Error())
 	}
 	return append(dst, b...)
 }
 
+// Marshal encodes v as compact JSON without HTML escaping (FHIR JSON is not
+// embedded in HTML, and URLs read better with a plain &).
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 const hexDigits = "0123456789abcdef"
 
 // AppendString appends s as a JSON string, escaped as encoding/json does
-// (including <, > and & so the output is safe to embed in HTML).
+// without HTML escaping.
 func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < 0x80 {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c >= 0x20 && c != '"' && c != '\\' {
 				i++
 				continue
 			}

@@ -74,11 +74,22 @@ func (c *Codec) Decode(body []byte) (*Resource, []Issue) {
 // specification and returns every problem found.
 func (c *Codec) validate(body []byte) []Issue {
 	var rep reporter
-	_, err := c.um.UnmarshalWithErrorReporter(body, &rep)
-	if err != nil {
-		return unmarshalIssues(err)
+	issues := rep.issues
+	if _, err := c.um.UnmarshalWithErrorReporter(body, &rep); err != nil {
+		issues = unmarshalIssues(err)
+	} else {
+		issues = rep.issues
 	}
-	return rep.issues
+	// google/fhir walks objects in map order: sort for a stable answer.
+	sort.SliceStable(issues, func(i, j int) bool { return firstExpr(issues[i]) < firstExpr(issues[j]) })
+	return issues
+}
+
+func firstExpr(is Issue) string {
+	if len(is.Expression) == 0 {
+		return ""
+	}
+	return is.Expression[0]
 }
 
 // decodeObject decodes body as a JSON object, keeping numbers exact.
@@ -244,15 +255,63 @@ func (r *Resource) Encode() []byte {
 		buf.WriteByte(',')
 		buf.Write(AppendString(nil, k))
 		buf.WriteByte(':')
-		b, err := json.Marshal(v)
-		if err != nil {
-			// The tree came from encoding/json, so it always encodes.
-			panic("fhir: encoding resource: " + err.Error())
+		if m, ok := v.(map[string]any); ok && k == "meta" {
+			writeObject(&buf, m, "versionId", "lastUpdated")
+			continue
 		}
-		buf.Write(b)
+		writeValue(&buf, v)
 	}
 	buf.WriteByte('}')
 	return buf.Bytes()
+}
+
+// writeObject writes m with the first keys in the given order and the rest
+// sorted by name.
+func writeObject(buf *bytes.Buffer, m map[string]any, first ...string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	order := make([]string, 0, len(keys))
+	for _, f := range first {
+		if _, ok := m[f]; ok {
+			order = append(order, f)
+		}
+	}
+	for _, k := range keys {
+		if !contains(first, k) {
+			order = append(order, k)
+		}
+	}
+	buf.WriteByte('{')
+	for i, k := range order {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(AppendString(nil, k))
+		buf.WriteByte(':')
+		writeValue(buf, m[k])
+	}
+	buf.WriteByte('}')
+}
+
+func writeValue(buf *bytes.Buffer, v any) {
+	b, err := Marshal(v)
+	if err != nil {
+		// The tree came from encoding/json, so it always encodes.
+		panic("fhir: encoding resource: " + err.Error())
+	}
+	buf.Write(b)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // Stamp sets the server-managed parts of meta: versionId and lastUpdated,

@@ -143,3 +143,10 @@ func Invalid(issues []Issue) *Error {
 	}
 	return &Error{Status: status, Issues: issues}
 }
+
+// WithStatus sets the HTTP status, for the statuses that share a code with
+// another (406, 410, 413 and 415 carry INVALID_VALUE or RESOURCE_NOT_FOUND).
+func (e *Error) WithStatus(status int) *Error {
+	e.Status = status
+	return e
+}

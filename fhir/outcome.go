@@ -1,7 +1,5 @@
 package fhir
 
-import "encoding/json"
-
 // OperationOutcome is the FHIR OperationOutcome resource.
 type OperationOutcome struct {
 	ResourceType string         `json:"resourceType"`
@@ -49,7 +47,7 @@ func Outcome(issues []Issue) *OperationOutcome {
 
 // JSON encodes the outcome. It cannot fail for the types it holds.
 func (o *OperationOutcome) JSON() []byte {
-	b, err := json.Marshal(o)
+	b, err := Marshal(o)
 	if err != nil {
 		panic("fhir: encoding OperationOutcome: " + err.Error())
 	}

@@ -1,7 +1,6 @@
 package profiles
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 
@@ -94,7 +93,7 @@ func planConcept(t PlanType) fhir.CodeableConcept {
 }
 
 func encodeFlag(f *flag) []byte {
-	b, err := json.Marshal(f)
+	b, err := fhir.Marshal(f)
 	if err != nil {
 		panic("profiles: encoding Flag: " + err.Error())
 	}

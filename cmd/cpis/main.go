@@ -1,0 +1,66 @@
+// Command cpis is the CP-IS FHIR server: `cpis serve` (the default) runs it,
+// `cpis token` mints a local-mode token, `cpis seed` loads synthetic data.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	_ "time/tzdata" // plan dates are read in Europe/London, also in minimal images
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "cpis:", err)
+		var ce *configError
+		if errors.As(err, &ce) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// run is the whole program: it returns when ctx is done or on error.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, getenv, stdout)
+	case "token":
+		return token(args, getenv, stdout)
+	case "seed":
+		return seed(ctx, args, getenv, stdout)
+	case "version":
+		_, err := fmt.Fprintln(stdout, version)
+		return err
+	case "help", "-h", "--help":
+		_, err := fmt.Fprint(stdout, usage)
+		return err
+	}
+	return badConfig("unknown command %q; the commands are serve, token, seed and version", cmd)
+}
+
+const usage = `cpis: the CP-IS FHIR R4 server
+
+  cpis [serve] [flags]        run the server (the default command)
+  cpis token --kind user|system [flags]
+                              mint a token signed with the local key (local mode only)
+  cpis seed --children N [--la-count K]
+                              load N synthetic children with plans and local authorities
+  cpis version                print the version
+
+Configuration is by environment variable (CPIS_*), each with a matching flag;
+run "cpis serve -h" or "cpis token -h" for the list.
+`

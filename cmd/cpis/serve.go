@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"cpis/auth"
+	"cpis/fhir"
+	"cpis/handlers"
+	"cpis/store"
+	"cpis/store/sqlite"
+)
+
+// app is the wired server: everything serve needs, built from config.
+type app struct {
+	cfg      *config
+	log      *slog.Logger
+	store    store.Store
+	verifier *auth.Verifier
+	local    *auth.LocalKey // nil unless in local mode
+	handler  http.Handler
+}
+
+func newLogger(out io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l}))
+}
+
+// openStore opens the configured backend.
+func openStore(ctx context.Context, cfg *config) (store.Store, error) {
+	if cfg.MongoURI != "" {
+		return openMongo(ctx, cfg)
+	}
+	s, err := sqlite.Open(cfg.DataDir, sqlite.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
+	}
+	return s, nil
+}
+
+// keySource returns the trusted token keys: the JWKS, or in local mode the
+// server's own key (created on first start).
+func keySource(ctx context.Context, cfg *config, log *slog.Logger) (auth.KeySource, *auth.LocalKey, error) {
+	switch {
+	case cfg.JWKSFile != "":
+		k, err := auth.FileKeys(cfg.JWKSFile, auth.KeyOptions{})
+		if err != nil {
+			return nil, nil, badConfig("CPIS_JWKS_FILE: %v", err)
+		}
+		return k, nil, nil
+	case cfg.JWKSURL != "":
+		k, err := auth.URLKeys(ctx, cfg.JWKSURL, auth.KeyOptions{})
+		if err != nil {
+			log.Warn("the JWKS could not be fetched at start-up; tokens are refused with 503 until it can be", slog.String("setting", "CPIS_JWKS_URL"))
+		}
+		return k, nil, nil
+	}
+	k, created, err := auth.LoadOrCreateLocalKey(cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Warn("LOCAL MODE: no JWKS is configured, so this server trusts only tokens it issues itself with `cpis token`; configure CPIS_JWKS_URL or CPIS_JWKS_FILE for production",
+		slog.String("key_file", filepath.Join(cfg.DataDir, auth.LocalKeyFile)), slog.Bool("key_created", created), slog.String("kid", k.KID()))
+	return k.Keys(), k, nil
+}
+
+// subjectKey is the secret that keys NHS-number hashes in the security log,
+// kept in the data directory.
+func subjectKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, "log-hash.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, f.Close()
+}
+
+// build wires the server from configuration.
+func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
+	rbac := auth.DefaultRBAC()
+	if cfg.RBACFile != "" {
+		var err error
+		if rbac, err = auth.LoadRBAC(cfg.RBACFile); err != nil {
+			return nil, badConfig("CPIS_RBAC_FILE: %v", err)
+		}
+	}
+	keys, local, err := keySource(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(auth.Config{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, RBAC: rbac})
+	if err != nil {
+		return nil, err
+	}
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		return nil, err
+	}
+	london, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		return nil, err
+	}
+	hashKey, err := subjectKey(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("the security-log key in %s: %w", cfg.DataDir, err)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h, err := handlers.New(handlers.Deps{
+		Store: st, Codec: codec, Verifier: verifier, Log: log,
+		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey,
+		BaseURL: cfg.BaseURL, Location: london, RetentionDays: cfg.RetentionDays,
+		LocalMode: local != nil, Version: version,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &app{cfg: cfg, log: log, store: st, verifier: verifier, local: local, handler: h}, nil
+}
+
+// serve runs the server until ctx is done, then shuts down gracefully.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, _, err := loadConfig("serve", args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stdout, cfg.LogLevel)
+	a, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.store.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return badConfig("CPIS_ADDR: cannot listen on %s: %v", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go sweep(sweepCtx, a.store, cfg.RetentionDays, time.Hour, log)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("base_url", cfg.BaseURL),
+		slog.String("store", storeName(cfg)), slog.Bool("local_mode", a.local != nil), slog.String("version", version))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stopSweep()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func storeName(cfg *config) string {
+	if cfg.MongoURI != "" {
+		return "mongodb"
+	}
+	return "sqlite"
+}
+
+// sweep purges expired plans and their access history now and then every
+// interval. Several processes may sweep one store at once.
+func sweep(ctx context.Context, st store.Store, days int, every time.Duration, log *slog.Logger) {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().UTC().AddDate(0, 0, -days)
+		stats, err := st.Purge(ctx, cutoff)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("retention sweep failed", slog.String("error", err.Error()))
+			}
+		} else if stats.Records > 0 || stats.Audit > 0 {
+			log.Info("retention sweep", slog.Int("records_purged", stats.Records), slog.Int("access_records_purged", stats.Audit))
+		}
+		t.Reset(every)
+	}
+}

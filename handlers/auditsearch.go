@@ -1,0 +1,145 @@
+package handlers
+
+import (
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"cpis/fhir"
+	"cpis/store"
+)
+
+// Access history rules (contract section 6).
+const (
+	historyEntries = 25
+	repeatWindow   = 24 * time.Hour
+)
+
+// searchAudit serves GET /AuditEvent: the access history of one patient
+// (?patient:identifier=), or a local authority's notification feed
+// (?date=ge…).
+func (s *Server) searchAudit(c *gin.Context) {
+	sr, err := s.parseSearch(c, "AuditEvent")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var subject string
+	var since time.Time
+	hasDate := false
+	for _, prm := range sr.applied {
+		switch sr.spec.param(prm.Raw).Kind {
+		case paramNHSNumber:
+			if subject, err = nhsNumber(prm); err != nil {
+				s.fail(c, err)
+				return
+			}
+		case paramDate:
+			if hasDate || len(prm.Values) != 1 {
+				s.fail(c, fhir.At(fhir.CodeInvalidSearchData, "date", "Give one date: date=ge{date}"))
+				return
+			}
+			d, ok := fhir.ParseDate(prm.Values[0], s.Location)
+			if !ok || (d.Prefix != "ge" && d.Prefix != "gt" && d.Prefix != "sa") {
+				s.fail(c, fhir.At(fhir.CodeInvalidSearchData, "date", "date must be ge{date} or gt{date}, e.g. date=ge2026-01-01"))
+				return
+			}
+			since, hasDate = d.Low, true
+			if d.Prefix != "ge" {
+				since = d.High
+			}
+		}
+	}
+	switch {
+	case subject != "":
+		s.accessHistory(c, sr, subject, since)
+	case hasDate && sr.p.IsLA():
+		s.feed(c, sr, since)
+	case hasDate:
+		s.fail(c, fhir.Errorf(fhir.CodeInvalidSearchData, "The access feed is for local authorities; search the access history by the patient's NHS number"))
+	default:
+		s.fail(c, fhir.Errorf(fhir.CodeInvalidSearchData, "Search AuditEvent by the patient's NHS number (patient:identifier=%s|{NHS number}), or, as a local authority, by date=ge{date}", fhir.NHSNumberSystem))
+	}
+}
+
+// accessHistory answers the 25 most recent accesses to a patient's records,
+// newest first, counting one user's repeat accesses within 24 hours once
+// (the first). A local authority sees only accesses to its own children.
+func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string, since time.Time) {
+	ctx := c.Request.Context()
+	recs, err := s.Store.AuditBySubject(ctx, subject, time.Time{})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// Once no plan of the patient is retained, accesses older than the
+	// retention period are not served (the sweeper purges them).
+	cutoff := s.retainedSince()
+	_, plans, err := s.Store.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: subject, RetainedSince: cutoff, Count: true})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if plans == 0 && since.Before(cutoff) {
+		since = cutoff
+	}
+	last := map[string]time.Time{}
+	var kept []store.AuditRecord
+	for _, r := range recs {
+		if sr.p.IsLA() && !contains(r.Owners, sr.p.OrgCode) {
+			continue
+		}
+		if prev, ok := last[r.Agent]; ok && r.Recorded.Sub(prev) < repeatWindow {
+			continue
+		}
+		last[r.Agent] = r.Recorded
+		if !r.Recorded.Before(since) {
+			kept = append(kept, r)
+		}
+	}
+	if len(kept) > historyEntries {
+		kept = kept[len(kept)-historyEntries:]
+	}
+	total := len(kept)
+	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
+		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, "")}}}
+	for i := len(kept) - 1; i >= 0; i-- {
+		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", kept[i].ID), Resource: kept[i].Body, Search: &fhir.EntrySearch{Mode: "match"}})
+	}
+	s.writeBundle(c, b)
+}
+
+// feed answers one page of a local authority's notification feed: accesses
+// to its children, oldest first. The next link carries the store's cursor,
+// so following it never skips or repeats an access, even while new ones
+// are recorded; a page with entries always has a next link, so a client
+// can keep the last one and poll it later.
+func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) {
+	if cutoff := s.retainedSince(); since.Before(cutoff) {
+		since = cutoff
+	}
+	limit := sr.q.Count
+	recs, next, err := s.Store.AuditFeed(c.Request.Context(), sr.p.OrgCode, since, sr.q.Cursor, limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	b := &fhir.Bundle{Type: "searchset", Timestamp: fhir.Instant(s.now()),
+		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, sr.q.Cursor)}}}
+	if len(recs) > 0 && next != "" {
+		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, next)})
+	}
+	for _, r := range recs {
+		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
+	}
+	s.writeBundle(c, b)
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

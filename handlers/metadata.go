@@ -1,0 +1,169 @@
+package handlers
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"cpis/auth"
+	"cpis/fhir"
+)
+
+type capabilityStatement struct {
+	ResourceType   string           `json:"resourceType"`
+	ID             string           `json:"id"`
+	URL            string           `json:"url"`
+	Version        string           `json:"version"`
+	Name           string           `json:"name"`
+	Title          string           `json:"title"`
+	Status         string           `json:"status"`
+	Experimental   bool             `json:"experimental"`
+	Date           string           `json:"date"`
+	Publisher      string           `json:"publisher"`
+	Description    string           `json:"description"`
+	Kind           string           `json:"kind"`
+	Software       csSoftware       `json:"software"`
+	Implementation csImplementation `json:"implementation"`
+	FHIRVersion    string           `json:"fhirVersion"`
+	Format         []string         `json:"format"`
+	Rest           []csRest         `json:"rest"`
+}
+
+type csSoftware struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+type csImplementation struct {
+	Description string `json:"description"`
+	URL         string `json:"url"`
+}
+
+type csRest struct {
+	Mode          string          `json:"mode"`
+	Documentation string          `json:"documentation"`
+	Security      csSecurity      `json:"security"`
+	Resource      []csResource    `json:"resource"`
+	Interaction   []csInteraction `json:"interaction,omitempty"`
+	Operation     []csOperation   `json:"operation,omitempty"`
+}
+
+type csSecurity struct {
+	CORS        bool                   `json:"cors"`
+	Service     []fhir.CodeableConcept `json:"service"`
+	Description string                 `json:"description"`
+}
+
+type csResource struct {
+	Type              string          `json:"type"`
+	Profile           string          `json:"profile,omitempty"`
+	SupportedProfile  []string        `json:"supportedProfile,omitempty"`
+	Documentation     string          `json:"documentation,omitempty"`
+	Interaction       []csInteraction `json:"interaction"`
+	Versioning        string          `json:"versioning,omitempty"`
+	ReadHistory       bool            `json:"readHistory"`
+	UpdateCreate      bool            `json:"updateCreate"`
+	ConditionalCreate bool            `json:"conditionalCreate"`
+	ConditionalRead   string          `json:"conditionalRead"`
+	ConditionalUpdate bool            `json:"conditionalUpdate"`
+	ConditionalDelete string          `json:"conditionalDelete"`
+	SearchInclude     []string        `json:"searchInclude,omitempty"`
+	SearchParam       []csSearchParam `json:"searchParam,omitempty"`
+	Operation         []csOperation   `json:"operation,omitempty"`
+}
+
+type csInteraction struct {
+	Code          string `json:"code"`
+	Documentation string `json:"documentation,omitempty"`
+}
+
+type csSearchParam struct {
+	Name          string `json:"name"`
+	Type          string `json:"type"`
+	Documentation string `json:"documentation,omitempty"`
+}
+
+type csOperation struct {
+	Name          string `json:"name"`
+	Definition    string `json:"definition"`
+	Documentation string `json:"documentation,omitempty"`
+}
+
+// capabilityStatement describes what the server really serves: built from
+// the same resource specs the handlers use.
+func (s *Server) capabilityStatement() []byte {
+	security := "Every request but GET /metadata needs Authorization: Bearer <JWT>, signed RS256, RS512, PS256 or ES256 (never none or HMAC), " +
+		"with exp (required), nbf and iat honoured with 60 s leeway, and iss and aud matching the server's configuration. " +
+		"Health professionals use NHS CIS2 user tokens: the role whose person_roleid equals selected_roleid counts, and its activity codes grant " +
+		"B0107 (reads that notify the local authority) or B0170 (silent reads only). Local authority systems use system tokens with org_code and SMART " +
+		"system scopes (system/EpisodeOfCare.write, system/EpisodeOfCare.read, system/Flag.read, system/Organization.write, system/Organization.read, " +
+		"system/AuditEvent.read; .* and v2 .cruds forms accepted). A local authority reads and writes only what it manages."
+	if s.LocalMode {
+		security += " This server runs in local mode: tokens are self-issued with `cpis token` (issuer " + auth.LocalIssuer + ")."
+	}
+	limits := fmt.Sprintf("JSON only (application/fhir+json). Limits: single resource body %d bytes; Bundle body %d bytes and %d entries; "+
+		"search _count default %d, maximum %d. Unknown search parameters are ignored (reported in an OperationOutcome entry) unless the request "+
+		"sends Prefer: handling=strict, which makes them a 400. Searches may also be POSTed to [type]/_search as a form, keeping NHS numbers out of URLs. "+
+		"Plans whose period ended more than %d days ago are not served and are purged with their Flags, history and access history.",
+		s.Limits.MaxResourceBytes, s.Limits.MaxBundleBytes, s.Limits.MaxBundleEntries, fhir.DefaultCount, fhir.MaxCount, s.RetentionDays)
+	rest := csRest{
+		Mode:          "server",
+		Documentation: limits,
+		Security: csSecurity{
+			Service: []fhir.CodeableConcept{{Coding: []fhir.Coding{{
+				System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR", Display: "SMART-on-FHIR",
+			}}}},
+			Description: security,
+		},
+	}
+	for _, sp := range specs() {
+		r := csResource{
+			Type: sp.Type, Profile: sp.Profile, Documentation: sp.Doc,
+			ConditionalRead: "not-supported", ConditionalDelete: "not-supported", SearchInclude: sp.Includes,
+		}
+		for _, i := range sp.Interactions {
+			r.Interaction = append(r.Interaction, csInteraction{Code: i})
+			switch i {
+			case "update":
+				r.UpdateCreate, r.ConditionalUpdate = true, true
+				r.Versioning = "versioned-update"
+			case "create":
+				r.ConditionalCreate = true
+			case "history-instance":
+				r.ReadHistory = true
+			}
+		}
+		if r.Versioning == "" && r.ReadHistory {
+			r.Versioning = "versioned"
+		}
+		for _, p := range sp.Params {
+			r.SearchParam = append(r.SearchParam, csSearchParam{Name: p.Accepted[0], Type: p.Type, Documentation: p.Doc})
+		}
+		rest.Resource = append(rest.Resource, r)
+	}
+	cs := capabilityStatement{
+		ResourceType: "CapabilityStatement", ID: "cpis", URL: s.BaseURL + "/metadata", Version: s.Version,
+		Name: "CPISServer", Title: "CP-IS FHIR server", Status: "active", Date: s.started,
+		Publisher:   "cpis",
+		Description: "Child protection information sharing: local authorities upload plans; NHS care settings find the alert by NHS number; every access is audited.",
+		Kind:        "instance",
+		Software:    csSoftware{Name: "cpis", Version: s.Version},
+		Implementation: csImplementation{
+			Description: "cpis FHIR R4 server", URL: s.BaseURL,
+		},
+		FHIRVersion: fhir.Version,
+		Format:      []string{fhir.MIME, "json"},
+		Rest:        []csRest{rest},
+	}
+	b, err := fhir.Marshal(cs)
+	if err != nil {
+		panic("handlers: encoding CapabilityStatement: " + err.Error())
+	}
+	return b
+}
+
+// metadata serves GET /metadata, without a token.
+func (s *Server) metadata(c *gin.Context) {
+	s.writeJSON(c, http.StatusOK, s.capabilityDoc)
+}

@@ -1,0 +1,66 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"cpis/auth"
+	"cpis/fhir"
+)
+
+// routes lists the whole API.
+func (s *Server) routes(e *gin.Engine) {
+	e.Use(s.requestID, s.accessLog, s.recovery)
+	e.NoRoute(func(c *gin.Context) {
+		s.fail(c, fhir.Errorf(fhir.CodeNotFound, "No such endpoint; the FHIR base is /FHIR/R4"))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		s.fail(c, fhir.Errorf(fhir.CodeMethodNotAllowed, "Method %s is not supported here", c.Request.Method))
+	})
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	api := e.Group("/FHIR/R4", s.negotiate)
+	api.GET("/metadata", s.metadata)
+
+	r := api.Group("", auth.Middleware(s.Verifier, s.fail))
+
+	// Flag: the alert, derived from EpisodeOfCare; read-only.
+	r.GET("/Flag", s.search("Flag"))
+	r.POST("/Flag/_search", s.search("Flag"))
+	r.GET("/Flag/:id", s.read("Flag"))
+	r.GET("/Flag/:id/_history", s.history("Flag"))
+	r.GET("/Flag/:id/_history/:vid", s.vread("Flag"))
+	flagsDerived := s.notAllowed("Flags are derived from EpisodeOfCare by the server: write the EpisodeOfCare instead")
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		r.Handle(m, "/Flag", flagsDerived)
+		r.Handle(m, "/Flag/:id", flagsDerived)
+	}
+
+	// EpisodeOfCare: the plans local authorities write.
+	r.GET("/EpisodeOfCare", s.search("EpisodeOfCare"))
+	r.POST("/EpisodeOfCare/_search", s.search("EpisodeOfCare"))
+	r.POST("/EpisodeOfCare", s.create("EpisodeOfCare"))
+	r.PUT("/EpisodeOfCare", s.conditionalUpdate("EpisodeOfCare"))
+	r.GET("/EpisodeOfCare/:id", s.read("EpisodeOfCare"))
+	r.PUT("/EpisodeOfCare/:id", s.update("EpisodeOfCare"))
+	r.DELETE("/EpisodeOfCare/:id", s.remove("EpisodeOfCare"))
+	r.GET("/EpisodeOfCare/:id/_history", s.history("EpisodeOfCare"))
+	r.GET("/EpisodeOfCare/:id/_history/:vid", s.vread("EpisodeOfCare"))
+
+	// Organization: the local authority and its contact numbers.
+	r.GET("/Organization", s.search("Organization"))
+	r.POST("/Organization/_search", s.search("Organization"))
+	r.POST("/Organization", s.create("Organization"))
+	r.PUT("/Organization", s.conditionalUpdate("Organization"))
+	r.GET("/Organization/:id", s.read("Organization"))
+	r.PUT("/Organization/:id", s.update("Organization"))
+	r.GET("/Organization/:id/_history", s.history("Organization"))
+	r.GET("/Organization/:id/_history/:vid", s.vread("Organization"))
+
+	// AuditEvent: access history and the local authority's feed.
+	r.GET("/AuditEvent", s.searchAudit)
+	r.POST("/AuditEvent/_search", s.searchAudit)
+}

@@ -1,0 +1,121 @@
+package handlers
+
+import "cpis/profiles"
+
+// paramKind is how a search parameter is applied.
+type paramKind int
+
+const (
+	paramNHSNumber  paramKind = iota + 1 // a patient's NHS number (token)
+	paramIdentifier                      // the resource's identifier (token, system|value)
+	paramID                              // _id
+	paramDate                            // AuditEvent.recorded (date, ge/gt)
+	paramSilent                          // the silent-read switch
+)
+
+// searchParam is one search parameter a type supports; the same table
+// drives the search handlers and the CapabilityStatement.
+type searchParam struct {
+	Name     string   // the name in the CapabilityStatement
+	Type     string   // FHIR search parameter type
+	Accepted []string // the spellings accepted, e.g. patient:identifier
+	Kind     paramKind
+	Doc      string
+}
+
+// resourceSpec is what the server offers for one resource type.
+type resourceSpec struct {
+	Type         string
+	Profile      string
+	Interactions []string
+	Params       []searchParam
+	Includes     []string // Source:param
+	Doc          string
+}
+
+const silentDoc = "The silent-read switch: silent=true (or the header IsUnscheduledAccessEvent: false) marks a scheduled-care read. " +
+	"It needs activity code B0170, writes no AuditEvent and sends the local authority no access notification. " +
+	"Without it a read is unscheduled: it needs B0107 and is audited before the response is sent."
+
+func nhsParam(accepted ...string) searchParam {
+	return searchParam{Name: "patient", Type: "token", Accepted: accepted, Kind: paramNHSNumber,
+		Doc: "The patient's NHS number: https://fhir.nhs.uk/Id/nhs-number|{10 digits}. Required for health users."}
+}
+
+func idSearchParam() searchParam {
+	return searchParam{Name: "_id", Type: "token", Accepted: []string{"_id"}, Kind: paramID, Doc: "Logical id."}
+}
+
+func silentSearchParam() searchParam {
+	return searchParam{Name: "silent", Type: "token", Accepted: []string{"silent"}, Kind: paramSilent, Doc: silentDoc}
+}
+
+// specs lists every resource type the server serves.
+func specs() []resourceSpec {
+	return []resourceSpec{
+		{
+			Type: "Flag", Profile: profiles.FlagProfile,
+			Interactions: []string{"read", "vread", "history-instance", "search-type"},
+			Params: []searchParam{
+				nhsParam("patient:identifier", "patient.identifier", "subject:identifier", "subject.identifier"),
+				idSearchParam(), silentSearchParam(),
+			},
+			Includes: []string{"Flag:author"},
+			Doc:      "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405).",
+		},
+		{
+			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
+			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "create", "delete"},
+			Params: []searchParam{
+				nhsParam("patient:identifier", "patient.identifier"),
+				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
+					Doc: "The local authority's own plan identifier, system|value; also the condition of a conditional update."},
+				idSearchParam(), silentSearchParam(),
+			},
+			Includes: []string{"EpisodeOfCare:organization"},
+			Doc:      "A child's plan (CPP, LAC or UCPP against the mother's NHS number), written by the managing local authority.",
+		},
+		{
+			Type: "Organization", Profile: profiles.OrganizationProfile,
+			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "create"},
+			Params: []searchParam{
+				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
+					Doc: "The local authority's ODS code: https://fhir.nhs.uk/Id/ods-organization-code|{code}."},
+				idSearchParam(), silentSearchParam(),
+			},
+			Doc: "The local authority, with its office-hours and emergency duty team phone numbers.",
+		},
+		{
+			Type: "AuditEvent", Profile: profiles.AuditEventProfile,
+			Interactions: []string{"search-type"},
+			Params: []searchParam{
+				nhsParam("patient:identifier", "patient.identifier", "entity:identifier", "entity.identifier"),
+				{Name: "date", Type: "date", Accepted: []string{"date"}, Kind: paramDate,
+					Doc: "The local authority's notification feed: every access to its children recorded at or after the date (ge or gt), oldest first, paged with stable cursors."},
+				silentSearchParam(),
+			},
+			Doc: "Access history. By patient: the 25 most recent accesses, newest first, one per user per 24 hours. By date: the local authority's feed.",
+		},
+	}
+}
+
+// param finds the parameter a name (with modifier or chain) selects.
+func (r *resourceSpec) param(raw string) *searchParam {
+	for i := range r.Params {
+		for _, a := range r.Params[i].Accepted {
+			if a == raw {
+				return &r.Params[i]
+			}
+		}
+	}
+	return nil
+}
+
+func (r *resourceSpec) includes(raw string) bool {
+	for _, inc := range r.Includes {
+		if inc == raw {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,494 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"cpis/auth"
+	"cpis/fhir"
+	"cpis/profiles"
+	"cpis/store"
+)
+
+// maxAttempts bounds the retries of a write that lost a race.
+const maxAttempts = 8
+
+// readBody reads a request body of at most limit bytes.
+func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, fhir.Errorf(fhir.CodeInvalidValue, "The request body is larger than this server accepts (%d bytes)", limit).WithStatus(http.StatusRequestEntityTooLarge)
+	case err != nil:
+		return nil, fhir.Wrap(fhir.CodeInvalidValue, err, "The request body could not be read")
+	}
+	return b, nil
+}
+
+// incoming is a resource a client sent, decoded and checked against the
+// base specification and its CP-IS profile.
+type incoming struct {
+	id   string // the id the client sent ("" if none)
+	res  *fhir.Resource
+	plan *profiles.Plan // EpisodeOfCare
+	la   *profiles.LA   // Organization
+}
+
+// decodeResource decodes and validates a resource of the expected type,
+// gathering every problem into one error.
+func (s *Server) decodeResource(body []byte, typ string) (*incoming, error) {
+	res, issues := s.Codec.Decode(body)
+	if res == nil {
+		return nil, fhir.Invalid(issues)
+	}
+	if res.Type != typ {
+		return nil, fhir.At(fhir.CodeInvalidValue, "resourceType", "Expected a %s, got %q", typ, clip(res.Type))
+	}
+	in := &incoming{id: res.ID(), res: res}
+	var more []fhir.Issue
+	switch typ {
+	case "EpisodeOfCare":
+		in.plan, more = profiles.ParsePlan(res, s.Location)
+	case "Organization":
+		in.la, more = profiles.ParseLA(res)
+	}
+	if err := fhir.Invalid(merge(issues, more)); err != nil {
+		return nil, err
+	}
+	if id := res.ID(); id != "" && !fhir.ValidID(id) {
+		return nil, fhir.At(fhir.CodeInvalidValue, typ+".id", "%q is not a valid resource id", clip(id))
+	}
+	return in, nil
+}
+
+// merge adds the profile's issues to the base specification's, leaving out
+// those about an element the base already found wrong.
+func merge(base, profile []fhir.Issue) []fhir.Issue {
+	seen := map[string]bool{}
+	for _, is := range base {
+		for _, e := range is.Expression {
+			seen[e] = true
+		}
+	}
+	out := base
+	for _, is := range profile {
+		if len(is.Expression) == 0 || !seen[is.Expression[0]] {
+			out = append(out, is)
+		}
+	}
+	return out
+}
+
+// owner is the organisation that will manage the resource.
+func (in *incoming) owner() string {
+	if in.plan != nil {
+		return in.plan.LA
+	}
+	return in.la.ODS
+}
+
+// keys are the resource's unique identifier keys.
+func (in *incoming) keys() []string {
+	if in.plan != nil {
+		return in.plan.Keys()
+	}
+	return []string{fhir.ODSSystem + "|" + in.la.ODS}
+}
+
+// hasKey reports whether the resource carries an identifier key.
+func (in *incoming) hasKey(key string) bool {
+	for _, k := range in.keys() {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// ownWrite checks a local authority writes only what it manages: the
+// resource must name the caller's own ODS code.
+func ownWrite(p *auth.Principal, in *incoming) error {
+	if in.owner() != p.OrgCode {
+		expr := "Organization.identifier"
+		if in.plan != nil {
+			expr = "EpisodeOfCare.managingOrganization.identifier.value"
+		}
+		return fhir.At(fhir.CodeAccessDenied, expr, "Access has been denied to process this request: a local authority may only write its own records (%s)", p.OrgCode)
+	}
+	return nil
+}
+
+// record builds the stored record of the resource at a version: the JSON
+// with id and meta stamped, its keys, and for a plan its derived Flag.
+func (s *Server) record(typ, id string, in *incoming, version int64, now time.Time, laName string) store.Record {
+	in.res.SetID(id)
+	profile := profiles.OrganizationProfile
+	if in.plan != nil {
+		profile = profiles.EpisodeOfCareProfile
+	}
+	in.res.Stamp(version, now, profile)
+	r := store.Record{Type: typ, ID: id, Version: version, Updated: now, Owner: in.owner(), Keys: in.keys(), Body: in.res.Encode()}
+	if p := in.plan; p != nil {
+		p.ID = id
+		r.Subject, r.End = p.NHSNumber, p.End
+		f := profiles.Flag(p, version, now, laName, now)
+		r.Derived = &store.Derived{Type: "Flag", Body: f.Body, Ended: f.Ended, Ends: f.Ends}
+	}
+	return r
+}
+
+// laName is the local authority's name for a plan's Flag: the display the
+// plan gives, else the name of the LA's Organization if it has one.
+func (s *Server) laName(ctx context.Context, in *incoming) (string, error) {
+	if in.plan == nil {
+		return "", nil
+	}
+	if in.plan.LAName != "" {
+		return in.plan.LAName, nil
+	}
+	orgs, _, err := s.Store.Search(ctx, store.Query{Type: "Organization", Key: fhir.ODSSystem + "|" + in.plan.LA, Limit: 1})
+	if err != nil || len(orgs) == 0 {
+		return "", err
+	}
+	var o struct {
+		Name string `json:"name"`
+	}
+	_ = json.Unmarshal(orgs[0].Body, &o)
+	return o.Name, nil
+}
+
+// saved is the outcome of a write.
+type saved struct {
+	rec     store.Record
+	created bool
+}
+
+// saveByID creates or updates typ/id with compare-and-swap on the version:
+// a write that loses a race is retried, unless the client pinned the
+// version with If-Match (then it is 412). A local authority may not write
+// over a resource another one manages.
+func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string, in *incoming, ifMatch *int64) (saved, error) {
+	name, err := s.laName(ctx, in)
+	if err != nil {
+		return saved{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.Get(ctx, typ, id)
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return saved{}, err
+		}
+		if exists && cur.Owner != p.OrgCode {
+			return saved{}, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
+		}
+		if ifMatch != nil && (!exists || cur.Deleted || cur.Version != *ifMatch) {
+			return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
+		}
+		rec := s.record(typ, id, in, cur.Version+1, s.now(), name)
+		err = s.Store.Commit(ctx, []store.Write{{Record: rec, Expect: cur.Version}})
+		switch {
+		case err == nil:
+			return saved{rec: rec, created: !exists || cur.Deleted}, nil
+		case errors.Is(err, store.ErrVersionConflict) && ifMatch == nil && attempt < maxAttempts:
+			continue
+		case errors.Is(err, store.ErrVersionConflict) && ifMatch != nil:
+			return saved{}, fhir.Wrap(fhir.CodePreconditionFailed, err, "%s/%s was changed by another request after version %d", typ, id, *ifMatch)
+		}
+		return saved{}, err
+	}
+}
+
+// saveConditional is a conditional update (PUT ?identifier=) or, with
+// createOnly, a conditional create (POST with If-None-Exist). It is safe
+// under concurrent requests: the identifier is a unique key in the store,
+// so of two racing creates one wins and the other becomes an update (or,
+// for a create, returns the winner).
+func (s *Server) saveConditional(ctx context.Context, p *auth.Principal, typ, key string, in *incoming, ifMatch *int64, createOnly bool) (saved, error) {
+	if !in.hasKey(key) {
+		return saved{}, fhir.At(fhir.CodeInvalidValue, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
+	}
+	for attempt := 0; ; attempt++ {
+		recs, _, err := s.Store.Search(ctx, store.Query{Type: typ, Key: key, Limit: 2})
+		if err != nil {
+			return saved{}, err
+		}
+		var res saved
+		switch len(recs) {
+		case 0:
+			id := in.id
+			if id == "" || createOnly {
+				id = s.NewID()
+			}
+			if ifMatch != nil {
+				return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
+			}
+			res, err = s.saveByID(ctx, p, typ, id, in, nil)
+		case 1:
+			if recs[0].Owner != p.OrgCode {
+				return saved{}, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: the identifier %s belongs to a resource managed by another organisation", key)
+			}
+			if createOnly {
+				return saved{rec: recs[0]}, nil
+			}
+			if id := in.id; id != "" && id != recs[0].ID {
+				return saved{}, fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id %q does not match %s/%s, which has the identifier %s", id, typ, recs[0].ID, key)
+			}
+			res, err = s.saveByID(ctx, p, typ, recs[0].ID, in, ifMatch)
+		default:
+			return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "More than one %s has the identifier %s", typ, key)
+		}
+		var ue *store.UniqueError
+		if errors.As(err, &ue) && ue.Key == key && attempt < maxAttempts {
+			continue // another request created it first: look again
+		}
+		return res, err
+	}
+}
+
+// ifMatch reads an If-Match header: W/"3" or "3".
+func ifMatch(c *gin.Context) (*int64, error) {
+	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	if h == "" {
+		return nil, nil
+	}
+	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return nil, fhir.Errorf(fhir.CodePreconditionFailed, `If-Match must be a version ETag such as W/"1"`).WithStatus(http.StatusBadRequest)
+	}
+	return &n, nil
+}
+
+// returnPref reads Prefer: return=minimal|representation|OperationOutcome.
+func returnPref(c *gin.Context) string {
+	for _, v := range c.Request.Header.Values("Prefer") {
+		for _, part := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && strings.EqualFold(strings.TrimSpace(k), "return") {
+				return strings.Trim(strings.TrimSpace(val), `"`)
+			}
+		}
+	}
+	return "representation"
+}
+
+// writeSaved answers a successful write as Prefer asks.
+func (s *Server) writeSaved(c *gin.Context, res saved) {
+	status := http.StatusOK
+	if res.created {
+		status = http.StatusCreated
+	}
+	c.Header("Location", s.location(res.rec))
+	versionHeaders(c, res.rec)
+	switch returnPref(c) {
+	case "minimal":
+		c.Status(status)
+	case "OperationOutcome":
+		verb := "Updated"
+		if res.created {
+			verb = "Created"
+		}
+		oo := fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: verb + " " + res.rec.Type + "/" + res.rec.ID + " version " + strconv.FormatInt(res.rec.Version, 10)}})
+		s.writeJSON(c, status, oo.JSON())
+	default:
+		s.writeJSON(c, status, res.rec.Body)
+	}
+}
+
+// update serves PUT /{type}/{id}.
+func (s *Server) update(typ string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, in, match, err := s.writeRequest(c, typ)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		id, err := idParam(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if in.id != id {
+			s.fail(c, fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id must match the URL (%s/%s)", typ, id))
+			return
+		}
+		res, err := s.saveByID(c.Request.Context(), p, typ, id, in, match)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.writeSaved(c, res)
+	}
+}
+
+// conditionalUpdate serves PUT /{type}?identifier=system|value.
+func (s *Server) conditionalUpdate(typ string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key, err := conditionKey(c.Request.URL.RawQuery)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		p, in, match, err := s.writeRequest(c, typ)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		res, err := s.saveConditional(c.Request.Context(), p, typ, key, in, match, false)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.writeSaved(c, res)
+	}
+}
+
+// create serves POST /{type}, honouring If-None-Exist: identifier=…
+func (s *Server) create(typ string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, in, _, err := s.writeRequest(c, typ)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		var res saved
+		if cond := c.GetHeader("If-None-Exist"); cond != "" {
+			key, err := conditionKey(cond)
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
+			res, err = s.saveConditional(c.Request.Context(), p, typ, key, in, nil, true)
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
+		} else {
+			res, err = s.saveByID(c.Request.Context(), p, typ, s.NewID(), in, nil)
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
+		s.writeSaved(c, res)
+	}
+}
+
+// writeRequest runs what every write shares: permission, body, decoding,
+// the caller's ownership of what it writes, and If-Match.
+func (s *Server) writeRequest(c *gin.Context, typ string) (*auth.Principal, *incoming, *int64, error) {
+	p := principal(c)
+	if err := mayWrite(p, typ); err != nil {
+		return nil, nil, nil, err
+	}
+	match, err := ifMatch(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	body, err := s.readBody(c, s.Limits.MaxResourceBytes)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	in, err := s.decodeResource(body, typ)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := ownWrite(p, in); err != nil {
+		return nil, nil, nil, err
+	}
+	return p, in, match, nil
+}
+
+// conditionKey reads the condition of a conditional write: exactly one
+// identifier=system|value.
+func conditionKey(raw string) (string, error) {
+	q, err := fhir.ParseSearch(raw)
+	if err != nil {
+		return "", err
+	}
+	if len(q.Params) != 1 || q.Params[0].Raw != "identifier" {
+		return "", fhir.Errorf(fhir.CodeInvalidSearchData, "A conditional write is by identifier only: ?identifier=system|value")
+	}
+	return identifierKey(q.Params[0])
+}
+
+// remove serves DELETE /{type}/{id}: a plan recorded in error. Its Flag
+// goes with it, in the same write.
+func (s *Server) remove(typ string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p := principal(c)
+		if err := mayWrite(p, typ); err != nil {
+			s.fail(c, err)
+			return
+		}
+		match, err := ifMatch(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		id, err := idParam(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		ctx := c.Request.Context()
+		for attempt := 0; ; attempt++ {
+			cur, err := s.Store.Get(ctx, typ, id)
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
+			if cur.Owner != p.OrgCode {
+				s.fail(c, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id))
+				return
+			}
+			if match != nil && (cur.Deleted || cur.Version != *match) {
+				s.fail(c, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *match, typ, id))
+				return
+			}
+			if cur.Deleted {
+				versionHeaders(c, cur)
+				s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: typ + "/" + id + " was already deleted"}}).JSON())
+				return
+			}
+			now := s.now()
+			tomb := store.Record{Type: typ, ID: id, Version: cur.Version + 1, Updated: now, Deleted: true,
+				Owner: cur.Owner, Subject: cur.Subject, End: now}
+			if cur.Derived != nil {
+				tomb.Derived = &store.Derived{Type: cur.Derived.Type}
+			}
+			err = s.Store.Commit(ctx, []store.Write{{Record: tomb, Expect: cur.Version}})
+			if errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts {
+				continue
+			}
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
+			versionHeaders(c, tomb)
+			msg := "Deleted " + typ + "/" + id
+			if tomb.Derived != nil {
+				msg += " and its " + tomb.Derived.Type
+			}
+			s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: msg}}).JSON())
+			return
+		}
+	}
+}
+
+// notAllowed answers writes to Flags: they are derived from EpisodeOfCare.
+func (s *Server) notAllowed(why string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Header("Allow", "GET")
+		s.fail(c, fhir.Errorf(fhir.CodeMethodNotAllowed, "%s", why))
+	}
+}

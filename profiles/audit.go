@@ -1,0 +1,166 @@
+package profiles
+
+import (
+	"encoding/base64"
+	"strconv"
+	"time"
+
+	"cpis/fhir"
+)
+
+// ClientIDSystem identifies a local authority system by its token's client id.
+const ClientIDSystem = Base + "/Id/client-id"
+
+// Access is one read or search of a patient's records, as the CP-IS
+// AuditEvent profile records it.
+type Access struct {
+	ID          string
+	Recorded    time.Time
+	Interaction string // read, vread, history-instance or search-type
+	Query       string // the request as made: Type?params or Type/id
+	NHSNumber   string
+	Resource    string // Type/id for reads
+	Results     int    // plans found for this patient
+	Silent      bool   // never stored: silent reads are not audited
+
+	// The user (or, for a system, the client) who accessed.
+	System   bool
+	UserName string
+	UserID   string // SDS user id, or the system's client id
+	RoleID   string
+	RoleName string
+	// The organisation they acted for.
+	OrgCode string
+	OrgName string
+}
+
+type auditEvent struct {
+	ResourceType string        `json:"resourceType"`
+	ID           string        `json:"id"`
+	Meta         fhir.Meta     `json:"meta"`
+	Type         fhir.Coding   `json:"type"`
+	Subtype      []fhir.Coding `json:"subtype"`
+	Action       string        `json:"action"`
+	Recorded     string        `json:"recorded"`
+	Outcome      string        `json:"outcome"`
+	OutcomeDesc  string        `json:"outcomeDesc,omitempty"`
+	Agent        []auditAgent  `json:"agent"`
+	Source       auditSource   `json:"source"`
+	Entity       []auditEntity `json:"entity"`
+}
+
+type auditAgent struct {
+	Type      *fhir.CodeableConcept  `json:"type,omitempty"`
+	Role      []fhir.CodeableConcept `json:"role,omitempty"`
+	Who       *fhir.Reference        `json:"who,omitempty"`
+	AltID     string                 `json:"altId,omitempty"`
+	Name      string                 `json:"name,omitempty"`
+	Requestor bool                   `json:"requestor"`
+}
+
+type auditSource struct {
+	Site     string         `json:"site"`
+	Observer fhir.Reference `json:"observer"`
+	Type     []fhir.Coding  `json:"type"`
+}
+
+type auditEntity struct {
+	What        *fhir.Reference `json:"what,omitempty"`
+	Type        *fhir.Coding    `json:"type,omitempty"`
+	Role        *fhir.Coding    `json:"role,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Query       string          `json:"query,omitempty"`
+}
+
+const (
+	auditEventType   = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+	restfulSystem    = "http://hl7.org/fhir/restful-interaction"
+	roleClassSystem  = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+	dicomSystem      = "http://dicom.nema.org/resources/ontology/DCM"
+	sourceTypeSystem = "http://terminology.hl7.org/CodeSystem/security-source-type"
+	entityTypeSystem = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	objectRoleSystem = "http://terminology.hl7.org/CodeSystem/object-role"
+)
+
+// AuditEvent renders an access as a CP-IS AuditEvent.
+func AuditEvent(a Access) []byte {
+	e := auditEvent{
+		ResourceType: "AuditEvent",
+		ID:           a.ID,
+		Meta:         fhir.Meta{VersionID: "1", LastUpdated: fhir.Instant(a.Recorded), Profile: []string{AuditEventProfile}},
+		Type:         fhir.Coding{System: auditEventType, Code: "rest", Display: "RESTful Operation"},
+		Subtype:      []fhir.Coding{{System: restfulSystem, Code: a.Interaction, Display: a.Interaction}},
+		Action:       "R",
+		Recorded:     fhir.Instant(a.Recorded),
+		Outcome:      "0",
+		Source: auditSource{
+			Site:     "cpis",
+			Observer: fhir.Reference{Display: "cpis FHIR server"},
+			Type:     []fhir.Coding{{System: sourceTypeSystem, Code: "4", Display: "Application Server"}},
+		},
+	}
+	if a.Interaction == "search-type" {
+		e.Action = "E"
+	}
+	switch a.Results {
+	case 0:
+		e.OutcomeDesc = "No plan found"
+	case 1:
+		e.OutcomeDesc = "1 plan found"
+	default:
+		e.OutcomeDesc = strconv.Itoa(a.Results) + " plans found"
+	}
+	if a.System {
+		e.Agent = append(e.Agent, auditAgent{
+			Type:      &fhir.CodeableConcept{Coding: []fhir.Coding{{System: dicomSystem, Code: "110150", Display: "Application"}}},
+			Who:       &fhir.Reference{Type: "Device", Identifier: &fhir.Identifier{System: ClientIDSystem, Value: a.UserID}, Display: a.OrgName},
+			Name:      a.OrgName,
+			Requestor: true,
+		})
+	} else {
+		agent := auditAgent{
+			Type:      &fhir.CodeableConcept{Coding: []fhir.Coding{{System: roleClassSystem, Code: "ASSIGNED", Display: "assigned entity"}}},
+			Who:       &fhir.Reference{Type: "Practitioner", Identifier: &fhir.Identifier{System: fhir.SDSUserSystem, Value: a.UserID}, Display: a.UserName},
+			AltID:     a.RoleID,
+			Name:      a.UserName,
+			Requestor: true,
+		}
+		if a.RoleName != "" {
+			agent.Role = []fhir.CodeableConcept{{Text: a.RoleName}}
+		}
+		e.Agent = append(e.Agent, agent)
+	}
+	e.Agent = append(e.Agent, auditAgent{
+		Type:      &fhir.CodeableConcept{Coding: []fhir.Coding{{System: roleClassSystem, Code: "PROV", Display: "healthcare provider"}}},
+		Who:       &fhir.Reference{Type: "Organization", Identifier: &fhir.Identifier{System: fhir.ODSSystem, Value: a.OrgCode}, Display: a.OrgName},
+		Requestor: false,
+	})
+	if a.System {
+		e.Agent[len(e.Agent)-1].Type = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: roleClassSystem, Code: "GUARD", Display: "guardian"}}, Text: "Local authority"}
+	}
+	e.Entity = append(e.Entity, auditEntity{
+		What: &fhir.Reference{Type: "Patient", Identifier: &fhir.Identifier{System: fhir.NHSNumberSystem, Value: a.NHSNumber}},
+		Type: &fhir.Coding{System: entityTypeSystem, Code: "1", Display: "Person"},
+		Role: &fhir.Coding{System: objectRoleSystem, Code: "1", Display: "Patient"},
+	})
+	if a.Resource != "" {
+		e.Entity = append(e.Entity, auditEntity{
+			What: &fhir.Reference{Reference: a.Resource},
+			Type: &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
+			Role: &fhir.Coding{System: objectRoleSystem, Code: "4", Display: "Domain Resource"},
+		})
+	}
+	if a.Query != "" {
+		e.Entity = append(e.Entity, auditEntity{
+			Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
+			Role:        &fhir.Coding{System: objectRoleSystem, Code: "24", Display: "Query"},
+			Description: a.Interaction,
+			Query:       base64.StdEncoding.EncodeToString([]byte(a.Query)),
+		})
+	}
+	b, err := fhir.Marshal(&e)
+	if err != nil {
+		panic("profiles: encoding AuditEvent: " + err.Error())
+	}
+	return b
+}
