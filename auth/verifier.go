@@ -298,4 +298,3 @@ func (v *Verifier) user(cl *claims) (*Principal, error) {
 	}
 	return NewPrincipal(p, v.cfg.RBAC.Permissions(sel.ActivityCodes)), nil
 }
-

@@ -32,7 +32,7 @@ type config struct {
 // setting is one configuration item.
 type setting struct {
 	env, flag, def, usage string
-	dst               *string
+	dst                   *string
 }
 
 func (c *config) settings() []setting {
