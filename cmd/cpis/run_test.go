@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// server is one `cpis serve` started through run.
+type server struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+	mu     sync.Mutex
+	lines  []string
+}
+
+func (s *server) logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// start runs the server on 127.0.0.1:0 and waits for /readyz.
+func start(t *testing.T, vars map[string]string) *server {
+	t.Helper()
+	vars["CPIS_ADDR"] = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	s := &server{cancel: cancel, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.lines = append(s.lines, line)
+			s.mu.Unlock()
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
+				addr <- m["addr"].(string)
+			}
+		}
+	}()
+	go func() { s.done <- run(ctx, []string{"serve"}, env(vars), pw); pw.Close() }()
+	select {
+	case s.addr = <-addr:
+	case err := <-s.done:
+		t.Fatalf("server stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not start")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		require.True(t, time.Now().Before(deadline), "never ready")
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+func (s *server) stop(t *testing.T) {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case err := <-s.done:
+		assert.NoError(t, err)
+	case <-time.After(25 * time.Second):
+		t.Error("server did not shut down")
+	}
+}
+
+func mint(t *testing.T, vars map[string]string, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), append([]string{"token"}, args...), env(vars), &out))
+	tok := strings.TrimSpace(out.String())
+	require.Equal(t, 2, strings.Count(tok, "."), "only the token is printed: %q", tok)
+	return tok
+}
+
+func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var m map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(b, &m)
+	return resp.StatusCode, m
+}
+
+const orgBody = `{"resourceType":"Organization","id":"la001",
+ "identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"}],"name":"Local Authority 001",
+ "contact":[{"purpose":{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/la-contact-purpose","code":"office-hours"}]},"telecom":[{"system":"phone","value":"0300 123 1000"}]},
+ {"purpose":{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/la-contact-purpose","code":"emergency-duty-team"}]},"telecom":[{"system":"phone","value":"0300 123 9999"}]}]}`
+
+const planBody = `{"resourceType":"EpisodeOfCare","id":"plan1","status":"active",
+ "type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP"}]}],
+ "patient":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449306753"}},
+ "managingOrganization":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"}},
+ "period":{"start":"2026-01-10"}}`
+
+// TestServeEndToEnd boots the whole program, walks the contract's story
+// over HTTP, restarts it and finds the data still there.
+func TestServeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"CPIS_DATA_DIR": dir}
+	s := start(t, vars)
+	base := "http://" + s.addr + "/FHIR/R4"
+	la := mint(t, vars, "--kind", "system", "--org", "LA001")
+	nurse := mint(t, vars, "--kind", "user", "--activity", "B0107")
+
+	info, err := os.Stat(filepath.Join(dir, "local-signing-key.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the local key is private")
+	assert.Contains(t, s.logs(), "LOCAL MODE", "start-up warns that tokens are self-issued")
+
+	code, _ := call(t, "GET", base+"/metadata", "", "")
+	assert.Equal(t, 200, code)
+	code, body := call(t, "PUT", base+"/Organization/la001", la, orgBody)
+	require.Equal(t, 201, code, body)
+	code, body = call(t, "PUT", base+"/EpisodeOfCare/plan1", la, planBody)
+	require.Equal(t, 201, code, body)
+	search := base + "/Flag?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|9449306753&_include=Flag:author"
+	code, body = call(t, "GET", search, nurse, "")
+	require.Equal(t, 200, code, body)
+	assert.EqualValues(t, 1, body["total"])
+	assert.Len(t, body["entry"], 2)
+	code, _ = call(t, "GET", search, "", "")
+	assert.Equal(t, 401, code)
+
+	s.stop(t)
+	assert.NotContains(t, s.logs(), "9449306753", "no NHS number in any log line")
+	assert.Contains(t, s.logs(), `"route":"/FHIR/R4/Flag"`)
+
+	s2 := start(t, vars)
+	code, body = call(t, "GET", "http://"+s2.addr+"/FHIR/R4/Flag/plan1", nurse, "")
+	assert.Equal(t, 200, code, "data survives a restart: %v", body)
+}
+
+func TestBadConfigurationStopsStartup(t *testing.T) {
+	cases := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"retention", map[string]string{"CPIS_RETENTION_DAYS": "soon"}, "CPIS_RETENTION_DAYS"},
+		{"base-url", map[string]string{"CPIS_BASE_URL": "not a url"}, "CPIS_BASE_URL"},
+		{"addr", map[string]string{"CPIS_ADDR": "8080"}, "CPIS_ADDR"},
+		{"jwks-without-issuer", map[string]string{"CPIS_JWKS_URL": "https://idp.example/jwks"}, "CPIS_JWT_ISSUER"},
+		{"jwks-file-missing", map[string]string{"CPIS_JWKS_FILE": "/nonexistent/jwks.json", "CPIS_JWT_ISSUER": "i", "CPIS_JWT_AUDIENCE": "a"}, "CPIS_JWKS_FILE"},
+		{"rbac-file-bad", map[string]string{"CPIS_RBAC_FILE": "/nonexistent/rbac.json"}, "CPIS_RBAC_FILE"},
+		{"mongo-uri", map[string]string{"CPIS_MONGODB_URI": "postgres://x"}, "CPIS_MONGODB_URI"},
+		{"log-level", map[string]string{"CPIS_LOG_LEVEL": "loud"}, "CPIS_LOG_LEVEL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.vars["CPIS_DATA_DIR"] = t.TempDir()
+			var out bytes.Buffer
+			err := run(context.Background(), nil, env(tc.vars), &out)
+			require.Error(t, err)
+			var ce *configError
+			require.ErrorAs(t, err, &ce)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "\n", "one line")
+		})
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	vars := map[string]string{"CPIS_DATA_DIR": t.TempDir()}
+	tok := mint(t, vars, "--kind", "user", "--activity", "B0170", "--name", "Dr Sam Patel")
+	parts := strings.Split(tok, ".")
+	payload, err := decodeSegment(parts[1])
+	require.NoError(t, err)
+	assert.Equal(t, "Dr Sam Patel", payload["name"])
+	assert.Equal(t, "cpis-local", payload["iss"])
+
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"token", "--kind", "system"}, env(map[string]string{
+		"CPIS_DATA_DIR": t.TempDir(), "CPIS_JWKS_URL": "https://idp.example/jwks", "CPIS_JWT_ISSUER": "i", "CPIS_JWT_AUDIENCE": "a",
+	}), &out)
+	require.Error(t, err, "no local tokens when a JWKS is configured")
+	assert.Contains(t, err.Error(), "local mode")
+	err = run(context.Background(), []string{"token", "--kind", "admin"}, env(vars), &out)
+	require.Error(t, err)
+}
+
+func decodeSegment(s string) (map[string]any, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(b, &m)
+}
