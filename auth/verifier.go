@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -160,6 +162,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		return c.p, nil
 	}
 
+	if err := checkAlgorithm(raw); err != nil {
+		return nil, err
+	}
 	var cl claims
 	_, err := v.parser.ParseWithClaims(raw, &cl, func(t *jwt.Token) (any, error) { return v.key(ctx, t) })
 	if err != nil {
@@ -187,6 +192,31 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	v.cache[sum] = entry
 	v.mu.Unlock()
 	return p, nil
+}
+
+// checkAlgorithm reads the token header's alg before anything else, so that
+// none, HMAC and other algorithms are refused for what they are.
+func checkAlgorithm(raw string) error {
+	head, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return refuse("the access token is malformed", nil)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(head, "="))
+	if err != nil {
+		return refuse("the access token is malformed", err)
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return refuse("the access token is malformed", err)
+	}
+	for _, a := range Algorithms() {
+		if h.Alg == a {
+			return nil
+		}
+	}
+	return refuse("the access token cannot be verified (algorithm not accepted)", nil)
 }
 
 // key finds the verification key for a token and checks it suits the

@@ -247,7 +247,7 @@ func TestLocalAuthorityFeedWhileEventsArrive(t *testing.T) {
 // and no data.
 func TestAuditFailureFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	e := newEnv(t, backend{name: "sqlite", open: func(t *testing.T) store.Store { return openSQLite(t, dir) }})
+	e := newEnv(t, backend{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }})
 	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
 	require.NoError(t, err)

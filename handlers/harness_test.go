@@ -33,7 +33,7 @@ var testKey struct {
 	dir  string
 }
 
-func signingKey(t *testing.T) *auth.LocalKey {
+func signingKey(t testing.TB) *auth.LocalKey {
 	testKey.once.Do(func() {
 		dir, err := os.MkdirTemp("", "cpis-test-key-")
 		if err != nil {
@@ -59,15 +59,15 @@ func TestMain(m *testing.M) {
 // backend opens a real store for a test.
 type backend struct {
 	name string
-	open func(t *testing.T) store.Store
+	open func(t testing.TB) store.Store
 }
 
 // backends are the stores handler tests run against.
 func backends() []backend {
-	return []backend{{name: "sqlite", open: func(t *testing.T) store.Store { return openSQLite(t, t.TempDir()) }}}
+	return []backend{{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, t.TempDir()) }}}
 }
 
-func openSQLite(t *testing.T, dir string) store.Store {
+func openSQLite(t testing.TB, dir string) store.Store {
 	s, err := sqlite.Open(dir, sqlite.Options{})
 	require.NoError(t, err)
 	return s
@@ -93,7 +93,7 @@ func (c *clock) Add(d time.Duration) {
 
 // env is one server under test.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	h      http.Handler
 	store  store.Store
 	key    *auth.LocalKey
@@ -134,7 +134,7 @@ const (
 
 type envOption func(*handlers.Deps)
 
-func newEnv(t *testing.T, b backend, opts ...envOption) *env {
+func newEnv(t testing.TB, b backend, opts ...envOption) *env {
 	t.Helper()
 	gin.SetMode(gin.ReleaseMode)
 	key := signingKey(t)
@@ -211,7 +211,7 @@ func (e *env) gp() string    { return e.userToken("B0170") }
 
 type resp struct {
 	*httptest.ResponseRecorder
-	t *testing.T
+	t testing.TB
 }
 
 func (r resp) json() map[string]any {

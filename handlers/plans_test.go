@@ -305,7 +305,7 @@ func TestRetentionHidesOldPlans(t *testing.T) {
 
 func TestDataSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	b := backend{name: "sqlite-same-dir", open: func(t *testing.T) store.Store { return openSQLite(t, dir) }}
+	b := backend{name: "sqlite-same-dir", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }}
 	e := newEnv(t, b)
 	e.putPlan(planSpec{id: "p1", nhs: nhsA, la: la1})
 	require.NoError(t, e.store.Close())

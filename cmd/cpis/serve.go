@@ -206,10 +206,13 @@ func storeName(cfg *config) string {
 	return "sqlite"
 }
 
+// firstSweep is how soon after start-up the first sweep runs.
+const firstSweep = 2 * time.Second
+
 // sweep purges expired plans and their access history now and then every
 // interval. Several processes may sweep one store at once.
 func sweep(ctx context.Context, st store.Store, days int, every time.Duration, log *slog.Logger) {
-	t := time.NewTimer(5 * time.Second)
+	t := time.NewTimer(firstSweep)
 	defer t.Stop()
 	for {
 		select {

@@ -237,31 +237,7 @@ func (s *Store) records(ctx context.Context, typ, q string, args ...any) ([]stor
 
 // Search returns live records matching q.
 func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int, error) {
-	where := []string{`(type = ? OR dtype = ?)`, `deleted = 0`}
-	args := []any{q.Type, q.Type}
-	if len(q.IDs) > 0 {
-		where = append(where, `id IN (`+placeholders(len(q.IDs))+`)`)
-		for _, id := range q.IDs {
-			args = append(args, id)
-		}
-	}
-	if q.Subject != "" {
-		where = append(where, `subject = ?`)
-		args = append(args, q.Subject)
-	}
-	if q.Owner != "" {
-		where = append(where, `owner = ?`)
-		args = append(args, q.Owner)
-	}
-	if q.Key != "" {
-		where = append(where, `id IN (SELECT id FROM keys WHERE type = ? AND value = ?)`)
-		args = append(args, q.Type, q.Key)
-	}
-	if !q.RetainedSince.IsZero() {
-		where = append(where, `(plan_end IS NULL OR plan_end >= ?)`)
-		args = append(args, q.RetainedSince.UnixNano())
-	}
-	cond := strings.Join(where, ` AND `)
+	cond, args := searchWhere(q)
 	total := 0
 	if q.Count {
 		rows, err := s.query(ctx, `SELECT count(*) FROM resources WHERE `+cond, args...)
@@ -286,4 +262,42 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 	args = append(args, q.Limit)
 	recs, err := s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+cond+` ORDER BY id LIMIT ?`, args...)
 	return recs, total, err
+}
+
+// searchWhere builds the WHERE clause of a query. The type test is written
+// +type/+dtype when a more selective condition is present, so SQLite seeks
+// by subject, owner or id instead of scanning every record of the type;
+// keys belong to primary records only, so a key query seeks the primary key.
+func searchWhere(q store.Query) (string, []any) {
+	where := []string{`(type = ? OR dtype = ?)`, `deleted = 0`}
+	args := []any{q.Type, q.Type}
+	switch {
+	case q.Key != "":
+		where[0], args = `type = ?`, args[:1]
+	case q.Subject != "" || q.Owner != "" || len(q.IDs) > 0:
+		where[0] = `(+type = ? OR +dtype = ?)`
+	}
+	if len(q.IDs) > 0 {
+		where = append(where, `id IN (`+placeholders(len(q.IDs))+`)`)
+		for _, id := range q.IDs {
+			args = append(args, id)
+		}
+	}
+	if q.Subject != "" {
+		where = append(where, `subject = ?`)
+		args = append(args, q.Subject)
+	}
+	if q.Owner != "" {
+		where = append(where, `owner = ?`)
+		args = append(args, q.Owner)
+	}
+	if q.Key != "" {
+		where = append(where, `id IN (SELECT id FROM keys WHERE type = ? AND value = ?)`)
+		args = append(args, q.Type, q.Key)
+	}
+	if !q.RetainedSince.IsZero() {
+		where = append(where, `(plan_end IS NULL OR plan_end >= ?)`)
+		args = append(args, q.RetainedSince.UnixNano())
+	}
+	return strings.Join(where, ` AND `), args
 }

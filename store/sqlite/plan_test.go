@@ -1,0 +1,71 @@
+package sqlite
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"cpis/store"
+)
+
+// TestQueriesUseIndexes checks the query plans of the lookups on the hot
+// path: none may scan a table, so their cost does not grow with the data.
+func TestQueriesUseIndexes(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	since := time.Now()
+	// Each query must seek by its most selective condition (the index
+	// named), never walk every record of a type.
+	cases := map[string]struct {
+		q     store.Query
+		index string
+	}{
+		"flags-by-nhs-number": {store.Query{Type: "Flag", Subject: "9449306753", RetainedSince: since, Limit: 50}, "resources_subject"},
+		"plans-by-nhs-number": {store.Query{Type: "EpisodeOfCare", Subject: "9449306753", Owner: "LA001", RetainedSince: since, Limit: 50}, "resources_"},
+		"by-identifier":       {store.Query{Type: "Organization", Key: "https://fhir.nhs.uk/Id/ods-organization-code|LA001", Limit: 1}, "PRIMARY KEY (type=? AND id=?)"},
+		"by-id":               {store.Query{Type: "Flag", IDs: []string{"a", "b"}, Limit: 50}, "resources_id"},
+		"la-lists-its-own":    {store.Query{Type: "Flag", Owner: "LA001", RetainedSince: since, Limit: 50, After: "x"}, "resources_owner"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			cond, args := searchWhere(c.q)
+			plan := explain(t, s, `SELECT `+cols+` FROM resources WHERE `+cond+` ORDER BY id LIMIT 50`, args...)
+			assert.Contains(t, plan, c.index, plan)
+			assert.NotContains(t, plan, "SCAN resources", plan)
+			assert.NotContains(t, plan, "(type=?)", plan)
+			assert.NotContains(t, plan, "(dtype=?)", plan)
+		})
+	}
+	for name, q := range map[string]string{
+		"get":              `SELECT ` + cols + ` FROM resources WHERE type = 'Flag' AND id = 'x'`,
+		"get-derived":      `SELECT ` + cols + ` FROM resources WHERE dtype = 'Flag' AND id = 'x'`,
+		"audit-by-subject": `SELECT a.seq FROM audit a WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded, a.seq`,
+		"audit-feed":       `SELECT a.seq FROM audit_owner o JOIN audit a ON a.seq = o.seq WHERE o.owner = 'LA001' AND o.seq > 5 AND a.notify = 1 AND a.recorded >= 0 ORDER BY o.seq LIMIT 50`,
+		"history":          `SELECT ` + cols + ` FROM history WHERE type = 'Flag' AND id = 'x' ORDER BY version DESC`,
+		"purge-candidates": `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < 5 LIMIT 500`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			plan := explain(t, s, q)
+			assert.NotRegexp(t, `SCAN (resources|audit|audit_owner|history)\b`, plan, plan)
+		})
+	}
+}
+
+func explain(t *testing.T, s *Store, q string, args ...any) string {
+	rows, err := s.r.QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+q, args...)
+	require.NoError(t, err)
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &notused, &detail))
+		lines = append(lines, detail)
+	}
+	return strings.Join(lines, "\n")
+}
