@@ -21,6 +21,9 @@ func (s *Server) routes(e *gin.Engine) {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	if s.MetricsHandler != nil {
+		e.GET("/metrics", gin.WrapH(s.MetricsHandler))
+	}
 
 	api := e.Group("/FHIR/R4", s.negotiate)
 	api.GET("/metadata", s.metadata)

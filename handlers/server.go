@@ -6,6 +6,7 @@ package handlers
 import (
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -55,8 +56,10 @@ type Deps struct {
 	Now       func() time.Time
 	// NewID makes ids for created resources and audit events.
 	NewID func() string
-	// Metrics, if set, observes requests.
-	Metrics Metrics
+	// Metrics, if set, observes requests; MetricsHandler, if set, is
+	// served at /metrics.
+	Metrics        Metrics
+	MetricsHandler http.Handler
 }
 
 // Metrics observes requests; the server's Prometheus collectors implement it.

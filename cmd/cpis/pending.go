@@ -4,10 +4,11 @@ import (
 	"context"
 	"io"
 
+	"cpis/handlers"
 	"cpis/store"
 )
 
-func openMongo(context.Context, *config) (store.Store, error) {
+func openMongo(context.Context, *config, *handlers.Prometheus) (store.Store, error) {
 	return nil, badConfig("CPIS_MONGODB_URI: the MongoDB backend is not in this build yet")
 }
 

@@ -165,6 +165,23 @@ func TestServeEndToEnd(t *testing.T) {
 	code, _ = call(t, "GET", search, "", "")
 	assert.Equal(t, 401, code)
 
+	code, _ = call(t, "GET", base+"/Flag/plan1", nurse, "")
+	assert.Equal(t, 200, code)
+	resp, err := http.Get("http://" + s.addr + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`cpis_http_requests_total{method="GET",route="/FHIR/R4/Flag",status="200"} 1`,
+		`cpis_http_requests_total{method="GET",route="/FHIR/R4/Flag/:id",status="200"} 1`,
+		`cpis_store_operation_duration_seconds_count{op="audit"} 2`,
+		`cpis_store_group_commit_operations_count`,
+	} {
+		assert.Contains(t, string(metrics), want)
+	}
+	assert.NotContains(t, string(metrics), "plan1", "metrics are never labelled by a raw path or an id")
+	assert.NotContains(t, string(metrics), "9449306753")
+
 	s.stop(t)
 	assert.NotContains(t, s.logs(), "9449306753", "no NHS number in any log line")
 	assert.Contains(t, s.logs(), `"route":"/FHIR/R4/Flag"`)

@@ -17,6 +17,7 @@ import (
 	"cpis/fhir"
 	"cpis/handlers"
 	"cpis/store"
+	"cpis/store/observed"
 	"cpis/store/sqlite"
 )
 
@@ -36,16 +37,22 @@ func newLogger(out io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: l}))
 }
 
-// openStore opens the configured backend.
-func openStore(ctx context.Context, cfg *config) (store.Store, error) {
+// openStore opens the configured backend, with its calls timed for metrics.
+func openStore(ctx context.Context, cfg *config, m *handlers.Prometheus) (store.Store, error) {
+	var s store.Store
+	var err error
 	if cfg.MongoURI != "" {
-		return openMongo(ctx, cfg)
+		s, err = openMongo(ctx, cfg, m)
+	} else {
+		s, err = sqlite.Open(cfg.DataDir, sqlite.Options{BatchObserver: m.GroupCommit})
+		if err != nil {
+			err = fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
+		}
 	}
-	s, err := sqlite.Open(cfg.DataDir, sqlite.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
-	return s, nil
+	return observed.Wrap(s, m.StoreCall), nil
 }
 
 // keySource returns the trusted token keys: the JWKS, or in local mode the
@@ -131,7 +138,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the security-log key in %s: %w", cfg.DataDir, err)
 	}
-	st, err := openStore(ctx, cfg)
+	metrics := handlers.NewPrometheus(version)
+	st, err := openStore(ctx, cfg, metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +148,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey,
 		BaseURL: cfg.BaseURL, Location: london, RetentionDays: cfg.RetentionDays,
 		LocalMode: local != nil, Version: version,
+		Metrics: metrics, MetricsHandler: metrics.Handler(),
 	})
 	if err != nil {
 		st.Close()

@@ -1,0 +1,76 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Prometheus holds the server's metrics. Labels are route templates,
+// methods, statuses and store operation names: never a raw path or an
+// identifier.
+type Prometheus struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	store    *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
+	batch    prometheus.Histogram
+}
+
+// NewPrometheus registers the collectors.
+func NewPrometheus(version string) *Prometheus {
+	reg := prometheus.NewRegistry()
+	m := &Prometheus{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cpis_http_requests_total", Help: "HTTP requests by route template, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cpis_http_request_duration_seconds", Help: "HTTP request latency by route template and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+		store: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cpis_store_operation_duration_seconds", Help: "Store call latency by operation (audit is the durable AuditEvent write).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"op"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cpis_store_errors_total", Help: "Store calls that failed, by operation.",
+		}, []string{"op"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cpis_store_group_commit_operations", Help: "Write operations sharing one durable commit.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
+	}
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cpis_build_info", Help: "The running version.", ConstLabels: prometheus.Labels{"version": version}})
+	info.Set(1)
+	reg.MustRegister(m.requests, m.latency, m.store, m.errors, m.batch, info,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Request implements Metrics.
+func (m *Prometheus) Request(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// StoreCall observes one store call (see store/observed).
+func (m *Prometheus) StoreCall(op string, d time.Duration, err error) {
+	m.store.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.errors.WithLabelValues(op).Inc()
+	}
+}
+
+// GroupCommit observes how many operations shared one commit.
+func (m *Prometheus) GroupCommit(ops int) { m.batch.Observe(float64(ops)) }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Prometheus) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,78 @@
+// Package observed wraps a store so that every call is timed, for metrics.
+package observed
+
+import (
+	"context"
+	"time"
+
+	"cpis/store"
+)
+
+// Observer is told each store call's operation name, duration and error.
+type Observer func(op string, d time.Duration, err error)
+
+// Wrap returns s with every call reported to observe.
+func Wrap(s store.Store, observe Observer) store.Store {
+	return &observed{s: s, observe: observe}
+}
+
+type observed struct {
+	s       store.Store
+	observe Observer
+}
+
+func (o *observed) done(op string, start time.Time, err error) {
+	o.observe(op, time.Since(start), err)
+}
+
+func (o *observed) Commit(ctx context.Context, writes []store.Write) (err error) {
+	defer func(start time.Time) { o.done("commit", start, err) }(time.Now())
+	return o.s.Commit(ctx, writes)
+}
+
+func (o *observed) Get(ctx context.Context, typ, id string) (r store.Record, err error) {
+	defer func(start time.Time) { o.done("get", start, err) }(time.Now())
+	return o.s.Get(ctx, typ, id)
+}
+
+func (o *observed) GetVersion(ctx context.Context, typ, id string, version int64) (r store.Record, err error) {
+	defer func(start time.Time) { o.done("get_version", start, err) }(time.Now())
+	return o.s.GetVersion(ctx, typ, id, version)
+}
+
+func (o *observed) History(ctx context.Context, typ, id string) (r []store.Record, err error) {
+	defer func(start time.Time) { o.done("history", start, err) }(time.Now())
+	return o.s.History(ctx, typ, id)
+}
+
+func (o *observed) Search(ctx context.Context, q store.Query) (r []store.Record, n int, err error) {
+	defer func(start time.Time) { o.done("search", start, err) }(time.Now())
+	return o.s.Search(ctx, q)
+}
+
+func (o *observed) Audit(ctx context.Context, recs []store.AuditRecord) (err error) {
+	defer func(start time.Time) { o.done("audit", start, err) }(time.Now())
+	return o.s.Audit(ctx, recs)
+}
+
+func (o *observed) AuditBySubject(ctx context.Context, subject string, since time.Time) (r []store.AuditRecord, err error) {
+	defer func(start time.Time) { o.done("audit_by_subject", start, err) }(time.Now())
+	return o.s.AuditBySubject(ctx, subject, since)
+}
+
+func (o *observed) AuditFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) (r []store.AuditRecord, next string, err error) {
+	defer func(start time.Time) { o.done("audit_feed", start, err) }(time.Now())
+	return o.s.AuditFeed(ctx, owner, since, cursor, limit)
+}
+
+func (o *observed) Purge(ctx context.Context, cutoff time.Time) (st store.PurgeStats, err error) {
+	defer func(start time.Time) { o.done("purge", start, err) }(time.Now())
+	return o.s.Purge(ctx, cutoff)
+}
+
+func (o *observed) Ping(ctx context.Context) (err error) {
+	defer func(start time.Time) { o.done("ping", start, err) }(time.Now())
+	return o.s.Ping(ctx)
+}
+
+func (o *observed) Close() error { return o.s.Close() }
