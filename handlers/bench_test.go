@@ -38,6 +38,9 @@ func benchSearch(b *testing.B, token, extra string) {
 		tok = e.gp()
 	}
 	b.ReportAllocs()
+	// 16 goroutines per CPU: concurrent clients, as a busy server sees them,
+	// so durable audit writes can share commits.
+	b.SetParallelism(16)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0

@@ -42,8 +42,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		})
 	}
 	for name, q := range map[string]string{
-		"get":              `SELECT ` + cols + ` FROM resources WHERE type = 'Flag' AND id = 'x'`,
-		"get-derived":      `SELECT ` + cols + ` FROM resources WHERE dtype = 'Flag' AND id = 'x'`,
+		"get":              strings.NewReplacer("type = ?", "type = 'Flag'", "dtype = ?", "dtype = 'Flag'", "id = ?", "id = 'x'").Replace(getSQL),
 		"audit-by-subject": `SELECT a.seq FROM audit a WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded, a.seq`,
 		"audit-feed":       `SELECT a.seq FROM audit_owner o JOIN audit a ON a.seq = o.seq WHERE o.owner = 'LA001' AND o.seq > 5 AND a.notify = 1 AND a.recorded >= 0 ORDER BY o.seq LIMIT 50`,
 		"history":          `SELECT ` + cols + ` FROM history WHERE type = 'Flag' AND id = 'x' ORDER BY version DESC`,

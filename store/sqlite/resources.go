@@ -139,21 +139,19 @@ func values(r store.Record) []any {
 		r.Body, r.Ended, nanos(r.Ends), dtype, dbody, dended, dends}
 }
 
-// Get returns the current version of a record or of a derived record.
+const getSQL = `SELECT ` + cols + ` FROM resources WHERE (type = ? OR dtype = ?) AND id = ? LIMIT 1`
+
+// Get returns the current version of a record or of a derived record: one
+// statement, seeking the primary key and the derived-record index.
 func (s *Store) Get(ctx context.Context, typ, id string) (store.Record, error) {
-	for _, q := range []string{
-		`SELECT ` + cols + ` FROM resources WHERE type = ? AND id = ?`,
-		`SELECT ` + cols + ` FROM resources WHERE dtype = ? AND id = ?`,
-	} {
-		recs, err := s.records(ctx, typ, q, typ, id)
-		if err != nil {
-			return store.Record{}, err
-		}
-		if len(recs) > 0 {
-			return recs[0], nil
-		}
+	recs, err := s.records(ctx, typ, getSQL, typ, typ, id)
+	if err != nil {
+		return store.Record{}, err
 	}
-	return store.Record{}, fmt.Errorf("store/sqlite: %s/%s: %w", typ, id, store.ErrNotFound)
+	if len(recs) == 0 {
+		return store.Record{}, fmt.Errorf("store/sqlite: %s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	return recs[0], nil
 }
 
 // GetVersion returns one version of a record or of a derived record.
@@ -235,33 +233,41 @@ func (s *Store) records(ctx context.Context, typ, q string, args ...any) ([]stor
 	return out, nil
 }
 
-// Search returns live records matching q.
+// Search returns live records matching q. The total is counted only when
+// the page does not already hold every match.
 func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int, error) {
 	cond, args := searchWhere(q)
-	total := 0
-	if q.Count {
-		rows, err := s.query(ctx, `SELECT count(*) FROM resources WHERE `+cond, args...)
+	var recs []store.Record
+	if q.Limit > 0 {
+		pageCond, pageArgs := cond, args
+		if q.After != "" {
+			pageCond += ` AND id > ?`
+			pageArgs = append(append([]any{}, args...), q.After)
+		}
+		var err error
+		recs, err = s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+pageCond+` ORDER BY id LIMIT ?`, append(pageArgs, q.Limit)...)
 		if err != nil {
 			return nil, 0, err
 		}
-		if rows.Next() {
-			if err := rows.Scan(&total); err != nil {
-				rows.Close()
-				return nil, 0, unavailable(err)
-			}
+		if !q.Count || (q.After == "" && len(recs) < q.Limit) {
+			return recs, len(recs), nil
 		}
-		rows.Close()
 	}
-	if q.Limit <= 0 {
-		return nil, total, nil
+	if !q.Count {
+		return recs, 0, nil
 	}
-	if q.After != "" {
-		cond += ` AND id > ?`
-		args = append(args, q.After)
+	rows, err := s.query(ctx, `SELECT count(*) FROM resources WHERE `+cond, args...)
+	if err != nil {
+		return nil, 0, err
 	}
-	args = append(args, q.Limit)
-	recs, err := s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+cond+` ORDER BY id LIMIT ?`, args...)
-	return recs, total, err
+	defer rows.Close()
+	total := 0
+	if rows.Next() {
+		if err := rows.Scan(&total); err != nil {
+			return nil, 0, unavailable(err)
+		}
+	}
+	return recs, total, rows.Err()
 }
 
 // searchWhere builds the WHERE clause of a query. The type test is written
