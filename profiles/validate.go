@@ -361,14 +361,14 @@ func (v *validation) object(obj map[string]any, el *element, expr string) {
 	for _, c := range el.children {
 		items := c.values(obj, expr)
 		where := expr + "." + strings.TrimSuffix(c.name, "[x]")
-		v.count(c, len(items), where, "")
-		if len(c.slices) == 0 {
-			for _, it := range items {
-				v.value(it, c)
-			}
+		if len(c.slices) > 0 {
+			v.sliced(c, items, where)
 			continue
 		}
-		v.sliced(c, items, where)
+		v.count(c, len(items), where, "")
+		for _, it := range items {
+			v.value(it, c)
+		}
 	}
 }
 
@@ -391,8 +391,9 @@ func (v *validation) count(e *element, n int, where, slice string) {
 }
 
 // sliced assigns each value of a sliced element to the first slice it
-// matches, checks each slice's cardinality, and checks each value against
-// its slice (or the element, if it matches none: the slicing is open).
+// matches, checks each slice's cardinality (and the element's, if no slice
+// was found wanting), and checks each value against its slice (or the
+// element, if it matches none: the slicing is open).
 func (v *validation) sliced(e *element, items []item, where string) {
 	counts := make([]int, len(e.slices))
 	bySlice := make([]*element, len(items))
@@ -405,8 +406,13 @@ func (v *validation) sliced(e *element, items []item, where string) {
 			}
 		}
 	}
+	before := len(v.issues)
 	for j, s := range e.slices {
 		v.count(s, counts[j], where, s.id[strings.LastIndex(s.id, ":")+1:])
+	}
+	if len(v.issues) == before {
+		// A missing slice says more than the element's own count.
+		v.count(e, len(items), where, "")
 	}
 	for i, it := range items {
 		if s := bySlice[i]; s != nil {

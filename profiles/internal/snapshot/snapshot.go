@@ -183,6 +183,9 @@ func (g *gen) addSlice(parent, name, slice string) (int, error) {
 	}
 	s := clone(g.at(si)).(map[string]any)
 	delete(s, "slicing")
+	// Each slice counts on its own: its min starts at 0, not the sliced
+	// element's total.
+	s["min"] = json.Number("0")
 	sid := sliced + ":" + slice
 	s["id"], s["sliceName"] = sid, slice
 	group := []any{s}
