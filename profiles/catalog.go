@@ -12,10 +12,11 @@ import (
 // Artifact is one of the server's conformance resources: a
 // StructureDefinition, CodeSystem or ValueSet, as served.
 type Artifact struct {
-	Type string // StructureDefinition, CodeSystem or ValueSet
-	ID   string
-	URL  string
-	Body []byte // compact JSON
+	Type    string // StructureDefinition, CodeSystem or ValueSet
+	ID      string
+	URL     string
+	Version string
+	Body    []byte // compact JSON
 }
 
 // Catalog holds the project's conformance resources and validates
@@ -54,6 +55,7 @@ func Load(loc *time.Location) (*Catalog, error) {
 			ResourceType string `json:"resourceType"`
 			ID           string `json:"id"`
 			URL          string `json:"url"`
+			Version      string `json:"version"`
 		}
 		if err := json.Unmarshal(raw, &head); err != nil {
 			return nil, fmt.Errorf("profiles: %s: %w", name, err)
@@ -62,7 +64,7 @@ func Load(loc *time.Location) (*Catalog, error) {
 		if err := json.Compact(&buf, raw); err != nil {
 			return nil, err
 		}
-		a := &Artifact{Type: head.ResourceType, ID: head.ID, URL: head.URL, Body: buf.Bytes()}
+		a := &Artifact{Type: head.ResourceType, ID: head.ID, URL: head.URL, Version: head.Version, Body: buf.Bytes()}
 		if a.ID == "" || a.URL == "" || c.byURL[a.URL] != nil {
 			return nil, fmt.Errorf("profiles: %s: needs a unique url and an id", name)
 		}
@@ -134,19 +136,17 @@ func (c *Catalog) Artifact(typ, id string) (*Artifact, bool) {
 }
 
 // Search lists the conformance resources of a type, all of them or those
-// with the canonical url (a version suffix |1.0.0 must match the version).
+// with the canonical url (a version suffix, url|1.0.0, must match the
+// artifact's version).
 func (c *Catalog) Search(typ, url string) []*Artifact {
 	var out []*Artifact
 	for _, a := range c.artifacts {
-		if a.Type == typ && (url == "" || a.URL == url || url == a.URL+"|"+version) {
+		if a.Type == typ && (url == "" || a.URL == url || url == a.URL+"|"+a.Version) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
-
-// version is the business version of every CP-IS artifact.
-const version = "1.0.0"
 
 // ProfileOf is the CP-IS profile URL of a resource type, or "".
 func (c *Catalog) ProfileOf(typ string) string {
@@ -154,14 +154,4 @@ func (c *Catalog) ProfileOf(typ string) string {
 		return p.url
 	}
 	return ""
-}
-
-// Profiles lists the CP-IS profile URLs, sorted.
-func (c *Catalog) Profiles() []string {
-	out := make([]string, 0, len(c.profiles))
-	for u := range c.profiles {
-		out = append(out, u)
-	}
-	sort.Strings(out)
-	return out
 }

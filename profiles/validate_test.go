@@ -212,7 +212,10 @@ func TestCatalogSearch(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, PlanTypeSystem, a.URL)
 	assert.Equal(t, EpisodeOfCareProfile, c.ProfileOf("EpisodeOfCare"))
-	assert.Equal(t, []string{AuditEventProfile, EpisodeOfCareProfile, FlagProfile, OrganizationProfile}, c.Profiles())
+	for _, typ := range []string{"Flag", "Organization", "AuditEvent"} {
+		assert.Equal(t, Base+"/StructureDefinition/CPIS-"+typ, c.ProfileOf(typ))
+	}
+	assert.Empty(t, c.ProfileOf("Patient"))
 }
 
 // A profile naming a rule the server does not implement, or binding to a
