@@ -184,4 +184,30 @@ func TestCapabilityStatement(t *testing.T) {
 	}
 	assert.NotContains(t, flagInteractions, "update", "Flags cannot be written")
 	assert.Contains(t, flagInteractions, "search-type")
+
+	// The profiles and $validate, and the definitions served to back them.
+	la := e.laToken(la1)
+	for _, typ := range []string{"Flag", "EpisodeOfCare", "Organization", "AuditEvent"} {
+		profiles, _ := types[typ]["supportedProfile"].([]any)
+		require.Len(t, profiles, 1, typ)
+		r := e.do("GET", "StructureDefinition?url="+profiles[0].(string), la, "")
+		require.Equal(t, http.StatusOK, r.Code)
+		assert.Equal(t, 1, r.total(), "%s's profile is served", typ)
+		assert.Equal(t, typ, r.entries("match")[0]["type"])
+		ops, _ := types[typ]["operation"].([]any)
+		require.Len(t, ops, 1, typ)
+		op := ops[0].(map[string]any)
+		assert.Equal(t, "validate", op["name"])
+		assert.Equal(t, "http://hl7.org/fhir/OperationDefinition/Resource-validate", op["definition"])
+		r = e.do("POST", typ+"/$validate", la, `{"resourceType":"`+typ+`"}`)
+		assert.Equal(t, http.StatusOK, r.Code, "the advertised operation exists for %s", typ)
+	}
+	for _, typ := range []string{"StructureDefinition", "CodeSystem", "ValueSet"} {
+		require.Contains(t, types, typ)
+		var params []string
+		for _, p := range types[typ]["searchParam"].([]any) {
+			params = append(params, p.(map[string]any)["name"].(string))
+		}
+		assert.Contains(t, params, "url")
+	}
 }

@@ -98,12 +98,13 @@ func (s *Server) capabilityStatement() []byte {
 		"Health professionals use NHS CIS2 user tokens: the role whose person_roleid equals selected_roleid counts, and its activity codes grant " +
 		"B0107 (reads that notify the local authority) or B0170 (silent reads only). Local authority systems use system tokens with org_code and SMART " +
 		"system scopes (system/EpisodeOfCare.write, system/EpisodeOfCare.read, system/Flag.read, system/Organization.write, system/Organization.read, " +
-		"system/AuditEvent.read; .* and v2 .cruds forms accepted). A local authority reads and writes only what it manages."
+		"system/AuditEvent.read; .* and v2 .cruds forms accepted). A local authority reads and writes only what it manages. " +
+		"The CP-IS definitions (StructureDefinition, CodeSystem, ValueSet) and $validate need only a valid token of either kind."
 	if s.LocalMode {
 		security += " This server runs in local mode: tokens are self-issued with `cpis token` (issuer " + auth.LocalIssuer + ")."
 	}
 	limits := fmt.Sprintf("JSON only (application/fhir+json). Limits: single resource body %d bytes; Bundle body %d bytes and %d entries; "+
-		"search _count default %d, maximum %d. Unknown search parameters are ignored (reported in an OperationOutcome entry) unless the request "+
+		"search _count default %d, maximum %d; a $validate body is bounded like a single resource. Unknown search parameters are ignored (reported in an OperationOutcome entry) unless the request "+
 		"sends Prefer: handling=strict, which makes them a 400. Searches may also be POSTed to [type]/_search as a form, keeping NHS numbers out of URLs. "+
 		"Plans whose period ended more than %d days ago are not served and are purged with their Flags, history and access history.",
 		s.Limits.MaxResourceBytes, s.Limits.MaxBundleBytes, s.Limits.MaxBundleEntries, fhir.DefaultCount, fhir.MaxCount, s.RetentionDays)
@@ -139,6 +140,12 @@ func (s *Server) capabilityStatement() []byte {
 		}
 		for _, p := range sp.Params {
 			r.SearchParam = append(r.SearchParam, csSearchParam{Name: p.Accepted[0], Type: p.Type, Documentation: p.Doc})
+		}
+		if sp.Profile != "" {
+			r.SupportedProfile = []string{sp.Profile}
+		}
+		for _, op := range sp.Operations {
+			r.Operation = append(r.Operation, csOperation{Name: op.Name, Definition: op.Definition, Documentation: op.Doc})
 		}
 		rest.Resource = append(rest.Resource, r)
 	}

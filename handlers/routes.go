@@ -66,4 +66,16 @@ func (s *Server) routes(e *gin.Engine) {
 	// AuditEvent: access history and the local authority's feed.
 	r.GET("/AuditEvent", s.searchAudit)
 	r.POST("/AuditEvent/_search", s.searchAudit)
+
+	// $validate: any caller with a token; writes nothing, reads nothing.
+	for _, typ := range []string{"EpisodeOfCare", "Organization", "Flag", "AuditEvent"} {
+		r.POST("/"+typ+"/$validate", s.validate(typ))
+		r.POST("/"+typ+"/:id/$validate", s.validate(typ))
+	}
+
+	// The CP-IS definitions: any caller with a token.
+	for _, typ := range []string{"StructureDefinition", "CodeSystem", "ValueSet"} {
+		r.GET("/"+typ, s.searchConformance(typ))
+		r.GET("/"+typ+"/:id", s.readConformance(typ))
+	}
 }

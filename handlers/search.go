@@ -108,6 +108,9 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 	if sr.silent, err = silentMode(c, silentValue, hasSilent); err != nil {
 		return nil, err
 	}
+	if sr.spec.AnyToken {
+		return sr, nil
+	}
 	if err := mayRead(sr.p, typ, sr.silent); err != nil {
 		return nil, err
 	}
@@ -231,12 +234,18 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		}
 		b.Entry = append(b.Entry, included...)
 		if len(sr.ignored) > 0 {
-			oo := fhir.Outcome([]fhir.Issue{{Severity: "warning", Type: "not-supported", Code: fhir.CodeInvalidSearchData,
-				Diagnostics: "Ignored unknown or unsupported search parameters: " + strings.Join(sr.ignored, ", ")}})
-			b.Entry = append(b.Entry, fhir.Entry{Resource: oo.JSON(), Search: &fhir.EntrySearch{Mode: "outcome"}})
+			b.Entry = append(b.Entry, ignoredEntry(sr))
 		}
 		s.writeBundle(c, b)
 	}
+}
+
+// ignoredEntry is the searchset entry that reports the parameters a search
+// ignored.
+func ignoredEntry(sr *searchRequest) fhir.Entry {
+	oo := fhir.Outcome([]fhir.Issue{{Severity: "warning", Type: "not-supported", Code: fhir.CodeInvalidSearchData,
+		Diagnostics: "Ignored unknown or unsupported search parameters: " + strings.Join(sr.ignored, ", ")}})
+	return fhir.Entry{Resource: oo.JSON(), Search: &fhir.EntrySearch{Mode: "outcome"}}
 }
 
 // include adds the Organizations that _include=Flag:author or

@@ -15,6 +15,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/profiles"
 	"cpis/store"
 )
 
@@ -35,8 +36,11 @@ func DefaultLimits() Limits {
 
 // Deps is everything the handlers need, built once by the caller.
 type Deps struct {
-	Store    store.Store
-	Codec    *fhir.Codec
+	Store store.Store
+	Codec *fhir.Codec
+	// Profiles are the CP-IS conformance resources and the validator;
+	// loaded from the embedded definitions when nil.
+	Profiles *profiles.Catalog
 	Verifier *auth.Verifier
 	Log      *slog.Logger
 	// SecurityLog receives silent reads and other security events; it
@@ -98,6 +102,11 @@ func New(d Deps) (*gin.Engine, error) {
 	}
 	if d.RetentionDays <= 0 {
 		d.RetentionDays = 365
+	}
+	if d.Profiles == nil {
+		if d.Profiles, err = profiles.Load(d.Location); err != nil {
+			return nil, err
+		}
 	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
 	s := &Server{Deps: d, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02")}

@@ -11,6 +11,7 @@ const (
 	paramID                              // _id
 	paramDate                            // AuditEvent.recorded (date, ge/gt)
 	paramSilent                          // the silent-read switch
+	paramURL                             // a conformance resource's canonical url
 )
 
 // searchParam is one search parameter a type supports; the same table
@@ -30,7 +31,39 @@ type resourceSpec struct {
 	Interactions []string
 	Params       []searchParam
 	Includes     []string // Source:param
-	Doc          string
+	Operations   []operation
+	// AnyToken: any caller with a valid token may read the type (the
+	// conformance resources); otherwise the RBAC table and scopes decide.
+	AnyToken bool
+	Doc      string
+}
+
+// operation is a FHIR operation a type offers.
+type operation struct {
+	Name       string // without $
+	Definition string // the OperationDefinition's canonical URL
+	Doc        string
+}
+
+// validateOp is $validate, on the four CP-IS types.
+var validateOp = operation{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+	Doc: "POST [type]/$validate or [type]/[id]/$validate with the resource, or a Parameters resource with resource and optional profile " +
+		"and mode (create or update; delete is not supported). Any caller with a valid token. It writes nothing and answers 200 with an " +
+		"OperationOutcome listing every problem (base R4, the CP-IS profile, and any profile the resource claims or the profile parameter " +
+		"names: an unknown profile is an error), or one informational issue when the resource is valid. The instance form validates the " +
+		"body as an update of that id (its id must match) and never reads the stored resource, so it reveals nothing about it."}
+
+// conformanceSpec is a type of the server's own conformance resources:
+// readable by any caller with a token, searchable by url.
+func conformanceSpec(typ, doc string) resourceSpec {
+	return resourceSpec{
+		Type: typ, Interactions: []string{"read", "search-type"}, AnyToken: true, Doc: doc,
+		Params: []searchParam{
+			{Name: "url", Type: "uri", Accepted: []string{"url"}, Kind: paramURL,
+				Doc: "The canonical URL, optionally with |version (1.0.0)."},
+			idSearchParam(),
+		},
+	}
 }
 
 const silentDoc = "The silent-read switch: silent=true (or the header IsUnscheduledAccessEvent: false) marks a scheduled-care read. " +
@@ -60,8 +93,9 @@ func specs() []resourceSpec {
 				nhsParam("patient:identifier", "patient.identifier", "subject:identifier", "subject.identifier"),
 				idSearchParam(), silentSearchParam(),
 			},
-			Includes: []string{"Flag:author"},
-			Doc:      "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405).",
+			Includes:   []string{"Flag:author"},
+			Operations: []operation{validateOp},
+			Doc:        "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405).",
 		},
 		{
 			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
@@ -72,8 +106,9 @@ func specs() []resourceSpec {
 					Doc: "The local authority's own plan identifier, system|value; also the condition of a conditional update."},
 				idSearchParam(), silentSearchParam(),
 			},
-			Includes: []string{"EpisodeOfCare:organization"},
-			Doc:      "A child's plan (CPP, LAC or UCPP against the mother's NHS number), written by the managing local authority.",
+			Includes:   []string{"EpisodeOfCare:organization"},
+			Operations: []operation{validateOp},
+			Doc:        "A child's plan (CPP, LAC or UCPP against the mother's NHS number), written by the managing local authority.",
 		},
 		{
 			Type: "Organization", Profile: profiles.OrganizationProfile,
@@ -83,7 +118,8 @@ func specs() []resourceSpec {
 					Doc: "The local authority's ODS code: https://fhir.nhs.uk/Id/ods-organization-code|{code}."},
 				idSearchParam(), silentSearchParam(),
 			},
-			Doc: "The local authority, with its office-hours and emergency duty team phone numbers.",
+			Operations: []operation{validateOp},
+			Doc:        "The local authority, with its office-hours and emergency duty team phone numbers.",
 		},
 		{
 			Type: "AuditEvent", Profile: profiles.AuditEventProfile,
@@ -94,8 +130,12 @@ func specs() []resourceSpec {
 					Doc: "The local authority's notification feed: every access to its children recorded at or after the date (ge or gt), oldest first, paged with stable cursors."},
 				silentSearchParam(),
 			},
-			Doc: "Access history. By patient: the 25 most recent accesses, newest first, one per user per 24 hours. By date: the local authority's feed.",
+			Operations: []operation{validateOp},
+			Doc:        "Access history. By patient: the 25 most recent accesses, newest first, one per user per 24 hours. By date: the local authority's feed.",
 		},
+		conformanceSpec("StructureDefinition", "The CP-IS profiles of EpisodeOfCare, Flag, Organization and AuditEvent, each with its differential and full snapshot."),
+		conformanceSpec("CodeSystem", "The CP-IS code systems: plan-type (CPP, LAC, UCPP) and la-contact-purpose (office-hours, emergency-duty-team)."),
+		conformanceSpec("ValueSet", "The value sets the profiles bind to: plan-type (with the SNOMED CT synonyms of CPP and LAC) and la-contact-purpose."),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -44,30 +45,43 @@ type incoming struct {
 }
 
 // decodeResource decodes and validates a resource of the expected type,
-// gathering every problem into one error.
+// gathering every problem into one error. Every write (single, conditional
+// and in Bundles) comes through here.
 func (s *Server) decodeResource(body []byte, typ string) (*incoming, error) {
-	res, issues := s.Codec.Decode(body)
-	if res == nil {
-		return nil, fhir.Invalid(issues)
-	}
-	if res.Type != typ {
-		return nil, fhir.At(fhir.CodeInvalidValue, "resourceType", "Expected a %s, got %q", typ, clip(res.Type))
-	}
-	in := &incoming{id: res.ID(), res: res}
-	var more []fhir.Issue
-	switch typ {
-	case "EpisodeOfCare":
-		in.plan, more = profiles.ParsePlan(res, s.Location)
-	case "Organization":
-		in.la, more = profiles.ParseLA(res)
-	}
-	if err := fhir.Invalid(merge(issues, more)); err != nil {
+	res, issues := s.validateResource(body, typ)
+	if err := fhir.Invalid(issues); err != nil {
 		return nil, err
 	}
-	if id := res.ID(); id != "" && !fhir.ValidID(id) {
-		return nil, fhir.At(fhir.CodeInvalidValue, typ+".id", "%q is not a valid resource id", clip(id))
+	in := &incoming{id: res.ID(), res: res}
+	switch typ {
+	case "EpisodeOfCare":
+		in.plan = profiles.ParsePlan(res, s.Location)
+	case "Organization":
+		in.la = profiles.ParseLA(res)
 	}
 	return in, nil
+}
+
+// validateResource is the one validation of a resource body, for writes
+// and $validate: the base R4 specification through the codec, then the
+// type's CP-IS profile and any profile the resource claims or the caller
+// names. It returns every problem found; the resource is nil when the body
+// is not a resource of type typ.
+func (s *Server) validateResource(body []byte, typ string, named ...string) (*fhir.Resource, []fhir.Issue) {
+	res, issues := s.Codec.Decode(body)
+	if res == nil {
+		return nil, issues
+	}
+	if res.Type != typ {
+		return nil, []fhir.Issue{{Code: fhir.CodeInvalidValue, Expression: []string{"resourceType"},
+			Diagnostics: fmt.Sprintf("Expected a %s, got %q", typ, clip(res.Type))}}
+	}
+	issues = merge(issues, s.Profiles.Validate(res, named...))
+	if id := res.ID(); id != "" && !fhir.ValidID(id) {
+		issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Expression: []string{typ + ".id"},
+			Diagnostics: fmt.Sprintf("%q is not a valid resource id", clip(id))})
+	}
+	return res, issues
 }
 
 // merge adds the profile's issues to the base specification's, leaving out

@@ -5,8 +5,6 @@ package profiles
 
 import (
 	"encoding/json"
-	"fmt"
-	"strings"
 	"time"
 
 	"cpis/fhir"
@@ -30,7 +28,6 @@ const (
 	snomedCPP              = "1064311000000109"
 	snomedLAC              = "764841000000100"
 	flagCategoryDisplay    = "Child Protection - Information Sharing Flag"
-	maxIdentifiersPerPlan  = 10
 	maxNarrativeCharacters = 10000
 )
 
@@ -102,11 +99,8 @@ type Plan struct {
 	Identifiers []fhir.Identifier
 }
 
-// episodeOfCare is the part of an EpisodeOfCare the rules read.
+// episodeOfCare is the part of an EpisodeOfCare the server keeps.
 type episodeOfCare struct {
-	Meta                 *fhir.Meta             `json:"meta"`
-	Text                 *narrative             `json:"text"`
-	Contained            []json.RawMessage      `json:"contained"`
 	Identifier           []fhir.Identifier      `json:"identifier"`
 	Status               string                 `json:"status"`
 	Type                 []fhir.CodeableConcept `json:"type"`
@@ -115,183 +109,36 @@ type episodeOfCare struct {
 	Period               *fhir.Period           `json:"period"`
 }
 
-type narrative struct {
-	Div string `json:"div"`
-}
-
-// ParsePlan applies the CP-IS EpisodeOfCare profile to a decoded resource and
-// returns the plan, with every rule it breaks as an issue. Dates without a
-// time are read in loc (Europe/London): a plan that ends on a date is current
-// until midnight at the end of that day.
-func ParsePlan(res *fhir.Resource, loc *time.Location) (*Plan, []fhir.Issue) {
-	const t = "EpisodeOfCare"
+// ParsePlan reads the plan out of an EpisodeOfCare that Catalog.Validate
+// found valid. Dates without a time are read in loc (Europe/London): a
+// plan that ends on a date is current until midnight at the end of that
+// day.
+func ParsePlan(res *fhir.Resource, loc *time.Location) *Plan {
 	var e episodeOfCare
-	if err := json.Unmarshal(res.Body, &e); err != nil {
-		// Wrongly typed elements: the base validation has reported them.
-		return nil, nil
-	}
-	var v issues
-	v.profile(t, EpisodeOfCareProfile, e.Meta)
-	v.narrative(t, e.Text)
-	if len(e.Contained) > 0 {
-		v.add(t+".contained", "Contained resources are not accepted")
-	}
-	p := &Plan{ID: res.ID(), Status: e.Status}
-
-	switch len(e.Type) {
-	case 0:
-		v.add(t+".type", "The plan type is required: a coding from %s (CPP, LAC or UCPP)", PlanTypeSystem)
-	case 1:
-		p.Type = v.planType(t+".type[0]", e.Type[0])
-	default:
-		v.add(t+".type", "Exactly one plan type is allowed; found %d", len(e.Type))
-	}
-
-	p.NHSNumber = v.nhsNumber(t+".patient", e.Patient)
-	p.LA, p.LAName = v.odsReference(t+".managingOrganization", e.ManagingOrganization)
-
-	if e.Period == nil || e.Period.Start == "" {
-		v.add(t+".period.start", "The plan start date is required")
-	} else {
-		p.Period = *e.Period
-		start, _, ok := fhir.ParseDateTime(e.Period.Start, loc)
-		if !ok {
-			v.add(t+".period.start", "The plan start date is not a valid date")
-		}
-		p.Start = start
-		if e.Period.End != "" {
-			_, end, ok := fhir.ParseDateTime(e.Period.End, loc)
-			switch {
-			case !ok:
-				v.add(t+".period.end", "The plan end date is not a valid date")
-			case !start.IsZero() && end.Before(start):
-				v.add(t+".period.end", "The plan ends before it starts")
+	_ = json.Unmarshal(res.Body, &e) // validated: the shape is right
+	p := &Plan{ID: res.ID(), Status: e.Status, Identifiers: e.Identifier}
+	if len(e.Type) > 0 {
+		for _, c := range e.Type[0].Coding {
+			if pt, ok := planTypeOf(c); ok {
+				p.Type = pt
+				break
 			}
-			p.End = end
 		}
 	}
-
-	if len(e.Identifier) > maxIdentifiersPerPlan {
-		v.add(t+".identifier", "At most %d identifiers are allowed", maxIdentifiersPerPlan)
+	if r := e.Patient; r != nil && r.Identifier != nil {
+		p.NHSNumber = r.Identifier.Value
 	}
-	for i, id := range e.Identifier {
-		path := fmt.Sprintf("%s.identifier[%d]", t, i)
-		if id.System == "" {
-			v.add(path+".system", "A plan identifier needs a system")
-		}
-		if id.Value == "" {
-			v.add(path+".value", "A plan identifier needs a value")
-		}
+	if r := e.ManagingOrganization; r != nil && r.Identifier != nil {
+		p.LA, p.LAName = r.Identifier.Value, r.Display
 	}
-	p.Identifiers = e.Identifier
-	return p, v.list
-}
-
-// issues collects rule violations.
-type issues struct{ list []fhir.Issue }
-
-func (v *issues) add(expr, format string, args ...any) {
-	v.list = append(v.list, fhir.Issue{Code: fhir.CodeValidationError, Diagnostics: fmt.Sprintf(format, args...), Expression: []string{expr}})
-}
-
-// profile checks that any profile the resource claims is one the server
-// knows for its type: an unknown claimed profile is an error, never a pass.
-func (v *issues) profile(t, want string, m *fhir.Meta) {
-	if m == nil {
-		return
-	}
-	for i, p := range m.Profile {
-		if p != want {
-			v.add(fmt.Sprintf("%s.meta.profile[%d]", t, i), "Unknown profile %q: this server validates %s against %s", p, t, want)
+	if e.Period != nil {
+		p.Period = *e.Period
+		p.Start, _, _ = fhir.ParseDateTime(e.Period.Start, loc)
+		if e.Period.End != "" {
+			_, p.End, _ = fhir.ParseDateTime(e.Period.End, loc)
 		}
 	}
-}
-
-// narrative refuses active content in text.div.
-func (v *issues) narrative(t string, n *narrative) {
-	if n == nil {
-		return
-	}
-	if len(n.Div) > maxNarrativeCharacters {
-		v.add(t+".text.div", "The narrative is too long")
-	}
-	low := strings.ToLower(n.Div)
-	for _, bad := range []string{"<script", "javascript:", "<iframe", "<object", "<embed", "<form", "<style", "<link", "<meta"} {
-		if strings.Contains(low, bad) {
-			v.add(t+".text.div", "The narrative holds active content, which is not accepted")
-			return
-		}
-	}
-	for i := strings.Index(low, " on"); i >= 0; {
-		rest := low[i+3:]
-		j := 0
-		for j < len(rest) && rest[j] >= 'a' && rest[j] <= 'z' {
-			j++
-		}
-		if j > 0 && strings.HasPrefix(strings.TrimLeft(rest[j:], " "), "=") {
-			v.add(t+".text.div", "The narrative holds event-handler attributes, which are not accepted")
-			return
-		}
-		next := strings.Index(rest, " on")
-		if next < 0 {
-			break
-		}
-		i += 3 + next
-	}
-}
-
-func (v *issues) planType(path string, cc fhir.CodeableConcept) PlanType {
-	var found PlanType
-	for i, c := range cc.Coding {
-		pt, ok := planTypeOf(c)
-		cpath := fmt.Sprintf("%s.coding[%d]", path, i)
-		switch {
-		case !ok && c.System == PlanTypeSystem:
-			v.add(cpath+".code", "Unknown plan type %q: the codes are CPP, LAC and UCPP", c.Code)
-			return ""
-		case !ok:
-			continue
-		case found != "" && pt != found:
-			v.add(cpath, "The codings name two different plan types (%s and %s)", found, pt)
-			return ""
-		}
-		found = pt
-	}
-	if found == "" {
-		v.add(path, "No plan type found: a coding from %s (CPP, LAC or UCPP) or SNOMED CT %s or %s is required", PlanTypeSystem, snomedCPP, snomedLAC)
-	}
-	return found
-}
-
-func (v *issues) nhsNumber(path string, r *fhir.Reference) string {
-	if r == nil || r.Identifier == nil {
-		v.add(path+".identifier", "The patient must be identified by NHS number (system %s)", fhir.NHSNumberSystem)
-		return ""
-	}
-	id := r.Identifier
-	if id.System != fhir.NHSNumberSystem {
-		v.add(path+".identifier.system", "The patient identifier system must be %s", fhir.NHSNumberSystem)
-	}
-	if !fhir.ValidNHSNumber(id.Value) {
-		v.add(path+".identifier.value", "Invalid NHS number: it must be 10 digits with a valid Modulus 11 check digit")
-		return ""
-	}
-	return id.Value
-}
-
-func (v *issues) odsReference(path string, r *fhir.Reference) (code, display string) {
-	if r == nil || r.Identifier == nil {
-		v.add(path+".identifier", "The managing local authority must be identified by ODS code (system %s)", fhir.ODSSystem)
-		return "", ""
-	}
-	if r.Identifier.System != fhir.ODSSystem {
-		v.add(path+".identifier.system", "The organisation identifier system must be %s", fhir.ODSSystem)
-	}
-	if !fhir.ValidODSCode(r.Identifier.Value) {
-		v.add(path+".identifier.value", "Invalid ODS code: 3 to 10 upper-case letters and digits")
-		return "", ""
-	}
-	return r.Identifier.Value, r.Display
+	return p
 }
 
 // Current reports whether the plan is current at now.

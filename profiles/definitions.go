@@ -1,0 +1,15 @@
+package profiles
+
+import "embed"
+
+// The StructureDefinitions in definitions/ are generated: each
+// differential in gen/differential gets its snapshot from the FHIR R4 base
+// definitions in gen/base. The CodeSystems and ValueSets are written by
+// hand.
+//go:generate go run ./gen
+
+// definitionFiles are the project's conformance resources: the four
+// profiles, and the CodeSystems and ValueSets they bind to.
+//
+//go:embed definitions/*.json
+var definitionFiles embed.FS

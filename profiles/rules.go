@@ -1,0 +1,110 @@
+package profiles
+
+import (
+	"fmt"
+	"strings"
+
+	"cpis/fhir"
+)
+
+// rules are the CP-IS constraints FHIRPath cannot say in full (a Modulus
+// 11 check digit, dates read in Europe/London, what counts as active
+// content), written in Go. A profile names each by its constraint key on
+// the element it applies to, with the human text and a partial
+// expression; the validator runs the rule on each value of that element.
+// Load refuses a profile that names a key missing here.
+var rules = map[string]func(v *validation, it item){
+	"cpis-nhs-1": func(v *validation, it item) {
+		if s, _ := it.value.(string); !fhir.ValidNHSNumber(s) {
+			v.add(it.expr, "Invalid NHS number: it must be 10 digits with a valid Modulus 11 check digit")
+		}
+	},
+	"cpis-ods-1": func(v *validation, it item) {
+		if s, _ := it.value.(string); !fhir.ValidODSCode(s) {
+			v.add(it.expr, "Invalid ODS code: 3 to 10 upper-case letters and digits")
+		}
+	},
+	"cpis-per-1": func(v *validation, it item) {
+		m, _ := it.value.(map[string]any)
+		start, _ := m["start"].(string)
+		end, _ := m["end"].(string)
+		if start == "" || end == "" {
+			return
+		}
+		s, _, ok1 := fhir.ParseDateTime(start, v.c.loc)
+		_, e, ok2 := fhir.ParseDateTime(end, v.c.loc)
+		if ok1 && ok2 && e.Before(s) {
+			v.add(it.expr+".end", "The plan ends before it starts")
+		}
+	},
+	"cpis-eoc-1": func(v *validation, it item) {
+		m, _ := it.value.(map[string]any)
+		list, _ := m["coding"].([]any)
+		var found PlanType
+		for i, c := range list {
+			cm, _ := c.(map[string]any)
+			pt, ok := planTypeOf(coding(cm))
+			switch {
+			case !ok:
+			case found != "" && pt != found:
+				v.add(fmt.Sprintf("%s.coding[%d]", it.expr, i), "The codings name two different plan types (%s and %s)", found, pt)
+				return
+			default:
+				found = pt
+			}
+		}
+	},
+	"cpis-txt-1": func(v *validation, it item) {
+		m, _ := it.value.(map[string]any)
+		div, _ := m["div"].(string)
+		if msg := activeContent(div); msg != "" {
+			v.add(it.expr+".div", "%s", msg)
+		}
+	},
+	"cpis-org-1": func(v *validation, it item) {
+		m, _ := it.value.(map[string]any)
+		list, _ := m["telecom"].([]any)
+		for _, t := range list {
+			tm, _ := t.(map[string]any)
+			if tm["system"] == "phone" && tm["value"] != nil && tm["value"] != "" {
+				return
+			}
+		}
+		v.add(it.expr+".telecom", "Each contact needs a phone number (telecom with system phone)")
+	},
+}
+
+func coding(m map[string]any) fhir.Coding {
+	s, _ := m["system"].(string)
+	c, _ := m["code"].(string)
+	return fhir.Coding{System: s, Code: c}
+}
+
+// activeContent says what makes a narrative unsafe to show, or "".
+func activeContent(div string) string {
+	if len(div) > maxNarrativeCharacters {
+		return "The narrative is too long"
+	}
+	low := strings.ToLower(div)
+	for _, bad := range []string{"<script", "javascript:", "<iframe", "<object", "<embed", "<form", "<style", "<link", "<meta"} {
+		if strings.Contains(low, bad) {
+			return "The narrative holds active content, which is not accepted"
+		}
+	}
+	for i := strings.Index(low, " on"); i >= 0; {
+		rest := low[i+3:]
+		j := 0
+		for j < len(rest) && rest[j] >= 'a' && rest[j] <= 'z' {
+			j++
+		}
+		if j > 0 && strings.HasPrefix(strings.TrimLeft(rest[j:], " "), "=") {
+			return "The narrative holds event-handler attributes, which are not accepted"
+		}
+		next := strings.Index(rest, " on")
+		if next < 0 {
+			break
+		}
+		i += 3 + next
+	}
+	return ""
+}
