@@ -238,9 +238,35 @@ func (s *Store) insertAudit(ctx context.Context, docs []auditDoc) ([]error, erro
 				errs[i] = fmt.Errorf("store/mongo: audit: %w: access record %s exists", store.ErrUnavailable, docs[i].ID)
 			}
 		}
+		if len(retry) > 0 {
+			if err := s.catchUpCounter(ctx); err != nil {
+				return nil, err
+			}
+		}
 		pending = retry
 	}
 	return errs, nil
+}
+
+// catchUpCounter raises the counter to the highest number stored. A counter
+// behind the data (restored from an older backup than the records, or, on
+// FerretDB, an increment lost between processes) would otherwise hand out
+// taken numbers again and again.
+func (s *Store) catchUpCounter(ctx context.Context) error {
+	var top struct {
+		Seq int64 `bson:"_id"`
+	}
+	err := s.audit.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "_id", Value: -1}}).SetProjection(bson.D{{Key: "_id", Value: 1}})).Decode(&top)
+	if errors.Is(err, mongodrv.ErrNoDocuments) {
+		return nil
+	}
+	if err == nil {
+		_, err = s.meta.UpdateOne(ctx, bson.D{{Key: "_id", Value: seqCounter}}, bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: top.Seq}}}})
+	}
+	if err != nil {
+		return s.fail("catching up the sequence counter", err)
+	}
+	return nil
 }
 
 // seqTaken tells why doc's insert hit a unique index: its sequence number was

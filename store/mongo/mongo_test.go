@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -186,13 +185,4 @@ func runSuite(t *testing.T, b backend) {
 	}
 	probe.Close()
 	storetest.Run(t, h)
-}
-
-// hostOf returns host:port of a mongodb:// URI, for messages.
-func hostOf(uri string) string {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSuffix(u.Host, "/")
 }
