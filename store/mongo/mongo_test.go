@@ -1,0 +1,188 @@
+package mongo
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/stretchr/testify/require"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"cpis/store"
+	"cpis/store/storetest"
+)
+
+// envURI names a real MongoDB to run the suite against as well.
+const envURI = "CPIS_TEST_MONGODB_URI"
+
+// ferretReason is why the suite expects multi-record commits to be refused.
+const ferretReason = "FerretDB v1.24 (SQLite handler) has no multi-document transactions: it rejects startTransaction, " +
+	"so the store refuses multi-record commits as it does on a standalone mongod"
+
+// ferret is the FerretDB server shared by the package's tests; each test
+// uses a database of its own.
+var ferret *ferretServer
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cpis-ferretdb-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ferret, err = startFerretDB(dir, "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting FerretDB:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	ferret.stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// ferretServer is FerretDB with its SQLite handler, embedded in the test
+// process.
+type ferretServer struct {
+	uri    string
+	addr   string // host:port it listens on
+	dir    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startFerretDB(dir, addr string) (*ferretServer, error) {
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	uri := f.MongoDBURI() // waits for the listener
+	u, err := url.Parse(uri)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &ferretServer{uri: uri, addr: u.Host, dir: dir, cancel: cancel, done: done}, nil
+}
+
+// stop closes the listener and every connection, and waits.
+func (f *ferretServer) stop() {
+	f.cancel()
+	<-f.done
+}
+
+var dbSeq atomic.Int64
+
+// freshDB names a database no other test uses.
+func freshDB() string {
+	return fmt.Sprintf("cpis_t%d_%d", os.Getpid(), dbSeq.Add(1))
+}
+
+// backend is a server the tests run against.
+type backend struct {
+	name   string
+	uri    string
+	ferret bool
+}
+
+func backends(t *testing.T) []backend {
+	b := []backend{{name: "ferretdb", uri: ferret.uri, ferret: true}}
+	if uri := os.Getenv(envURI); uri != "" {
+		b = append(b, backend{name: "mongodb", uri: uri})
+	} else {
+		t.Logf("%s is not set: running against the embedded FerretDB only", envURI)
+	}
+	return b
+}
+
+// open opens a store on a fresh database of b, closed (and on MongoDB
+// dropped) when the test ends.
+func open(t testing.TB, b backend, opts Options) (*Store, string) {
+	t.Helper()
+	name := freshDB()
+	s, err := Open(context.Background(), b.uri, name, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	if !b.ferret {
+		t.Cleanup(func() { dropDB(t, b.uri, name) })
+	}
+	return s, name
+}
+
+func dropDB(t testing.TB, uri, name string) {
+	c, err := mongodrv.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Logf("dropping %s: %v", name, err)
+		return
+	}
+	defer c.Disconnect(context.Background())
+	if err := c.Database(name).Drop(context.Background()); err != nil {
+		t.Logf("dropping %s: %v", name, err)
+	}
+}
+
+func TestConformanceFerretDB(t *testing.T) {
+	runSuite(t, backend{name: "ferretdb", uri: ferret.uri, ferret: true})
+}
+
+func TestConformanceMongoDB(t *testing.T) {
+	uri := os.Getenv(envURI)
+	if uri == "" {
+		t.Skipf("%s is not set; set it to a MongoDB connection string (a replica set, to cover transactions) to run the suite there", envURI)
+	}
+	runSuite(t, backend{name: "mongodb", uri: uri})
+}
+
+func runSuite(t *testing.T, b backend) {
+	names := map[store.Store]string{}
+	h := storetest.Harness{
+		Open: func(t *testing.T) store.Store {
+			name := freshDB()
+			s, err := Open(context.Background(), b.uri, name, Options{})
+			require.NoError(t, err)
+			names[s] = name
+			if !b.ferret {
+				t.Cleanup(func() { dropDB(t, b.uri, name) })
+			}
+			return s
+		},
+		Reopen: func(t *testing.T, s store.Store) store.Store {
+			name := names[s]
+			require.NoError(t, s.Close())
+			s2, err := Open(context.Background(), b.uri, name, Options{})
+			require.NoError(t, err)
+			return s2
+		},
+	}
+	probe, _ := open(t, b, Options{})
+	if !probe.Transactions() {
+		h.NoTransactions = true
+		h.Reason = ferretReason
+		if !b.ferret {
+			h.Reason = "the server is a standalone mongod, which has no multi-document transactions (use a replica set)"
+		}
+	}
+	if probe.ferret {
+		t.Log("FerretDB runs a conditional update as a read followed by an unconditional write, " +
+			"so the store serialises writes to one record within the process there; " +
+			"the concurrency tests check that path, not MongoDB's atomic conditional update")
+	}
+	probe.Close()
+	storetest.Run(t, h)
+}
