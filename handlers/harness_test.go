@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"cpis/fhir"
 	"cpis/handlers"
 	"cpis/store"
+	"cpis/store/mongo"
+	"cpis/store/mongo/mongotest"
 	"cpis/store/sqlite"
 )
 
@@ -48,8 +51,20 @@ func signingKey(t testing.TB) *auth.LocalKey {
 	return testKey.key
 }
 
+// ferret is an embedded FerretDB the MongoDB backend's runs use.
+var ferret *mongotest.Server
+
 func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cpis-handlers-ferretdb-")
+	if err != nil {
+		panic(err)
+	}
+	if ferret, err = mongotest.Start(dir, "127.0.0.1:0"); err != nil {
+		panic(err)
+	}
 	code := m.Run()
+	ferret.Stop()
+	os.RemoveAll(dir)
 	if testKey.dir != "" {
 		os.RemoveAll(testKey.dir)
 	}
@@ -63,8 +78,23 @@ type backend struct {
 }
 
 // backends are the stores handler tests run against.
+// The MongoDB backend runs on the embedded FerretDB, and on the real MongoDB
+// named by CPIS_TEST_MONGODB_URI when it is set.
 func backends() []backend {
-	return []backend{{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, t.TempDir()) }}}
+	b := []backend{
+		{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, t.TempDir()) }},
+		{name: "ferretdb", open: func(t testing.TB) store.Store { return openMongo(t, ferret.URI) }},
+	}
+	if uri := os.Getenv(mongotest.EnvURI); uri != "" {
+		b = append(b, backend{name: "mongodb", open: func(t testing.TB) store.Store { return openMongo(t, uri) }})
+	}
+	return b
+}
+
+func openMongo(t testing.TB, uri string) store.Store {
+	s, err := mongo.Open(context.Background(), uri, mongotest.FreshDB(), mongo.Options{})
+	require.NoError(t, err)
+	return s
 }
 
 func openSQLite(t testing.TB, dir string) store.Store {

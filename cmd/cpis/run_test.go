@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"cpis/store/mongo/mongotest"
 )
 
 // server is one `cpis serve` started through run.
@@ -136,11 +138,25 @@ const planBody = `{"resourceType":"EpisodeOfCare","id":"plan1","status":"active"
  "managingOrganization":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"}},
  "period":{"start":"2026-01-10"}}`
 
-// TestServeEndToEnd boots the whole program, walks the contract's story
-// over HTTP, restarts it and finds the data still there.
+// TestServeEndToEnd boots the whole program on each backend, walks the
+// contract's story over HTTP, restarts it and finds the data still there.
 func TestServeEndToEnd(t *testing.T) {
-	dir := t.TempDir()
-	vars := map[string]string{"CPIS_DATA_DIR": dir}
+	t.Run("sqlite", func(t *testing.T) { endToEnd(t, map[string]string{"CPIS_DATA_DIR": t.TempDir()}) })
+	t.Run("ferretdb", func(t *testing.T) {
+		f, err := mongotest.Start(t.TempDir(), "127.0.0.1:0")
+		require.NoError(t, err)
+		defer f.Stop()
+		endToEnd(t, map[string]string{"CPIS_DATA_DIR": t.TempDir(), "CPIS_MONGODB_URI": f.URI, "CPIS_MONGODB_DATABASE": mongotest.FreshDB()})
+	})
+	if uri := os.Getenv(mongotest.EnvURI); uri != "" {
+		t.Run("mongodb", func(t *testing.T) {
+			endToEnd(t, map[string]string{"CPIS_DATA_DIR": t.TempDir(), "CPIS_MONGODB_URI": uri, "CPIS_MONGODB_DATABASE": mongotest.FreshDB()})
+		})
+	}
+}
+
+func endToEnd(t *testing.T, vars map[string]string) {
+	dir := vars["CPIS_DATA_DIR"]
 	s := start(t, vars)
 	base := "http://" + s.addr + "/FHIR/R4"
 	la := mint(t, vars, "--kind", "system", "--org", "LA001")

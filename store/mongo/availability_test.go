@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"cpis/store"
+	"cpis/store/mongo/mongotest"
 )
 
 // closedPort returns a loopback address nothing listens on.
@@ -47,9 +48,9 @@ func TestOpenUnreachableIsUnavailable(t *testing.T) {
 func TestRecoversWhenServerReturns(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	f, err := startFerretDB(dir, "127.0.0.1:0")
+	f, err := mongotest.Start(dir, "127.0.0.1:0")
 	require.NoError(t, err)
-	addr := f.addr
+	addr := f.Addr
 	s, err := Open(ctx, "mongodb://"+addr+"/?serverSelectionTimeoutMS=500", "cpis_recovery", Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
@@ -57,7 +58,7 @@ func TestRecoversWhenServerReturns(t *testing.T) {
 	require.NoError(t, s.Commit(ctx, []store.Write{{Record: p}}))
 	require.NoError(t, s.Audit(ctx, []store.AuditRecord{audit("e1", t0, "9449306753", "u1", true, "LA1")}))
 
-	f.stop()
+	f.Stop()
 	down := time.Now()
 	_, err = s.Get(ctx, "EpisodeOfCare", "p1")
 	assert.ErrorIs(t, err, store.ErrUnavailable, "get while down")
@@ -68,7 +69,7 @@ func TestRecoversWhenServerReturns(t *testing.T) {
 
 	// The same server comes back on the same port with the same data.
 	for i := 0; ; i++ {
-		f, err = startFerretDB(dir, addr)
+		f, err = mongotest.Start(dir, addr)
 		// FerretDB formats the listen error with %s, so look at the text.
 		if err == nil || !strings.Contains(err.Error(), "address already in use") || i == 50 {
 			break
@@ -78,7 +79,7 @@ func TestRecoversWhenServerReturns(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		s.Close() // first: FerretDB waits about 3s for open connections when it stops
-		f.stop()
+		f.Stop()
 	})
 	back := time.Now()
 	t.Logf("four operations while the server was down took %v", back.Sub(down).Round(time.Millisecond))
@@ -95,7 +96,7 @@ func TestRecoversWhenServerReturns(t *testing.T) {
 }
 
 func TestClosedStoreIsUnavailable(t *testing.T) {
-	s, _ := open(t, backend{name: "ferretdb", uri: ferret.uri, ferret: true}, Options{})
+	s, _ := open(t, backend{name: "ferretdb", uri: ferret.URI, ferret: true}, Options{})
 	require.NoError(t, s.Close())
 	assert.ErrorIs(t, s.Audit(context.Background(), []store.AuditRecord{audit("e1", t0, "9449306753", "u1", true, "LA1")}), store.ErrUnavailable)
 	assert.ErrorIs(t, s.Ping(context.Background()), store.ErrUnavailable)

@@ -18,7 +18,7 @@ import (
 // collection in Go for anything but an _id lookup, so its numbers grow with
 // the data and say nothing about MongoDB's.
 func BenchmarkStore(b *testing.B) {
-	bs := []backend{{name: "ferretdb", uri: ferret.uri, ferret: true}}
+	bs := []backend{{name: "ferretdb", uri: ferret.URI, ferret: true}}
 	if uri := os.Getenv(envURI); uri != "" {
 		bs = append(bs, backend{name: "mongodb", uri: uri})
 	}

@@ -195,7 +195,7 @@ func TestTwoProcessesUpdatingOneRecord(t *testing.T) {
 // upgrade changes these, revisit the workarounds named here.
 func TestFerretDBLimits(t *testing.T) {
 	ctx := context.Background()
-	s, _ := open(t, backend{name: "ferretdb", uri: ferret.uri, ferret: true}, Options{})
+	s, _ := open(t, backend{name: "ferretdb", uri: ferret.URI, ferret: true}, Options{})
 	assert.False(t, s.Transactions(), "no multi-document transactions: multi-record commits are refused")
 	assert.True(t, s.ferret, "detected, so writes to one record are serialised in process")
 

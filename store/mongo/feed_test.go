@@ -143,7 +143,7 @@ func TestAuditGroupCommit(t *testing.T) {
 	var batches []int
 	var s *Store
 	release := make(chan struct{})
-	s, _ = open(t, backend{name: "ferretdb", uri: ferret.uri, ferret: true}, Options{
+	s, _ = open(t, backend{name: "ferretdb", uri: ferret.URI, ferret: true}, Options{
 		AuditWriters: 1,
 		BatchObserver: func(n int) {
 			mu.Lock()

@@ -3,23 +3,20 @@ package mongo
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"os"
-	"sync/atomic"
 	"testing"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/stretchr/testify/require"
 	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"cpis/store"
+	"cpis/store/mongo/mongotest"
 	"cpis/store/storetest"
 )
 
 // envURI names a real MongoDB to run the suite against as well.
-const envURI = "CPIS_TEST_MONGODB_URI"
+const envURI = mongotest.EnvURI
 
 // ferretReason is why the suite expects multi-record commits to be refused.
 const ferretReason = "FerretDB v1.24 (SQLite handler) has no multi-document transactions: it rejects startTransaction, " +
@@ -27,7 +24,7 @@ const ferretReason = "FerretDB v1.24 (SQLite handler) has no multi-document tran
 
 // ferret is the FerretDB server shared by the package's tests; each test
 // uses a database of its own.
-var ferret *ferretServer
+var ferret *mongotest.Server
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cpis-ferretdb-")
@@ -35,64 +32,19 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ferret, err = startFerretDB(dir, "127.0.0.1:0")
+	ferret, err = mongotest.Start(dir, "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting FerretDB:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	ferret.stop()
+	ferret.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// ferretServer is FerretDB with its SQLite handler, embedded in the test
-// process.
-type ferretServer struct {
-	uri    string
-	addr   string // host:port it listens on
-	dir    string
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func startFerretDB(dir, addr string) (*ferretServer, error) {
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx)
-	}()
-	uri := f.MongoDBURI() // waits for the listener
-	u, err := url.Parse(uri)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	return &ferretServer{uri: uri, addr: u.Host, dir: dir, cancel: cancel, done: done}, nil
-}
-
-// stop closes the listener and every connection, and waits.
-func (f *ferretServer) stop() {
-	f.cancel()
-	<-f.done
-}
-
-var dbSeq atomic.Int64
-
 // freshDB names a database no other test uses.
-func freshDB() string {
-	return fmt.Sprintf("cpis_t%d_%d", os.Getpid(), dbSeq.Add(1))
-}
+func freshDB() string { return mongotest.FreshDB() }
 
 // backend is a server the tests run against.
 type backend struct {
@@ -102,7 +54,7 @@ type backend struct {
 }
 
 func backends(t *testing.T) []backend {
-	b := []backend{{name: "ferretdb", uri: ferret.uri, ferret: true}}
+	b := []backend{{name: "ferretdb", uri: ferret.URI, ferret: true}}
 	if uri := os.Getenv(envURI); uri != "" {
 		b = append(b, backend{name: "mongodb", uri: uri})
 	} else {
@@ -138,7 +90,7 @@ func dropDB(t testing.TB, uri, name string) {
 }
 
 func TestConformanceFerretDB(t *testing.T) {
-	runSuite(t, backend{name: "ferretdb", uri: ferret.uri, ferret: true})
+	runSuite(t, backend{name: "ferretdb", uri: ferret.URI, ferret: true})
 }
 
 func TestConformanceMongoDB(t *testing.T) {
