@@ -18,11 +18,10 @@ const (
 // searchAudit serves GET /AuditEvent: the access history of one patient
 // (?patient:identifier=), or a local authority's notification feed
 // (?date=ge…).
-func (s *Server) searchAudit(c *gin.Context) {
+func (s *Server) searchAudit(c *gin.Context) error {
 	sr, err := s.parseSearch(c, "AuditEvent")
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	var subject string
 	var since time.Time
@@ -31,18 +30,15 @@ func (s *Server) searchAudit(c *gin.Context) {
 		switch sr.spec.param(prm.Raw).Kind {
 		case paramNHSNumber:
 			if subject, err = nhsNumber(prm); err != nil {
-				s.fail(c, err)
-				return
+				return err
 			}
 		case paramDate:
 			if hasDate || len(prm.Values) != 1 {
-				s.fail(c, fhir.At(fhir.CodeInvalidSearchData, "date", "Give one date: date=ge{date}"))
-				return
+				return fhir.At(fhir.CodeInvalidSearchData, "date", "Give one date: date=ge{date}")
 			}
 			d, ok := fhir.ParseDate(prm.Values[0], s.Location)
 			if !ok || (d.Prefix != "ge" && d.Prefix != "gt" && d.Prefix != "sa") {
-				s.fail(c, fhir.At(fhir.CodeInvalidSearchData, "date", "date must be ge{date} or gt{date}, e.g. date=ge2026-01-01"))
-				return
+				return fhir.At(fhir.CodeInvalidSearchData, "date", "date must be ge{date} or gt{date}, e.g. date=ge2026-01-01")
 			}
 			since, hasDate = d.Low, true
 			if d.Prefix != "ge" {
@@ -52,33 +48,30 @@ func (s *Server) searchAudit(c *gin.Context) {
 	}
 	switch {
 	case subject != "":
-		s.accessHistory(c, sr, subject, since)
+		return s.accessHistory(c, sr, subject, since)
 	case hasDate && sr.p.IsLA():
-		s.feed(c, sr, since)
+		return s.feed(c, sr, since)
 	case hasDate:
-		s.fail(c, fhir.Errorf(fhir.CodeInvalidSearchData, "The access feed is for local authorities; search the access history by the patient's NHS number"))
-	default:
-		s.fail(c, fhir.Errorf(fhir.CodeInvalidSearchData, "Search AuditEvent by the patient's NHS number (patient:identifier=%s|{NHS number}), or, as a local authority, by date=ge{date}", fhir.NHSNumberSystem))
+		return fhir.Errorf(fhir.CodeInvalidSearchData, "The access feed is for local authorities; search the access history by the patient's NHS number")
 	}
+	return fhir.Errorf(fhir.CodeInvalidSearchData, "Search AuditEvent by the patient's NHS number (patient:identifier=%s|{NHS number}), or, as a local authority, by date=ge{date}", fhir.NHSNumberSystem)
 }
 
 // accessHistory answers the 25 most recent accesses to a patient's records,
 // newest first, counting one user's repeat accesses within 24 hours once
 // (the first). A local authority sees only accesses to its own children.
-func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string, since time.Time) {
+func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string, since time.Time) error {
 	ctx := c.Request.Context()
 	recs, err := s.Store.AuditBySubject(ctx, subject, time.Time{})
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	// Once no plan of the patient is retained, accesses older than the
 	// retention period are not served (the sweeper purges them).
 	cutoff := s.retainedSince()
 	_, plans, err := s.Store.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: subject, RetainedSince: cutoff, Count: true})
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	if plans == 0 && since.Before(cutoff) {
 		since = cutoff
@@ -107,6 +100,7 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", kept[i].ID), Resource: kept[i].Body, Search: &fhir.EntrySearch{Mode: "match"}})
 	}
 	s.writeBundle(c, b)
+	return nil
 }
 
 // feed answers one page of a local authority's notification feed: accesses
@@ -114,15 +108,14 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 // so following it never skips or repeats an access, even while new ones
 // are recorded; a page with entries always has a next link, so a client
 // can keep the last one and poll it later.
-func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) {
+func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error {
 	if cutoff := s.retainedSince(); since.Before(cutoff) {
 		since = cutoff
 	}
 	limit := sr.q.Count
 	recs, next, err := s.Store.AuditFeed(c.Request.Context(), sr.p.OrgCode, since, sr.q.Cursor, limit)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	b := &fhir.Bundle{Type: "searchset", Timestamp: fhir.Instant(s.now()),
 		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, sr.q.Cursor)}}}
@@ -133,6 +126,7 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) {
 		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
 	}
 	s.writeBundle(c, b)
+	return nil
 }
 
 func contains(list []string, v string) bool {

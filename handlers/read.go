@@ -24,19 +24,19 @@ func (s *Server) expired(r store.Record) bool {
 	return !r.End.IsZero() && r.End.Before(s.retainedSince())
 }
 
-// readCheck runs the checks every read of one resource shares: the caller
-// may read the type in this mode, and may see this record.
-func (s *Server) readCheck(c *gin.Context, typ string) (*auth.Principal, bool, error) {
-	p := principal(c)
+// readTarget runs what every read of one resource shares: the silent
+// switch, the caller's permission to read the type in that mode, and the id.
+func (s *Server) readTarget(c *gin.Context, typ string) (p *auth.Principal, silent bool, id string, err error) {
+	p = principal(c)
 	silentParam, has := c.GetQuery("silent")
-	silent, err := silentMode(c, silentParam, has)
-	if err != nil {
-		return nil, false, err
+	if silent, err = silentMode(c, silentParam, has); err != nil {
+		return nil, false, "", err
 	}
-	if err := mayRead(p, typ, silent); err != nil {
-		return nil, false, err
+	if err = mayRead(p, typ, silent); err != nil {
+		return nil, false, "", err
 	}
-	return p, silent, nil
+	id, err = idParam(c)
+	return p, silent, id, err
 }
 
 func idParam(c *gin.Context) (string, error) {
@@ -47,39 +47,35 @@ func idParam(c *gin.Context) (string, error) {
 	return id, nil
 }
 
+// gone answers a read of a deleted version: 410 with its version headers.
+func gone(c *gin.Context, r store.Record) error {
+	versionHeaders(c, r)
+	return fhir.Errorf(fhir.CodeNotFound, "%s/%s was deleted at version %d", r.Type, r.ID, r.Version).WithStatus(http.StatusGone)
+}
+
 // read serves GET /{type}/{id}.
 func (s *Server) read(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, silent, err := s.readCheck(c, typ)
+	return s.handle(func(c *gin.Context) error {
+		p, silent, id, err := s.readTarget(c, typ)
 		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		id, err := idParam(c)
-		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		r, err := s.Store.Get(c.Request.Context(), typ, id)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		if err := s.visible(p, r); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		if r.Deleted {
-			versionHeaders(c, r)
-			s.fail(c, fhir.Errorf(fhir.CodeNotFound, "%s/%s was deleted", typ, id).WithStatus(http.StatusGone))
-			return
+			return gone(c, r)
 		}
 		if err := s.auditRead(c, p, silent, "read", r); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		s.writeRecord(c, http.StatusOK, r, s.body(r))
-	}
+		return nil
+	})
 }
 
 // visible checks a local authority may see the record and that it has not
@@ -104,77 +100,57 @@ func (s *Server) auditRead(c *gin.Context, p *auth.Principal, silent bool, inter
 	return s.recordAccess(c, p, silent, interaction, "", r.Type+"/"+r.ID, t)
 }
 
-// vread serves GET /{type}/{id}/_history/{vid}.
+// vread serves GET /{type}/{id}/_history/{vid}. Who may see it is decided
+// by the current version.
 func (s *Server) vread(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, silent, err := s.readCheck(c, typ)
+	return s.handle(func(c *gin.Context) error {
+		p, silent, id, err := s.readTarget(c, typ)
 		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		id, err := idParam(c)
-		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		vid, err := strconv.ParseInt(c.Param("vid"), 10, 64)
 		if err != nil || vid < 1 {
-			s.fail(c, fhir.At(fhir.CodeInvalidValue, "vid", "The version id must be a positive whole number"))
-			return
+			return fhir.At(fhir.CodeInvalidValue, "vid", "The version id must be a positive whole number")
 		}
 		cur, err := s.Store.Get(c.Request.Context(), typ, id)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		if err := s.visible(p, cur); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		r, err := s.Store.GetVersion(c.Request.Context(), typ, id, vid)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		if r.Deleted {
-			versionHeaders(c, r)
-			s.fail(c, fhir.Errorf(fhir.CodeNotFound, "%s/%s was deleted at version %d", typ, id, vid).WithStatus(http.StatusGone))
-			return
+			return gone(c, r)
 		}
 		if err := s.auditRead(c, p, silent, "vread", r); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		s.writeRecord(c, http.StatusOK, r, s.body(r))
-	}
+		return nil
+	})
 }
 
 // history serves GET /{type}/{id}/_history: every version, newest first.
 func (s *Server) history(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, silent, err := s.readCheck(c, typ)
+	return s.handle(func(c *gin.Context) error {
+		p, silent, id, err := s.readTarget(c, typ)
 		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		id, err := idParam(c)
-		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		recs, err := s.Store.History(c.Request.Context(), typ, id)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		// The current version decides who may see the history.
 		if err := s.visible(p, recs[0]); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		if err := s.auditRead(c, p, silent, "history-instance", recs[0]); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		total := len(recs)
 		b := &fhir.Bundle{Type: "history", Total: &total, Timestamp: fhir.Instant(s.now()),
@@ -195,5 +171,6 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 			b.Entry = append(b.Entry, e)
 		}
 		s.writeBundle(c, b)
-	}
+		return nil
+	})
 }

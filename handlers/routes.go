@@ -64,8 +64,8 @@ func (s *Server) routes(e *gin.Engine) {
 	r.GET("/Organization/:id/_history/:vid", s.vread("Organization"))
 
 	// AuditEvent: access history and the local authority's feed.
-	r.GET("/AuditEvent", s.searchAudit)
-	r.POST("/AuditEvent/_search", s.searchAudit)
+	r.GET("/AuditEvent", s.handle(s.searchAudit))
+	r.POST("/AuditEvent/_search", s.handle(s.searchAudit))
 
 	// $validate: any caller with a token; writes nothing, reads nothing.
 	for _, typ := range []string{"EpisodeOfCare", "Organization", "Flag", "AuditEvent"} {

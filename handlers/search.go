@@ -190,21 +190,18 @@ func (s *Server) storeQuery(typ string, sr *searchRequest) (store.Query, error) 
 
 // search serves GET /{type} and POST /{type}/_search.
 func (s *Server) search(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
+	return s.handle(func(c *gin.Context) error {
 		sr, err := s.parseSearch(c, typ)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		q, err := s.storeQuery(typ, sr)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		recs, total, err := s.Store.Search(c.Request.Context(), q)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		if patientType(typ) {
 			t := touched{}
@@ -215,8 +212,7 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 				t.add(r.Subject, r.Owner)
 			}
 			if err := s.recordAccess(c, sr.p, sr.silent, "search-type", typ+"?"+s.selfQuery(sr, ""), "", t); err != nil {
-				s.fail(c, err)
-				return
+				return err
 			}
 		}
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
@@ -229,15 +225,15 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		}
 		included, err := s.include(c, sr, recs)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		b.Entry = append(b.Entry, included...)
 		if len(sr.ignored) > 0 {
 			b.Entry = append(b.Entry, ignoredEntry(sr))
 		}
 		s.writeBundle(c, b)
-	}
+		return nil
+	})
 }
 
 // ignoredEntry is the searchset entry that reports the parameters a search
