@@ -440,49 +440,67 @@ func (s *Server) remove(typ string) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		ctx := c.Request.Context()
-		for attempt := 0; ; attempt++ {
-			cur, err := s.Store.Get(ctx, typ, id)
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
-			if cur.Owner != p.OrgCode {
-				s.fail(c, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id))
-				return
-			}
-			if match != nil && (cur.Deleted || cur.Version != *match) {
-				s.fail(c, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *match, typ, id))
-				return
-			}
-			if cur.Deleted {
-				versionHeaders(c, cur)
-				s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: typ + "/" + id + " was already deleted"}}).JSON())
-				return
-			}
-			now := s.now()
-			tomb := store.Record{Type: typ, ID: id, Version: cur.Version + 1, Updated: now, Deleted: true,
-				Owner: cur.Owner, Subject: cur.Subject, End: now}
-			if cur.Derived != nil {
-				tomb.Derived = &store.Derived{Type: cur.Derived.Type}
-			}
-			err = s.Store.Commit(ctx, []store.Write{{Record: tomb, Expect: cur.Version}})
-			if errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts {
-				continue
-			}
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
-			versionHeaders(c, tomb)
-			msg := "Deleted " + typ + "/" + id
-			if tomb.Derived != nil {
-				msg += " and its " + tomb.Derived.Type
-			}
-			s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: msg}}).JSON())
+		tomb, already, err := s.deleteByID(c.Request.Context(), p, typ, id, match)
+		if err != nil {
+			s.fail(c, err)
 			return
 		}
+		versionHeaders(c, tomb)
+		s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{deletedIssue(tomb, already)}).JSON())
 	}
+}
+
+// deleteByID writes a tombstone for typ/id (and its derived record) with
+// compare-and-swap on the version, retrying a lost race unless the client
+// pinned the version with If-Match. already reports that the resource was
+// deleted before; then nothing is written and tomb is the current tombstone.
+func (s *Server) deleteByID(ctx context.Context, p *auth.Principal, typ, id string, match *int64) (tomb store.Record, already bool, err error) {
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.Get(ctx, typ, id)
+		if err != nil {
+			return store.Record{}, false, err
+		}
+		if cur.Owner != p.OrgCode {
+			return store.Record{}, false, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
+		}
+		if match != nil && (cur.Deleted || cur.Version != *match) {
+			return store.Record{}, false, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *match, typ, id)
+		}
+		if cur.Deleted {
+			return cur, true, nil
+		}
+		tomb := tombstone(cur, s.now())
+		err = s.Store.Commit(ctx, []store.Write{{Record: tomb, Expect: cur.Version}})
+		if errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return store.Record{}, false, err
+		}
+		return tomb, false, nil
+	}
+}
+
+// tombstone is the record that deletes cur (and its derived record) at now.
+func tombstone(cur store.Record, now time.Time) store.Record {
+	tomb := store.Record{Type: cur.Type, ID: cur.ID, Version: cur.Version + 1, Updated: now, Deleted: true,
+		Owner: cur.Owner, Subject: cur.Subject, End: now}
+	if cur.Derived != nil {
+		tomb.Derived = &store.Derived{Type: cur.Derived.Type}
+	}
+	return tomb
+}
+
+// deletedIssue is the informational issue that answers a delete.
+func deletedIssue(tomb store.Record, already bool) fhir.Issue {
+	msg := tomb.Type + "/" + tomb.ID + " was already deleted"
+	if !already {
+		msg = "Deleted " + tomb.Type + "/" + tomb.ID
+		if tomb.Derived != nil {
+			msg += " and its " + tomb.Derived.Type
+		}
+	}
+	return fhir.Issue{Severity: "information", Type: "informational", Diagnostics: msg}
 }
 
 // notAllowed answers writes to Flags: they are derived from EpisodeOfCare.
