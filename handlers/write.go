@@ -187,11 +187,8 @@ func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return saved{}, err
 		}
-		if exists && cur.Owner != p.OrgCode {
-			return saved{}, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
-		}
-		if ifMatch != nil && (!exists || cur.Deleted || cur.Version != *ifMatch) {
-			return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
+		if err := putCheck(p, typ, id, cur, exists, ifMatch); err != nil {
+			return saved{}, err
 		}
 		rec := s.record(typ, id, in, cur.Version+1, s.now(), name)
 		err = s.Store.Commit(ctx, []store.Write{{Record: rec, Expect: cur.Version}})
@@ -207,45 +204,34 @@ func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string
 	}
 }
 
+// putCheck checks a write of typ/id over its current record (exists: there
+// is one, perhaps a tombstone): the caller must manage it, and If-Match, if
+// given, must name its version.
+func putCheck(p *auth.Principal, typ, id string, cur store.Record, exists bool, ifMatch *int64) error {
+	if exists && cur.Owner != p.OrgCode {
+		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
+	}
+	if ifMatch != nil && (!exists || cur.Deleted || cur.Version != *ifMatch) {
+		return fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
+	}
+	return nil
+}
+
 // saveConditional is a conditional update (PUT ?identifier=) or, with
 // createOnly, a conditional create (POST with If-None-Exist). It is safe
 // under concurrent requests: the identifier is a unique key in the store,
 // so of two racing creates one wins and the other becomes an update (or,
 // for a create, returns the winner).
 func (s *Server) saveConditional(ctx context.Context, p *auth.Principal, typ, key string, in *incoming, ifMatch *int64, createOnly bool) (saved, error) {
-	if !in.hasKey(key) {
-		return saved{}, fhir.At(fhir.CodeInvalidValue, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
-	}
 	for attempt := 0; ; attempt++ {
-		recs, _, err := s.Store.Search(ctx, store.Query{Type: typ, Key: key, Limit: 2})
+		id, match, err := s.conditionalTarget(ctx, p, typ, key, in, ifMatch, createOnly)
 		if err != nil {
 			return saved{}, err
 		}
-		var res saved
-		switch len(recs) {
-		case 0:
-			id := in.id
-			if id == "" || createOnly {
-				id = s.NewID()
-			}
-			if ifMatch != nil {
-				return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
-			}
-			res, err = s.saveByID(ctx, p, typ, id, in, nil)
-		case 1:
-			if recs[0].Owner != p.OrgCode {
-				return saved{}, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: the identifier %s belongs to a resource managed by another organisation", key)
-			}
-			if createOnly {
-				return saved{rec: recs[0]}, nil
-			}
-			if id := in.id; id != "" && id != recs[0].ID {
-				return saved{}, fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id %q does not match %s/%s, which has the identifier %s", id, typ, recs[0].ID, key)
-			}
-			res, err = s.saveByID(ctx, p, typ, recs[0].ID, in, ifMatch)
-		default:
-			return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "More than one %s has the identifier %s", typ, key)
+		if match != nil && createOnly {
+			return saved{rec: *match}, nil
 		}
+		res, err := s.saveByID(ctx, p, typ, id, in, ifMatch)
 		var ue *store.UniqueError
 		if errors.As(err, &ue) && ue.Key == key && attempt < maxAttempts {
 			continue // another request created it first: look again
@@ -254,9 +240,48 @@ func (s *Server) saveConditional(ctx context.Context, p *auth.Principal, typ, ke
 	}
 }
 
+// conditionalTarget resolves the condition of a conditional write to the id
+// to write: the one resource with the identifier key (match), or, if there
+// is none, the id the resource carries or a new one. A conditional create
+// always gets a new id.
+func (s *Server) conditionalTarget(ctx context.Context, p *auth.Principal, typ, key string, in *incoming, ifMatch *int64, createOnly bool) (id string, match *store.Record, err error) {
+	if !in.hasKey(key) {
+		return "", nil, fhir.At(fhir.CodeInvalidValue, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
+	}
+	recs, _, err := s.Store.Search(ctx, store.Query{Type: typ, Key: key, Limit: 2})
+	if err != nil {
+		return "", nil, err
+	}
+	switch len(recs) {
+	case 0:
+		if ifMatch != nil {
+			return "", nil, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
+		}
+		if in.id == "" || createOnly {
+			return s.NewID(), nil, nil
+		}
+		return in.id, nil, nil
+	case 1:
+		if recs[0].Owner != p.OrgCode {
+			return "", nil, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: the identifier %s belongs to a resource managed by another organisation", key)
+		}
+		if !createOnly && in.id != "" && in.id != recs[0].ID {
+			return "", nil, fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id %q does not match %s/%s, which has the identifier %s", in.id, typ, recs[0].ID, key)
+		}
+		return recs[0].ID, &recs[0], nil
+	}
+	return "", nil, fhir.Errorf(fhir.CodePreconditionFailed, "More than one %s has the identifier %s", typ, key)
+}
+
 // ifMatch reads an If-Match header: W/"3" or "3".
 func ifMatch(c *gin.Context) (*int64, error) {
-	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	return parseIfMatch(c.GetHeader("If-Match"))
+}
+
+// parseIfMatch reads an If-Match value (the header, or a Bundle entry's
+// request.ifMatch): W/"3" or "3"; "" is none.
+func parseIfMatch(h string) (*int64, error) {
+	h = strings.TrimSpace(h)
 	if h == "" {
 		return nil, nil
 	}
@@ -460,11 +485,8 @@ func (s *Server) deleteByID(ctx context.Context, p *auth.Principal, typ, id stri
 		if err != nil {
 			return store.Record{}, false, err
 		}
-		if cur.Owner != p.OrgCode {
-			return store.Record{}, false, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
-		}
-		if match != nil && (cur.Deleted || cur.Version != *match) {
-			return store.Record{}, false, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *match, typ, id)
+		if err := putCheck(p, typ, id, cur, true, match); err != nil {
+			return store.Record{}, false, err
 		}
 		if cur.Deleted {
 			return cur, true, nil
