@@ -239,6 +239,13 @@ func (s *Store) records(ctx context.Context, typ, q string, args ...any) ([]stor
 func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int, error) {
 	where := []string{`(type = ? OR dtype = ?)`, `deleted = 0`}
 	args := []any{q.Type, q.Type}
+	if q.Key != "" {
+		// Keys belong to stored (not derived) records, so a key search is a
+		// primary-key lookup; ANDed with the type-or-derived-type condition
+		// it made SQLite read every record of the type.
+		where[0] = `type = ? AND id IN (SELECT id FROM keys WHERE type = ? AND value = ?)`
+		args = []any{q.Type, q.Type, q.Key}
+	}
 	if len(q.IDs) > 0 {
 		where = append(where, `id IN (`+placeholders(len(q.IDs))+`)`)
 		for _, id := range q.IDs {
@@ -246,16 +253,14 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 		}
 	}
 	if q.Subject != "" {
-		where = append(where, `subject = ?`)
+		// subject <> '' lets the partial index resources_subject serve the
+		// search; without it every record of the type is read.
+		where = append(where, `subject = ?`, `subject <> ''`)
 		args = append(args, q.Subject)
 	}
 	if q.Owner != "" {
 		where = append(where, `owner = ?`)
 		args = append(args, q.Owner)
-	}
-	if q.Key != "" {
-		where = append(where, `id IN (SELECT id FROM keys WHERE type = ? AND value = ?)`)
-		args = append(args, q.Type, q.Key)
 	}
 	if !q.RetainedSince.IsZero() {
 		where = append(where, `(plan_end IS NULL OR plan_end >= ?)`)
