@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"cpis/auth"
 	"cpis/fhir"
@@ -22,6 +24,16 @@ import (
 // fails with 412.
 func (s *Server) apply(ctx context.Context, p *auth.Principal, entries []*bundleEntry, names laNames) ([]entryResult, error) {
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			// A unit of many entries has a wider window than a single write
+			// for others to change what it read: back off a little, at
+			// random, so that units racing each other do not collide again.
+			select {
+			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		writes, results, err := s.resolve(ctx, p, entries, names)
 		if err != nil {
 			return nil, err
@@ -34,9 +46,9 @@ func (s *Server) apply(ctx context.Context, p *auth.Principal, entries []*bundle
 		switch {
 		case err == nil:
 			return results, nil
-		case errors.Is(err, store.ErrVersionConflict) && attempt < maxAttempts:
+		case errors.Is(err, store.ErrVersionConflict) && attempt < maxUnitAttempts:
 			continue
-		case errors.As(err, &ue) && racedCreate(entries, ue) && attempt < maxAttempts:
+		case errors.As(err, &ue) && racedCreate(entries, ue) && attempt < maxUnitAttempts:
 			continue // another request created it first: look again
 		case errors.Is(err, store.ErrVersionConflict):
 			return nil, fhir.Wrap(fhir.CodePreconditionFailed, err, "The resources were changed by other requests while this Bundle was being applied; send it again")
@@ -46,6 +58,10 @@ func (s *Server) apply(ctx context.Context, p *auth.Principal, entries []*bundle
 		return nil, err
 	}
 }
+
+// maxUnitAttempts bounds the attempts of a Bundle's unit that keeps losing
+// races; then the client is told to send it again.
+const maxUnitAttempts = 32
 
 // target is where one entry writes, as resolved in one attempt.
 type target struct {

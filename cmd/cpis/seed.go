@@ -47,7 +47,7 @@ func seed(ctx context.Context, args []string, getenv func(string) string, stdout
 		seedN    = fs.Uint64("seed", 1, "random seed: the same seed (and as-of month) gives the same data")
 		asOfFlag = fs.String("as-of", "", "date the plans are dated back from, YYYY-MM-DD (default: the first day of this month)")
 		batch    = fs.Int("batch", 1000, "entries per transaction Bundle")
-		workers  = fs.Int("workers", runtime.GOMAXPROCS(0), "Bundles posted at once")
+		workers  = fs.Int("workers", 2*runtime.GOMAXPROCS(0), "Bundles posted at once (while one is written the others are checked)")
 		dataDir  = fs.String("data-dir", cfg.DataDir, "data directory of the embedded store and the local signing key (CPIS_DATA_DIR)")
 	)
 	if err := fs.Parse(args); err != nil {
