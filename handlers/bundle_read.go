@@ -58,8 +58,8 @@ var (
 // Limits.MaxBundleBytes (413 beyond it) and the entries are decoded one at a
 // time and counted, so a Bundle with more than Limits.MaxBundleEntries is
 // refused (413) at the first entry too many, without reading the rest.
-// Problems with the Bundle itself fail the request; problems with an entry
-// are kept with the entry.
+// Problems with the Bundle itself fail the request; then each entry is
+// checked, and its problems are kept with the entry.
 func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, error) {
 	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBundleBytes))
 	b := &postedBundle{}
@@ -72,6 +72,7 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 	}
 	var issues []fhir.Issue
 	var resourceType string
+	var raws []json.RawMessage
 	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
@@ -89,7 +90,7 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 		case name == "type":
 			err = dec.Decode(&b.typ)
 		case name == "entry":
-			err = s.readEntries(dec, p, b)
+			raws, err = s.readEntries(dec, raws)
 		default:
 			if !bundleElements[name] {
 				issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Diagnostics: fmt.Sprintf("Unknown element %q", clip(name)), Expression: []string{"Bundle." + clip(name)}})
@@ -119,30 +120,37 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 	if err := fhir.Invalid(issues); err != nil {
 		return nil, err
 	}
+	// Only a Bundle within the limits is checked entry by entry.
+	b.entries = make([]*bundleEntry, len(raws))
+	for i, raw := range raws {
+		b.entries[i] = s.readEntry(p, i, raw)
+		raws[i] = nil
+	}
 	return b, nil
 }
 
-// readEntries reads Bundle.entry one entry at a time.
-func (s *Server) readEntries(dec *json.Decoder, p *auth.Principal, b *postedBundle) error {
+// readEntries reads Bundle.entry one entry at a time, as JSON only, and
+// counts them.
+func (s *Server) readEntries(dec *json.Decoder, raws []json.RawMessage) ([]json.RawMessage, error) {
 	tok, err := dec.Token()
 	if err != nil || tok == nil {
-		return err // null: no entries
+		return raws, err // null: no entries
 	}
 	if tok != json.Delim('[') {
-		return fhir.At(fhir.CodeInvalidValue, "Bundle.entry", "Bundle.entry must be an array")
+		return raws, fhir.At(fhir.CodeInvalidValue, "Bundle.entry", "Bundle.entry must be an array")
 	}
 	for dec.More() {
-		if len(b.entries) >= s.Limits.MaxBundleEntries {
-			return fhir.Errorf(fhir.CodeInvalidValue, "The Bundle has more than %d entries, the most this server accepts in one Bundle; split it", s.Limits.MaxBundleEntries).WithStatus(http.StatusRequestEntityTooLarge)
+		if len(raws) >= s.Limits.MaxBundleEntries {
+			return raws, fhir.Errorf(fhir.CodeInvalidValue, "The Bundle has more than %d entries, the most this server accepts in one Bundle; split it", s.Limits.MaxBundleEntries).WithStatus(http.StatusRequestEntityTooLarge)
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return err
+			return raws, err
 		}
-		b.entries = append(b.entries, s.readEntry(p, len(b.entries), raw))
+		raws = append(raws, raw)
 	}
 	_, err = dec.Token()
-	return err
+	return raws, err
 }
 
 // bundleReadError describes a failure to read the body, without Go's words.
