@@ -222,7 +222,8 @@ func (s *Server) cachedLAName(ctx context.Context, in *incoming, names laNames) 
 
 // duplicates finds entries that name the same resource: the same Type/id,
 // the same identifier condition, or the same fullUrl. A transaction may name
-// each resource once.
+// each resource once. Two resources carrying one identifier would clash on
+// its unique key, so they are refused here too.
 func duplicates(entries []*bundleEntry) []*fhir.Error {
 	var errs []*fhir.Error
 	seen := map[string]int{}
@@ -240,10 +241,15 @@ func duplicates(entries []*bundleEntry) []*fhir.Error {
 		if e.fullURL != "" {
 			names = append(names, "fullUrl "+e.fullURL)
 		}
+		if e.in != nil {
+			for _, k := range e.in.keys() {
+				names = append(names, e.typ+" identifier "+k)
+			}
+		}
 		for _, n := range names {
 			if j, ok := seen[n]; ok {
 				errs = append(errs, fhir.At(fhir.CodeInvalidValue, entryPath(e.index), "%s and %s both name %s; a transaction may name each resource once", entryPath(j), entryPath(e.index), n))
-				continue
+				break // one issue per entry
 			}
 			seen[n] = e.index
 		}

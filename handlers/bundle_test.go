@@ -342,6 +342,8 @@ func TestTransactionConflicts(t *testing.T) {
 				400, []string{"INVALID_VALUE@Bundle.entry[1]"}},
 			{"condition-finds-an-id-another-entry-names-400", []entry{fresh, putPlanEntry(planSpec{id: "held", nhs: nhsA, la: la1, ident: "HELD"}), condPlanEntry(planSpec{nhs: nhsA, la: la1, ident: "HELD", planType: "LAC"})},
 				400, []string{"INVALID_VALUE@Bundle.entry[2]"}},
+			{"two-plans-with-one-identifier-400", []entry{fresh, putPlanEntry(planSpec{id: "a", nhs: nhsA, la: la1, ident: "TWIN"}), condPlanEntry(planSpec{nhs: nhsB, la: la1, ident: "TWIN"})},
+				400, []string{"INVALID_VALUE@Bundle.entry[2]"}},
 			{"same-full-url-twice-400", []entry{fresh, {method: "POST", url: "EpisodeOfCare", fullURL: "urn:uuid:1", resource: planJSON(planSpec{nhs: nhsA, la: la1})}, {method: "POST", url: "EpisodeOfCare", fullURL: "urn:uuid:1", resource: planJSON(planSpec{nhs: nhsA, la: la1})}},
 				400, []string{"INVALID_VALUE@Bundle.entry[2]"}},
 			{"unresolved-urn-reference-400", []entry{fresh, {method: "PUT", url: "EpisodeOfCare/x", resource: strings.Replace(planJSON(planSpec{id: "x", nhs: nhsA, la: la1}), `"managingOrganization":{`, `"managingOrganization":{"reference":"urn:uuid:nowhere",`, 1)}},
