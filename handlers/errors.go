@@ -17,14 +17,22 @@ import (
 // with the contract's code. Clients never see a Go error string; 5xx
 // answers name only the request id and the log has the cause.
 func (s *Server) fail(c *gin.Context, err error) {
-	fe := s.asFHIR(c, err)
-	if fe.Status >= 500 {
-		s.Log.Error("request failed", slog.String("request_id", requestIDOf(c)), slog.Int("status", fe.Status), slog.String("error", err.Error()))
-	}
+	fe := s.outcome(c, err)
 	if fe.Status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="cpis", error="invalid_token"`)
 	}
 	s.writeJSON(c, fe.Status, fhir.Outcome(fe.Issues).JSON())
+}
+
+// outcome is the client's view of an error, for a response or for one entry
+// of a batch-response: the mapped *fhir.Error. A 5xx is logged here, with
+// its cause, since the client sees only the request id.
+func (s *Server) outcome(c *gin.Context, err error) *fhir.Error {
+	fe := s.asFHIR(c, err)
+	if fe.Status >= 500 {
+		s.Log.Error("request failed", slog.String("request_id", requestIDOf(c)), slog.Int("status", fe.Status), slog.String("error", err.Error()))
+	}
+	return fe
 }
 
 // asFHIR maps any error to a *fhir.Error: the one table from sentinel

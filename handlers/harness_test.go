@@ -436,6 +436,16 @@ func flagSearch(nhs string) string {
 	return "Flag?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|" + nhs
 }
 
+// requireTransactions skips a test of successful transaction Bundles on a
+// backend without multi-document transactions, saying why; such backends
+// refuse transactions, which TestTransactionRefusedWithoutTransactions checks.
+func (e *env) requireTransactions(t *testing.T) {
+	t.Helper()
+	if tx, ok := e.store.(interface{ Transactions() bool }); ok && !tx.Transactions() {
+		t.Skip("skipped: this database has no multi-document transactions (FerretDB, or MongoDB without a replica set), so transaction Bundles are refused with 501; TestTransactionRefusedWithoutTransactions checks that")
+	}
+}
+
 // forEachBackend runs a test against every store backend.
 func forEachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 	for _, b := range backends() {

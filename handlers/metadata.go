@@ -108,9 +108,21 @@ func (s *Server) capabilityStatement() []byte {
 		"sends Prefer: handling=strict, which makes them a 400. Searches may also be POSTed to [type]/_search as a form, keeping NHS numbers out of URLs. "+
 		"Plans whose period ended more than %d days ago are not served and are purged with their Flags, history and access history.",
 		s.Limits.MaxResourceBytes, s.Limits.MaxBundleBytes, s.Limits.MaxBundleEntries, fhir.DefaultCount, fhir.MaxCount, s.RetentionDays)
+	bundleLimits := fmt.Sprintf("At most %d entries and %d bytes; more is refused with 413 and nothing is written.", s.Limits.MaxBundleEntries, s.Limits.MaxBundleBytes)
 	rest := csRest{
 		Mode:          "server",
 		Documentation: limits,
+		Interaction: []csInteraction{
+			{Code: "transaction", Documentation: "POST a transaction Bundle to the base (local authority systems with a write scope): PUT EpisodeOfCare/{id} or " +
+				"EpisodeOfCare?identifier=system|value, DELETE EpisodeOfCare/{id}, PUT Organization/{id} or Organization?identifier=, and POST Type " +
+				"(ifNoneExist: identifier=system|value). All entries are applied, with their Flags, or none: any problem leaves the store untouched and the " +
+				"answer is one OperationOutcome naming each failing entry (Bundle.entry[n]). request.ifMatch is honoured. An entry may not name a resource " +
+				"another entry names. References to another entry's urn:uuid fullUrl become Type/id; conditional references are not supported. An update " +
+				"whose content equals the current version writes nothing and keeps its version. " + bundleLimits},
+			{Code: "batch", Documentation: "POST a batch Bundle to the base: the same entries, each checked and applied on its own, with a response entry " +
+				"each (an OperationOutcome in response.outcome for a failure). Entries cannot refer to each other. Read (GET) entries are refused with 405: " +
+				"read and search with their own requests. " + bundleLimits},
+		},
 		Security: csSecurity{
 			Service: []fhir.CodeableConcept{{Coding: []fhir.Coding{{
 				System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR", Display: "SMART-on-FHIR",

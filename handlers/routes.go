@@ -30,6 +30,10 @@ func (s *Server) routes(e *gin.Engine) {
 
 	r := api.Group("", auth.Middleware(s.Verifier, s.fail))
 
+	// Transaction and batch Bundles: local authorities' uploads.
+	r.POST("", s.postBundle)
+	r.POST("/", s.postBundle)
+
 	// Flag: the alert, derived from EpisodeOfCare; read-only.
 	r.GET("/Flag", s.search("Flag"))
 	r.POST("/Flag/_search", s.search("Flag"))

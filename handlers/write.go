@@ -201,11 +201,8 @@ func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return saved{}, err
 		}
-		if exists && cur.Owner != p.OrgCode {
-			return saved{}, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
-		}
-		if ifMatch != nil && (!exists || cur.Deleted || cur.Version != *ifMatch) {
-			return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
+		if err := putCheck(p, typ, id, cur, exists, ifMatch); err != nil {
+			return saved{}, err
 		}
 		rec := s.record(typ, id, in, cur.Version+1, s.now(), name)
 		err = s.Store.Commit(ctx, []store.Write{{Record: rec, Expect: cur.Version}})
@@ -221,45 +218,34 @@ func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string
 	}
 }
 
+// putCheck checks a write of typ/id over its current record (exists: there
+// is one, perhaps a tombstone): the caller must manage it, and If-Match, if
+// given, must name its version.
+func putCheck(p *auth.Principal, typ, id string, cur store.Record, exists bool, ifMatch *int64) error {
+	if exists && cur.Owner != p.OrgCode {
+		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
+	}
+	if ifMatch != nil && (!exists || cur.Deleted || cur.Version != *ifMatch) {
+		return fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
+	}
+	return nil
+}
+
 // saveConditional is a conditional update (PUT ?identifier=) or, with
 // createOnly, a conditional create (POST with If-None-Exist). It is safe
 // under concurrent requests: the identifier is a unique key in the store,
 // so of two racing creates one wins and the other becomes an update (or,
 // for a create, returns the winner).
 func (s *Server) saveConditional(ctx context.Context, p *auth.Principal, typ, key string, in *incoming, ifMatch *int64, createOnly bool) (saved, error) {
-	if !in.hasKey(key) {
-		return saved{}, fhir.At(fhir.CodeInvalidValue, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
-	}
 	for attempt := 0; ; attempt++ {
-		recs, _, err := s.Store.Search(ctx, store.Query{Type: typ, Key: key, Limit: 2})
+		id, match, err := s.conditionalTarget(ctx, p, typ, key, in, ifMatch, createOnly)
 		if err != nil {
 			return saved{}, err
 		}
-		var res saved
-		switch len(recs) {
-		case 0:
-			id := in.id
-			if id == "" || createOnly {
-				id = s.NewID()
-			}
-			if ifMatch != nil {
-				return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
-			}
-			res, err = s.saveByID(ctx, p, typ, id, in, nil)
-		case 1:
-			if recs[0].Owner != p.OrgCode {
-				return saved{}, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: the identifier %s belongs to a resource managed by another organisation", key)
-			}
-			if createOnly {
-				return saved{rec: recs[0]}, nil
-			}
-			if id := in.id; id != "" && id != recs[0].ID {
-				return saved{}, fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id %q does not match %s/%s, which has the identifier %s", id, typ, recs[0].ID, key)
-			}
-			res, err = s.saveByID(ctx, p, typ, recs[0].ID, in, ifMatch)
-		default:
-			return saved{}, fhir.Errorf(fhir.CodePreconditionFailed, "More than one %s has the identifier %s", typ, key)
+		if match != nil && createOnly {
+			return saved{rec: *match}, nil
 		}
+		res, err := s.saveByID(ctx, p, typ, id, in, ifMatch)
 		var ue *store.UniqueError
 		if errors.As(err, &ue) && ue.Key == key && attempt < maxAttempts {
 			continue // another request created it first: look again
@@ -268,9 +254,48 @@ func (s *Server) saveConditional(ctx context.Context, p *auth.Principal, typ, ke
 	}
 }
 
+// conditionalTarget resolves the condition of a conditional write to the id
+// to write: the one resource with the identifier key (match), or, if there
+// is none, the id the resource carries or a new one. A conditional create
+// always gets a new id.
+func (s *Server) conditionalTarget(ctx context.Context, p *auth.Principal, typ, key string, in *incoming, ifMatch *int64, createOnly bool) (id string, match *store.Record, err error) {
+	if !in.hasKey(key) {
+		return "", nil, fhir.At(fhir.CodeInvalidValue, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
+	}
+	recs, _, err := s.Store.Search(ctx, store.Query{Type: typ, Key: key, Limit: 2})
+	if err != nil {
+		return "", nil, err
+	}
+	switch len(recs) {
+	case 0:
+		if ifMatch != nil {
+			return "", nil, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
+		}
+		if in.id == "" || createOnly {
+			return s.NewID(), nil, nil
+		}
+		return in.id, nil, nil
+	case 1:
+		if recs[0].Owner != p.OrgCode {
+			return "", nil, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: the identifier %s belongs to a resource managed by another organisation", key)
+		}
+		if !createOnly && in.id != "" && in.id != recs[0].ID {
+			return "", nil, fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id %q does not match %s/%s, which has the identifier %s", in.id, typ, recs[0].ID, key)
+		}
+		return recs[0].ID, &recs[0], nil
+	}
+	return "", nil, fhir.Errorf(fhir.CodePreconditionFailed, "More than one %s has the identifier %s", typ, key)
+}
+
 // ifMatch reads an If-Match header: W/"3" or "3".
 func ifMatch(c *gin.Context) (*int64, error) {
-	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	return parseIfMatch(c.GetHeader("If-Match"))
+}
+
+// parseIfMatch reads an If-Match value (the header, or a Bundle entry's
+// request.ifMatch): W/"3" or "3"; "" is none.
+func parseIfMatch(h string) (*int64, error) {
+	h = strings.TrimSpace(h)
 	if h == "" {
 		return nil, nil
 	}
@@ -454,49 +479,64 @@ func (s *Server) remove(typ string) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		ctx := c.Request.Context()
-		for attempt := 0; ; attempt++ {
-			cur, err := s.Store.Get(ctx, typ, id)
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
-			if cur.Owner != p.OrgCode {
-				s.fail(c, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id))
-				return
-			}
-			if match != nil && (cur.Deleted || cur.Version != *match) {
-				s.fail(c, fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *match, typ, id))
-				return
-			}
-			if cur.Deleted {
-				versionHeaders(c, cur)
-				s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: typ + "/" + id + " was already deleted"}}).JSON())
-				return
-			}
-			now := s.now()
-			tomb := store.Record{Type: typ, ID: id, Version: cur.Version + 1, Updated: now, Deleted: true,
-				Owner: cur.Owner, Subject: cur.Subject, End: now}
-			if cur.Derived != nil {
-				tomb.Derived = &store.Derived{Type: cur.Derived.Type}
-			}
-			err = s.Store.Commit(ctx, []store.Write{{Record: tomb, Expect: cur.Version}})
-			if errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts {
-				continue
-			}
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
-			versionHeaders(c, tomb)
-			msg := "Deleted " + typ + "/" + id
-			if tomb.Derived != nil {
-				msg += " and its " + tomb.Derived.Type
-			}
-			s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: msg}}).JSON())
+		tomb, already, err := s.deleteByID(c.Request.Context(), p, typ, id, match)
+		if err != nil {
+			s.fail(c, err)
 			return
 		}
+		versionHeaders(c, tomb)
+		s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{deletedIssue(tomb, already)}).JSON())
 	}
+}
+
+// deleteByID writes a tombstone for typ/id (and its derived record) with
+// compare-and-swap on the version, retrying a lost race unless the client
+// pinned the version with If-Match. already reports that the resource was
+// deleted before; then nothing is written and tomb is the current tombstone.
+func (s *Server) deleteByID(ctx context.Context, p *auth.Principal, typ, id string, match *int64) (tomb store.Record, already bool, err error) {
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.Get(ctx, typ, id)
+		if err != nil {
+			return store.Record{}, false, err
+		}
+		if err := putCheck(p, typ, id, cur, true, match); err != nil {
+			return store.Record{}, false, err
+		}
+		if cur.Deleted {
+			return cur, true, nil
+		}
+		tomb := tombstone(cur, s.now())
+		err = s.Store.Commit(ctx, []store.Write{{Record: tomb, Expect: cur.Version}})
+		if errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return store.Record{}, false, err
+		}
+		return tomb, false, nil
+	}
+}
+
+// tombstone is the record that deletes cur (and its derived record) at now.
+func tombstone(cur store.Record, now time.Time) store.Record {
+	tomb := store.Record{Type: cur.Type, ID: cur.ID, Version: cur.Version + 1, Updated: now, Deleted: true,
+		Owner: cur.Owner, Subject: cur.Subject, End: now}
+	if cur.Derived != nil {
+		tomb.Derived = &store.Derived{Type: cur.Derived.Type}
+	}
+	return tomb
+}
+
+// deletedIssue is the informational issue that answers a delete.
+func deletedIssue(tomb store.Record, already bool) fhir.Issue {
+	msg := tomb.Type + "/" + tomb.ID + " was already deleted"
+	if !already {
+		msg = "Deleted " + tomb.Type + "/" + tomb.ID
+		if tomb.Derived != nil {
+			msg += " and its " + tomb.Derived.Type
+		}
+	}
+	return fhir.Issue{Severity: "information", Type: "informational", Diagnostics: msg}
 }
 
 // notAllowed answers writes to Flags: they are derived from EpisodeOfCare.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 
 	"cpis/handlers"
 	"cpis/store"
@@ -17,8 +16,4 @@ func openMongo(ctx context.Context, cfg *config, m *handlers.Prometheus) (store.
 		return nil, fmt.Errorf("CPIS_MONGODB_URI: cannot use MongoDB: %w", err)
 	}
 	return s, nil
-}
-
-func seed(context.Context, []string, func(string) string, io.Writer) error {
-	return badConfig("seed: not in this build yet")
 }
