@@ -3,7 +3,6 @@ package handlers
 import (
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -200,6 +199,7 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 			return err
 		}
 		recs, total, err := s.Store.Search(c.Request.Context(), q)
+		self := s.selfQuery(sr, "")
 		if err != nil {
 			return err
 		}
@@ -211,12 +211,15 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 			for _, r := range recs {
 				t.add(r.Subject, r.Owner)
 			}
-			if err := s.recordAccess(c, sr.p, sr.silent, "search-type", typ+"?"+s.selfQuery(sr, ""), "", t); err != nil {
+			if err := s.recordAccess(c, sr.p, sr.silent, "search-type", typ+"?"+self, "", t); err != nil {
 				return err
 			}
 		}
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
-		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, sr.q.Cursor)})
+		if sr.q.Cursor != "" {
+			self = s.selfQuery(sr, sr.q.Cursor)
+		}
+		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + self})
 		if q.Limit > 0 && len(recs) == q.Limit {
 			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, recs[len(recs)-1].ID)})
 		}
@@ -309,7 +312,24 @@ func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 	return strings.Join(parts, "&")
 }
 
+// queryEscape escapes a query-string part as url.QueryEscape does, but
+// leaves ':', '|' and '/' readable.
 func queryEscape(s string) string {
-	e := url.QueryEscape(s)
-	return strings.NewReplacer("%3A", ":", "%7C", "|", "%2F", "/").Replace(e)
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte("-_.~:|/", c) >= 0:
+			b.WriteByte(c)
+		case c == ' ':
+			b.WriteByte('+')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
 }

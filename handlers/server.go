@@ -77,6 +77,7 @@ type Server struct {
 	specs         map[string]*resourceSpec
 	started       string // the CapabilityStatement date: when the server started
 	capabilityDoc []byte
+	pong          []byte
 }
 
 // New builds the gin engine with every route of the API.
@@ -115,6 +116,7 @@ func New(d Deps) (*gin.Engine, error) {
 		s.specs[sp.Type] = &sp
 	}
 	s.capabilityDoc = s.capabilityStatement()
+	s.pong = fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: "The access token is valid"}}).JSON()
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true

@@ -42,6 +42,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return token(args, getenv, stdout)
 	case "seed":
 		return seed(ctx, args, getenv, stdout)
+	case "bench":
+		return bench(ctx, args, getenv, stdout)
 	case "version":
 		_, err := fmt.Fprintln(stdout, version)
 		return err
@@ -49,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_, err := fmt.Fprint(stdout, usage)
 		return err
 	}
-	return badConfig("unknown command %q; the commands are serve, token, seed and version", cmd)
+	return badConfig("unknown command %q; the commands are serve, token, seed, bench and version", cmd)
 }
 
 const usage = `cpis: the CP-IS FHIR R4 server
@@ -59,6 +61,8 @@ const usage = `cpis: the CP-IS FHIR R4 server
                               mint a token signed with the local key (local mode only)
   cpis seed --children N [--la-count K]
                               load N synthetic children with plans and local authorities
+  cpis bench [--children N] [--concurrency C] [--duration D]
+                              start a server, seed it and measure its hot paths
   cpis version                print the version
 
 Configuration is by environment variable (CPIS_*), each with a matching flag;

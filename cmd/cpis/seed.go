@@ -251,28 +251,9 @@ type job struct {
 
 // load posts every Bundle with a few workers and a progress bar.
 func (l *loader) load(ctx context.Context, d *demoData, workers int) error {
-	var jobs []job
-	for i, la := range d.las {
-		org, err := orgEntry(la)
-		if err != nil {
-			return err
-		}
-		entries := [][]byte{org}
-		for _, p := range d.plans {
-			if p.la != i {
-				continue
-			}
-			e, err := planEntry(la, p)
-			if err != nil {
-				return err
-			}
-			entries = append(entries, e)
-		}
-		for len(entries) > 0 {
-			n := min(l.batch, len(entries))
-			jobs = append(jobs, job{la: la, entries: entries[:n]})
-			entries = entries[n:]
-		}
+	jobs, err := bundleJobs(d, l.batch)
+	if err != nil {
+		return err
 	}
 	bar := progressbar.NewOptions64(int64(d.resources()),
 		progressbar.OptionSetWriter(l.stdout),
@@ -388,16 +369,7 @@ func (l *loader) send(ctx context.Context, j job, typ string) (int, []byte, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	var body bytes.Buffer
-	body.WriteString(`{"resourceType":"Bundle","type":"` + typ + `","entry":[`)
-	for i, e := range j.entries {
-		if i > 0 {
-			body.WriteByte(',')
-		}
-		body.Write(e)
-	}
-	body.WriteString(`]}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/FHIR/R4", &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/FHIR/R4", bytes.NewReader(bundleBody(j, typ)))
 	if err != nil {
 		return 0, nil, err
 	}

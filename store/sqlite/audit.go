@@ -113,8 +113,8 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 		after = n
 	}
 	recs, last, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM audit_owner o JOIN audit a ON a.seq = o.seq
-		WHERE o.owner = ? AND o.seq > ? AND a.notify = 1 AND a.recorded >= ? ORDER BY o.seq LIMIT ?`,
-		owner, after, since.UnixNano(), limit)
+		WHERE o.owner = ? AND o.seq > ? AND a.notify = 1 AND a.recorded >= ? ORDER BY o.seq LIMIT `+strconv.Itoa(limit),
+		owner, after, since.UnixNano())
 	if err != nil {
 		return nil, "", err
 	}
@@ -132,7 +132,7 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 	for {
 		n := 0
 		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < ? LIMIT ?`, cutoff.UnixNano(), batch)
+			rows, err := tx.QueryContext(ctx, `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < ? LIMIT `+strconv.Itoa(batch), cutoff.UnixNano())
 			if err != nil {
 				return unavailable(err)
 			}
@@ -168,7 +168,7 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 		var n int64
 		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `DELETE FROM audit WHERE seq IN (SELECT seq FROM audit a WHERE a.recorded < ?
-				AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject) LIMIT ?)`, cutoff.UnixNano(), batch)
+				AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject) LIMIT `+strconv.Itoa(batch)+`)`, cutoff.UnixNano())
 			if err != nil {
 				return unavailable(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"cpis/store"
@@ -245,7 +246,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 			pageArgs = append(append([]any{}, args...), q.After)
 		}
 		var err error
-		recs, err = s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+pageCond+` ORDER BY id LIMIT ?`, append(pageArgs, q.Limit)...)
+		// The limit is written into the SQL, not bound: SQLite plans with a
+		// bound LIMIT's value, so rebinding it made every run re-prepare.
+		recs, err = s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+pageCond+` ORDER BY id LIMIT `+strconv.Itoa(q.Limit), pageArgs...)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -118,8 +118,8 @@ func migrate(db *sql.DB) error {
 		`CREATE INDEX IF NOT EXISTS resources_subject ON resources(subject)`,
 		`CREATE INDEX IF NOT EXISTS resources_id ON resources(id)`,
 		`CREATE INDEX IF NOT EXISTS resources_owner ON resources(owner, id)`,
-		`CREATE INDEX IF NOT EXISTS resources_derived ON resources(dtype, id) WHERE dtype IS NOT NULL`,
-		`CREATE INDEX IF NOT EXISTS resources_end ON resources(plan_end) WHERE plan_end IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS resources_derived ON resources(dtype, id)`,
+		`CREATE INDEX IF NOT EXISTS resources_end ON resources(plan_end)`,
 		`CREATE TABLE IF NOT EXISTS history (
 			type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
 			updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
