@@ -27,6 +27,7 @@ type config struct {
 	RBACFile      string
 	RetentionDays int
 	LogLevel      string
+	DebugAddr     string
 }
 
 // setting is one configuration item.
@@ -48,6 +49,7 @@ func (c *config) settings() []setting {
 		{"CPIS_JWT_AUDIENCE", "jwt-audience", "", "required token aud (local mode: " + auth.LocalAudience + ")", &c.Audience},
 		{"CPIS_RBAC_FILE", "rbac-file", "", "activity-code to permission table (JSON) replacing the built-in one", &c.RBACFile},
 		{"CPIS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", &c.LogLevel},
+		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
 	}
 }
 
@@ -129,6 +131,12 @@ func (c *config) check() error {
 		}
 		if c.Audience == "" {
 			return badConfig("CPIS_JWT_AUDIENCE is required when a JWKS is configured")
+		}
+	}
+	if c.DebugAddr != "" {
+		host, _, err := net.SplitHostPort(c.DebugAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return badConfig("CPIS_DEBUG_ADDR must be a loopback host:port such as 127.0.0.1:6060: profiles are not for the network")
 		}
 	}
 	switch c.LogLevel {

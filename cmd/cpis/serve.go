@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -187,6 +188,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer stopSweep()
 	go sweep(sweepCtx, a.store, cfg.RetentionDays, time.Hour, log)
 
+	if cfg.DebugAddr != "" {
+		stopDebug, err := debugServer(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("base_url", cfg.BaseURL),
@@ -240,4 +248,23 @@ func sweep(ctx context.Context, st store.Store, days int, every time.Duration, l
 		}
 		t.Reset(every)
 	}
+}
+
+// debugServer serves Go's pprof profiles on a loopback address of its own,
+// away from the API.
+func debugServer(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, badConfig("CPIS_DEBUG_ADDR: cannot listen on %s: %v", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Info("serving pprof profiles", slog.String("addr", ln.Addr().String()))
+	return func() { srv.Close() }, nil
 }

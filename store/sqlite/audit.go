@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,9 +16,9 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, a := range recs {
-			res, err := tx.ExecContext(ctx, `INSERT INTO audit(id, recorded, subject, agent, notify, body) VALUES (?, ?, ?, ?, ?, ?)`,
+			res, err := tx.exec(ctx, sqlInsertAudit,
 				a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, a.Body)
 			if err != nil {
 				return unavailable(err)
@@ -29,7 +28,7 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 				return unavailable(err)
 			}
 			for _, o := range a.Owners {
-				if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO audit_owner(owner, seq) VALUES (?, ?)`, o, seq); err != nil {
+				if _, err := tx.exec(ctx, sqlInsertOwner, o, seq); err != nil {
 					return unavailable(err)
 				}
 			}
@@ -131,8 +130,8 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 	const batch = 500
 	for {
 		n := 0
-		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < ? LIMIT `+strconv.Itoa(batch), cutoff.UnixNano())
+		err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+			rows, err := tx.query(ctx, `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < ? LIMIT `+strconv.Itoa(batch), cutoff.UnixNano())
 			if err != nil {
 				return unavailable(err)
 			}
@@ -148,7 +147,7 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 			rows.Close()
 			for _, ref := range refs {
 				for _, q := range []string{`DELETE FROM resources WHERE type = ? AND id = ?`, `DELETE FROM history WHERE type = ? AND id = ?`, `DELETE FROM keys WHERE type = ? AND id = ?`} {
-					if _, err := tx.ExecContext(ctx, q, ref[0], ref[1]); err != nil {
+					if _, err := tx.exec(ctx, q, ref[0], ref[1]); err != nil {
 						return unavailable(err)
 					}
 				}
@@ -166,8 +165,8 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 	}
 	for {
 		var n int64
-		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, `DELETE FROM audit WHERE seq IN (SELECT seq FROM audit a WHERE a.recorded < ?
+		err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+			res, err := tx.exec(ctx, `DELETE FROM audit WHERE seq IN (SELECT seq FROM audit a WHERE a.recorded < ?
 				AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject) LIMIT `+strconv.Itoa(batch)+`)`, cutoff.UnixNano())
 			if err != nil {
 				return unavailable(err)

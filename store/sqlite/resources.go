@@ -61,7 +61,7 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 			return err
 		}
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, w := range writes {
 			if err := apply(ctx, tx, w); err != nil {
 				return err
@@ -79,10 +79,10 @@ func checkWrite(w store.Write) error {
 	return nil
 }
 
-func apply(ctx context.Context, tx *sql.Tx, w store.Write) error {
+func apply(ctx context.Context, tx *writeTx, w store.Write) error {
 	r := w.Record
 	var cur int64
-	err := tx.QueryRowContext(ctx, `SELECT version FROM resources WHERE type = ? AND id = ?`, r.Type, r.ID).Scan(&cur)
+	err := tx.queryRow(ctx, sqlVersion, r.Type, r.ID).Scan(&cur)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		cur = 0
@@ -92,20 +92,20 @@ func apply(ctx context.Context, tx *sql.Tx, w store.Write) error {
 	if cur != w.Expect {
 		return fmt.Errorf("store/sqlite: %s/%s is at version %d, not %d: %w", r.Type, r.ID, cur, w.Expect, store.ErrVersionConflict)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE type = ? AND id = ?`, r.Type, r.ID); err != nil {
+	if _, err := tx.exec(ctx, sqlDeleteKeys, r.Type, r.ID); err != nil {
 		return unavailable(err)
 	}
 	if !r.Deleted {
 		for _, k := range r.Keys {
 			var holder string
-			err := tx.QueryRowContext(ctx, `SELECT id FROM keys WHERE type = ? AND value = ?`, r.Type, k).Scan(&holder)
+			err := tx.queryRow(ctx, sqlKeyHolder, r.Type, k).Scan(&holder)
 			switch {
 			case err == nil:
 				return fmt.Errorf("store/sqlite: %w", &store.UniqueError{Type: r.Type, Key: k, HeldBy: holder})
 			case !errors.Is(err, sql.ErrNoRows):
 				return unavailable(err)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO keys(type, value, id) VALUES (?, ?, ?)`, r.Type, k, r.ID); err != nil {
+			if _, err := tx.exec(ctx, sqlInsertKey, r.Type, k, r.ID); err != nil {
 				if isConstraint(err) {
 					return fmt.Errorf("store/sqlite: %w", &store.UniqueError{Type: r.Type, Key: k, HeldBy: r.ID})
 				}
@@ -114,14 +114,10 @@ func apply(ctx context.Context, tx *sql.Tx, w store.Write) error {
 		}
 	}
 	args := values(r)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO resources(`+cols+`) VALUES (`+placeholders(15)+`)
-		ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, updated = excluded.updated,
-		deleted = excluded.deleted, owner = excluded.owner, subject = excluded.subject, plan_end = excluded.plan_end,
-		body = excluded.body, ended = excluded.ended, ends = excluded.ends, dtype = excluded.dtype,
-		dbody = excluded.dbody, dended = excluded.dended, dends = excluded.dends`, args...); err != nil {
+	if _, err := tx.exec(ctx, sqlUpsertResource, args...); err != nil {
 		return unavailable(err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO history(`+cols+`) VALUES (`+placeholders(15)+`)`, args...); err != nil {
+	if _, err := tx.exec(ctx, sqlInsertHistory, args...); err != nil {
 		if isConstraint(err) {
 			return fmt.Errorf("store/sqlite: %s/%s version %d exists: %w", r.Type, r.ID, r.Version, store.ErrVersionConflict)
 		}
@@ -138,6 +134,28 @@ func values(r store.Record) []any {
 	}
 	return []any{r.Type, r.ID, r.Version, r.Updated.UnixNano(), r.Deleted, r.Owner, r.Subject, nanos(r.End),
 		r.Body, r.Ended, nanos(r.Ends), dtype, dbody, dended, dends}
+}
+
+// The writer's statements, prepared once.
+const (
+	sqlVersion        = `SELECT version FROM resources WHERE type = ? AND id = ?`
+	sqlDeleteKeys     = `DELETE FROM keys WHERE type = ? AND id = ?`
+	sqlKeyHolder      = `SELECT id FROM keys WHERE type = ? AND value = ?`
+	sqlInsertKey      = `INSERT INTO keys(type, value, id) VALUES (?, ?, ?)`
+	sqlUpsertResource = `INSERT INTO resources(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, updated = excluded.updated,
+		deleted = excluded.deleted, owner = excluded.owner, subject = excluded.subject, plan_end = excluded.plan_end,
+		body = excluded.body, ended = excluded.ended, ends = excluded.ends, dtype = excluded.dtype,
+		dbody = excluded.dbody, dended = excluded.dended, dends = excluded.dends`
+	sqlInsertHistory = `INSERT INTO history(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	sqlInsertAudit   = `INSERT INTO audit(id, recorded, subject, agent, notify, body) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlInsertOwner   = `INSERT OR IGNORE INTO audit_owner(owner, seq) VALUES (?, ?)`
+)
+
+// writerStatements are prepared on the writer's connection at Open.
+func writerStatements() []string {
+	return []string{sqlVersion, sqlDeleteKeys, sqlKeyHolder, sqlInsertKey, sqlUpsertResource, sqlInsertHistory,
+		sqlInsertAudit, sqlInsertOwner, `SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`}
 }
 
 const getSQL = `SELECT ` + cols + ` FROM resources WHERE (type = ? OR dtype = ?) AND id = ? LIMIT 1`

@@ -40,6 +40,7 @@ type Options struct {
 type Store struct {
 	path   string
 	w      *sql.DB // one connection, used only by the writer goroutine
+	wstmts map[string]*sql.Stmt
 	r      *sql.DB // read pool
 	ops    chan *op
 	quit   chan struct{}
@@ -51,8 +52,33 @@ type Store struct {
 
 type op struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *writeTx) error
 	done chan error
+}
+
+// writeTx is the writer's transaction, running the writer's statements
+// prepared once at Open.
+type writeTx struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (w *writeTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st, ok := w.stmts[q]; ok {
+		return w.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return w.tx.ExecContext(ctx, q, args...)
+}
+
+func (w *writeTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st, ok := w.stmts[q]; ok {
+		return w.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return w.tx.QueryRowContext(ctx, q, args...)
+}
+
+func (w *writeTx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return w.tx.QueryContext(ctx, q, args...)
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -61,7 +87,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store/sqlite: creating data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store/sqlite: open: %w", err)
@@ -89,7 +115,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	s := &Store{path: path, w: w, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), opts: opts}
+	wstmts := map[string]*sql.Stmt{}
+	for _, q := range writerStatements() {
+		st, err := w.Prepare(q)
+		if err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("store/sqlite: preparing the writer's statements: %w", err)
+		}
+		wstmts[q] = st
+	}
+	s := &Store{path: path, w: w, wstmts: wstmts, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), opts: opts}
 	go s.writer()
 	return s, nil
 }
@@ -166,6 +202,9 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.done
 		s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+		for _, st := range s.wstmts {
+			st.Close()
+		}
 		err = errors.Join(s.r.Close(), s.w.Close())
 	})
 	return err
@@ -186,7 +225,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // write queues fn to run in the next group commit and waits for the commit.
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *writeTx) error) error {
 	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.ops <- o:
@@ -237,49 +276,86 @@ func (s *Store) commit(batch []*op) {
 	if s.opts.BatchObserver != nil {
 		s.opts.BatchObserver(len(batch))
 	}
-	errs := make([]error, len(batch))
-	fail := func(err error) {
-		for _, o := range batch {
-			o.done <- fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
-		}
-	}
-	ctx := context.Background()
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		fail(err)
-		return
-	}
-	for i, o := range batch {
+	live := batch[:0:0]
+	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
-			errs[i] = fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+			o.done <- fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
-		errs[i] = o.fn(ctx, tx)
-		if errs[i] != nil {
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `RELEASE op`); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
+		live = append(live, o)
 	}
-	if err := tx.Commit(); err != nil {
-		fail(err)
+	if len(live) == 0 {
 		return
 	}
-	for i, o := range batch {
-		o.done <- errs[i]
+	// Most batches succeed whole: run them without a savepoint per
+	// operation. If one operation fails, the transaction is rolled back and
+	// the batch runs again with savepoints, so the others still commit
+	// together and the failed one leaves nothing.
+	errs, err := s.run(live, len(live) == 1)
+	if err == errOpFailed {
+		errs, err = s.run(live, true)
 	}
+	for i, o := range live {
+		switch {
+		case err != nil:
+			o.done <- fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+		default:
+			o.done <- errs[i]
+		}
+	}
+}
+
+// errOpFailed says an operation failed in a batch run without savepoints.
+var errOpFailed = errors.New("store/sqlite: an operation failed")
+
+// run applies ops in one transaction. With isolate, each runs in a savepoint
+// and a failure is that operation's alone; without, the first failure rolls
+// back everything and run returns errOpFailed (unless it is the only op,
+// whose own error it then returns).
+func (s *Store) run(ops []*op, isolate bool) ([]error, error) {
+	ctx := context.Background()
+	errs := make([]error, len(ops))
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	w := &writeTx{tx: tx, stmts: s.wstmts}
+	for i, o := range ops {
+		if isolate {
+			if _, err := w.exec(ctx, `SAVEPOINT op`); err != nil {
+				tx.Rollback()
+				return nil, err
+			}
+		}
+		errs[i] = o.fn(ctx, w)
+		switch {
+		case errs[i] != nil && !isolate:
+			tx.Rollback()
+			return nil, errOpFailed
+		case errs[i] != nil:
+			if _, err := w.exec(ctx, `ROLLBACK TO op`); err != nil {
+				tx.Rollback()
+				return nil, err
+			}
+		}
+		if isolate {
+			if _, err := w.exec(ctx, `RELEASE op`); err != nil {
+				tx.Rollback()
+				return nil, err
+			}
+		}
+	}
+	if len(ops) == 1 && errs[0] != nil {
+		// A lone failed operation: nothing to commit.
+		if err := tx.Rollback(); err != nil {
+			return nil, err
+		}
+		return errs, nil
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	return errs, nil
 }
 
 // stmt returns a prepared statement on the read pool, preparing it once.
