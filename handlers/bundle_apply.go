@@ -197,7 +197,7 @@ func (s *Server) unchanged(e *bundleEntry, t target, name string) bool {
 		return false
 	}
 	if d, c := same.Derived, t.cur.Derived; d != nil {
-		return d.Type == c.Type && bytes.Equal(d.Body, c.Body) && bytes.Equal(d.Ended, c.Ended) && d.Ends.Equal(c.Ends)
+		return d.Type == c.Type && bytes.Equal(d.Body, c.Body) && d.Ends.Equal(c.Ends)
 	}
 	return true
 }

@@ -13,9 +13,10 @@ import (
 )
 
 // body is what a record shows now: a derived Flag turns inactive when its
-// plan's period is over, without being written again.
+// plan's period is over, without being written again. (Only Flags have an
+// Ends.)
 func (s *Server) body(r store.Record) []byte {
-	return profiles.Pick(r.Body, r.Ended, r.Ends, s.now())
+	return profiles.FlagAt(r.Body, r.Ends, s.now())
 }
 
 // expired reports whether a record's period ended before the retention

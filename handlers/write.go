@@ -155,7 +155,7 @@ func (s *Server) record(typ, id string, in *incoming, version int64, now time.Ti
 		p.ID = id
 		r.Subject, r.End = p.NHSNumber, p.End
 		f := profiles.Flag(p, version, now, laName, now)
-		r.Derived = &store.Derived{Type: "Flag", Body: f.Body, Ended: f.Ended, Ends: f.Ends}
+		r.Derived = &store.Derived{Type: "Flag", Body: f.Body, Ends: f.Ends}
 	}
 	return r
 }

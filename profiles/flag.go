@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 
@@ -21,13 +22,12 @@ type flag struct {
 	Author       fhir.Reference         `json:"author"`
 }
 
-// DerivedFlag is the Flag of one plan version. Until Ends it reads Body; from
-// Ends on (when the plan's period is over) it reads Ended, with status
-// inactive. Ends is zero when the Flag never changes by itself.
+// DerivedFlag is the Flag of one plan version. Until Ends it reads Body;
+// from Ends on (when the plan's period is over) FlagAt shows it inactive.
+// Ends is zero when the Flag never changes by itself.
 type DerivedFlag struct {
-	Body  []byte
-	Ended []byte
-	Ends  time.Time
+	Body []byte
+	Ends time.Time
 }
 
 // Flag derives the plan's Flag at the plan's version: same id, same version
@@ -62,25 +62,29 @@ func Flag(p *Plan, version int64, updated time.Time, laName string, now time.Tim
 		f.Status = "inactive"
 		return DerivedFlag{Body: encodeFlag(&f)}
 	}
-	f.Status = "inactive"
-	ended := encodeFlag(&f)
 	if !p.Current(now) {
-		return DerivedFlag{Body: ended}
+		f.Status = "inactive"
+		return DerivedFlag{Body: encodeFlag(&f)}
 	}
 	f.Status = "active"
-	d := DerivedFlag{Body: encodeFlag(&f)}
-	if !p.End.IsZero() {
-		d.Ended, d.Ends = ended, p.End
-	}
-	return d
+	return DerivedFlag{Body: encodeFlag(&f), Ends: p.End}
 }
 
-// Pick chooses the body a derived resource shows at now.
-func Pick(body, ended []byte, ends, now time.Time) []byte {
-	if len(ended) > 0 && !ends.IsZero() && !now.Before(ends) {
-		return ended
+// Status texts of a Flag as encodeFlag writes them: the status is the only
+// top-level string element of that name, and a string value can never hold
+// these bytes (its quotes would be escaped).
+const (
+	activeStatus   = `"status":"active"`
+	inactiveStatus = `"status":"inactive"`
+)
+
+// FlagAt is the Flag as it reads at now: once its plan's period is over
+// (now is at or after ends) an active Flag reads inactive.
+func FlagAt(body []byte, ends, now time.Time) []byte {
+	if ends.IsZero() || now.Before(ends) {
+		return body
 	}
-	return body
+	return bytes.Replace(body, []byte(activeStatus), []byte(inactiveStatus), 1)
 }
 
 func planConcept(t PlanType) fhir.CodeableConcept {

@@ -174,7 +174,8 @@ func TestServedResourcesConform(t *testing.T) {
 	plan.ID = "p1"
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	f := Flag(plan, 1, now, "Local Authority One", now)
-	for name, body := range map[string][]byte{"flag-active": f.Body, "flag-ended": f.Ended} {
+	ended := FlagAt(f.Body, f.Ends, f.Ends.Add(time.Second))
+	for name, body := range map[string][]byte{"flag-active": f.Body, "flag-ended": ended} {
 		t.Run(name, func(t *testing.T) {
 			assert.Empty(t, check(t, c, codec, string(body)))
 			assert.Contains(t, string(body), FlagProfile)

@@ -59,13 +59,13 @@ type Record struct {
 	// ended before a search's RetainedSince are not returned, and are purged.
 	End time.Time
 	// Keys are search keys, system|value identifiers; they must be unique
-	// among live records of the type.
+	// among live records of the type. Reads do not return them.
 	Keys []string
 
-	// Ended, if set, replaces Body from Ends onwards (a derived Flag turns
-	// inactive when its plan's period is over). Only derived records use it.
-	Ended []byte
-	Ends  time.Time
+	// Ends is when the body changes by itself (a derived Flag turns
+	// inactive when its plan's period is over); zero if never. The store
+	// keeps it; what changes is the caller's to say.
+	Ends time.Time
 
 	// Derived is a resource derived from this one, stored in the same unit:
 	// same id, version, time, owner, subject and end. It is read and searched
@@ -75,10 +75,9 @@ type Record struct {
 
 // Derived is the part of a derived record that differs from its source.
 type Derived struct {
-	Type  string
-	Body  []byte
-	Ended []byte
-	Ends  time.Time
+	Type string
+	Body []byte
+	Ends time.Time
 }
 
 // Write is one record to store. Expect is the version the current record

@@ -52,6 +52,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		txCount     = fs.Int("transactions", 5, "1,000-entry transaction uploads to time, one at a time")
 		only        = fs.String("scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
 		keep        = fs.Bool("keep", false, "keep the temporary data directory")
+		seeded      = fs.Bool("seeded", false, "the data directory already holds this run's children (from an earlier run with --keep): do not upload them again")
 	)
 	if err := fs.Parse(args); err != nil {
 		return badConfig("bench: %v", err)
@@ -91,8 +92,10 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	data := newDemoData(1, *children, *laCount, time.Now().UTC().AddDate(0, 0, -1), cfg.RetentionDays)
-	if err := b.seed(ctx, key, cfg, data); err != nil {
-		return err
+	if !*seeded {
+		if err := b.seed(ctx, key, cfg, data); err != nil {
+			return err
+		}
 	}
 	b.pick(data)
 	for _, sc := range b.scenarios(ctx, *only) {

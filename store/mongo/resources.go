@@ -33,13 +33,11 @@ type version struct {
 	Subject string `bson:"subject"`
 	End     int64  `bson:"end"` // openEnd if the record has no end
 	Body    []byte `bson:"body,omitempty"`
-	Ended   []byte `bson:"ended,omitempty"`
 	Ends    *int64 `bson:"ends,omitempty"`
 	// The derived record, if any.
-	DType  string `bson:"dtype,omitempty"`
-	DBody  []byte `bson:"dbody,omitempty"`
-	DEnded []byte `bson:"dended,omitempty"`
-	DEnds  *int64 `bson:"dends,omitempty"`
+	DType string `bson:"dtype,omitempty"`
+	DBody []byte `bson:"dbody,omitempty"`
+	DEnds *int64 `bson:"dends,omitempty"`
 }
 
 // resource is the one document of a record: _id "type/id". Types lists the
@@ -63,13 +61,13 @@ func searchKey(typ, key string) string { return typ + "|" + key }
 func newResource(r store.Record) *resource {
 	v := version{
 		Version: r.Version, Updated: r.Updated.UnixNano(), Deleted: r.Deleted,
-		Owner: r.Owner, Subject: r.Subject, End: openEnd, Body: r.Body, Ended: r.Ended, Ends: nanos(r.Ends),
+		Owner: r.Owner, Subject: r.Subject, End: openEnd, Body: r.Body, Ends: nanos(r.Ends),
 	}
 	if !r.End.IsZero() {
 		v.End = r.End.UnixNano()
 	}
 	if r.Derived != nil {
-		v.DType, v.DBody, v.DEnded, v.DEnds = r.Derived.Type, r.Derived.Body, r.Derived.Ended, nanos(r.Derived.Ends)
+		v.DType, v.DBody, v.DEnds = r.Derived.Type, r.Derived.Body, nanos(r.Derived.Ends)
 	}
 	d := &resource{Key: docKey(r.Type, r.ID), Type: r.Type, ID: r.ID, Types: []string{r.Type}, Current: v}
 	if r.Derived != nil {
@@ -104,11 +102,9 @@ func (d *resource) update() bson.D {
 	}
 	opt("keys", len(d.Keys) > 0, d.Keys)
 	opt("body", len(v.Body) > 0, v.Body)
-	opt("ended", len(v.Ended) > 0, v.Ended)
 	opt("ends", v.Ends != nil, v.Ends)
 	opt("dtype", v.DType != "", v.DType)
 	opt("dbody", len(v.DBody) > 0, v.DBody)
-	opt("dended", len(v.DEnded) > 0, v.DEnded)
 	opt("dends", v.DEnds != nil, v.DEnds)
 	u := bson.D{{Key: "$set", Value: set}, {Key: "$push", Value: bson.D{{Key: "history", Value: v}}}}
 	if len(unset) > 0 {
@@ -122,15 +118,15 @@ func (d *resource) update() bson.D {
 func (d *resource) record(v *version, typ string) store.Record {
 	rec := store.Record{
 		Type: d.Type, ID: d.ID, Version: v.Version, Updated: time.Unix(0, v.Updated).UTC(), Deleted: v.Deleted,
-		Owner: v.Owner, Subject: v.Subject, Body: v.Body, Ended: v.Ended, Ends: fromNanos(v.Ends),
+		Owner: v.Owner, Subject: v.Subject, Body: v.Body, Ends: fromNanos(v.Ends),
 	}
 	if v.End != openEnd {
 		rec.End = time.Unix(0, v.End).UTC()
 	}
 	if v.DType != "" {
-		dr := &store.Derived{Type: v.DType, Body: v.DBody, Ended: v.DEnded, Ends: fromNanos(v.DEnds)}
+		dr := &store.Derived{Type: v.DType, Body: v.DBody, Ends: fromNanos(v.DEnds)}
 		if typ == dr.Type {
-			rec.Type, rec.Body, rec.Ended, rec.Ends = dr.Type, dr.Body, dr.Ended, dr.Ends
+			rec.Type, rec.Body, rec.Ends = dr.Type, dr.Body, dr.Ends
 			return rec
 		}
 		rec.Derived = dr

@@ -11,7 +11,16 @@ import (
 	"cpis/store"
 )
 
-const cols = `type, id, version, updated, deleted, owner, subject, plan_end, body, ended, ends, dtype, dbody, dended, dends`
+// cols are a version's columns in resources and history, blobs last.
+const cols = `type, id, version, updated, deleted, owner, subject, plan_end, ends, dtype, dends, body, dbody`
+
+func splitCols(list string) []string {
+	parts := strings.Split(list, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
 
 // row is one stored version, as the columns hold it.
 type row struct {
@@ -20,15 +29,14 @@ type row struct {
 	deleted          bool
 	owner, subject   string
 	end, ends, dends sql.NullInt64
-	body, ended      []byte
 	dtype            sql.NullString
-	dbody, dended    []byte
+	body, dbody      []byte
 }
 
 func scan(sc interface{ Scan(...any) error }) (row, error) {
 	var r row
 	err := sc.Scan(&r.typ, &r.id, &r.version, &r.updated, &r.deleted, &r.owner, &r.subject, &r.end,
-		&r.body, &r.ended, &r.ends, &r.dtype, &r.dbody, &r.dended, &r.dends)
+		&r.ends, &r.dtype, &r.dends, &r.body, &r.dbody)
 	return r, err
 }
 
@@ -38,12 +46,12 @@ func (r row) record(typ string) store.Record {
 	rec := store.Record{
 		Type: r.typ, ID: r.id, Version: r.version, Updated: fromNanos(sql.NullInt64{Int64: r.updated, Valid: true}),
 		Deleted: r.deleted, Owner: r.owner, Subject: r.subject, End: fromNanos(r.end),
-		Body: r.body, Ended: r.ended, Ends: fromNanos(r.ends),
+		Body: r.body, Ends: fromNanos(r.ends),
 	}
 	if r.dtype.Valid {
-		d := &store.Derived{Type: r.dtype.String, Body: r.dbody, Ended: r.dended, Ends: fromNanos(r.dends)}
+		d := &store.Derived{Type: r.dtype.String, Body: r.dbody, Ends: fromNanos(r.dends)}
 		if typ == d.Type {
-			rec.Type, rec.Body, rec.Ended, rec.Ends = d.Type, d.Body, d.Ended, d.Ends
+			rec.Type, rec.Body, rec.Ends = d.Type, d.Body, d.Ends
 			return rec
 		}
 		rec.Derived = d
@@ -92,35 +100,39 @@ func apply(ctx context.Context, tx *writeTx, w store.Write) error {
 	if cur != w.Expect {
 		return fmt.Errorf("store/sqlite: %s/%s is at version %d, not %d: %w", r.Type, r.ID, cur, w.Expect, store.ErrVersionConflict)
 	}
-	if _, err := tx.exec(ctx, sqlDeleteKeys, r.Type, r.ID); err != nil {
-		return unavailable(err)
+	if cur > 0 {
+		if _, err := tx.exec(ctx, sqlDeleteKeys, r.Type, r.ID); err != nil {
+			return unavailable(err)
+		}
 	}
 	if !r.Deleted {
 		for _, k := range r.Keys {
-			var holder string
-			err := tx.queryRow(ctx, sqlKeyHolder, r.Type, k).Scan(&holder)
-			switch {
-			case err == nil:
-				return fmt.Errorf("store/sqlite: %w", &store.UniqueError{Type: r.Type, Key: k, HeldBy: holder})
-			case !errors.Is(err, sql.ErrNoRows):
+			_, err := tx.exec(ctx, sqlInsertKey, r.Type, k, r.ID)
+			if err == nil {
+				continue
+			}
+			if !isConstraint(err) {
 				return unavailable(err)
 			}
-			if _, err := tx.exec(ctx, sqlInsertKey, r.Type, k, r.ID); err != nil {
-				if isConstraint(err) {
-					return fmt.Errorf("store/sqlite: %w", &store.UniqueError{Type: r.Type, Key: k, HeldBy: r.ID})
-				}
+			// The key is held: name the holder (the operation is rolled back).
+			holder := r.ID
+			if err := tx.queryRow(ctx, sqlKeyHolder, r.Type, k).Scan(&holder); err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return unavailable(err)
 			}
+			return fmt.Errorf("store/sqlite: %w", &store.UniqueError{Type: r.Type, Key: k, HeldBy: holder})
 		}
 	}
-	args := values(r)
-	if _, err := tx.exec(ctx, sqlUpsertResource, args...); err != nil {
-		return unavailable(err)
-	}
-	if _, err := tx.exec(ctx, sqlInsertHistory, args...); err != nil {
-		if isConstraint(err) {
-			return fmt.Errorf("store/sqlite: %s/%s version %d exists: %w", r.Type, r.ID, r.Version, store.ErrVersionConflict)
+	// The version being replaced moves to history; resources keeps only the
+	// current one.
+	if cur > 0 {
+		if _, err := tx.exec(ctx, sqlToHistory, r.Type, r.ID); err != nil {
+			if isConstraint(err) {
+				return fmt.Errorf("store/sqlite: %s/%s version %d is already in history: %w", r.Type, r.ID, cur, store.ErrVersionConflict)
+			}
+			return unavailable(err)
 		}
+	}
+	if _, err := tx.exec(ctx, sqlUpsertResource, values(r)...); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -128,12 +140,12 @@ func apply(ctx context.Context, tx *writeTx, w store.Write) error {
 
 func values(r store.Record) []any {
 	var dtype, dends any
-	var dbody, dended []byte
+	var dbody []byte
 	if r.Derived != nil {
-		dtype, dbody, dended, dends = r.Derived.Type, r.Derived.Body, r.Derived.Ended, nanos(r.Derived.Ends)
+		dtype, dbody, dends = r.Derived.Type, r.Derived.Body, nanos(r.Derived.Ends)
 	}
 	return []any{r.Type, r.ID, r.Version, r.Updated.UnixNano(), r.Deleted, r.Owner, r.Subject, nanos(r.End),
-		r.Body, r.Ended, nanos(r.Ends), dtype, dbody, dended, dends}
+		nanos(r.Ends), dtype, dends, r.Body, dbody}
 }
 
 // The writer's statements, prepared once.
@@ -142,19 +154,18 @@ const (
 	sqlDeleteKeys     = `DELETE FROM keys WHERE type = ? AND id = ?`
 	sqlKeyHolder      = `SELECT id FROM keys WHERE type = ? AND value = ?`
 	sqlInsertKey      = `INSERT INTO keys(type, value, id) VALUES (?, ?, ?)`
-	sqlUpsertResource = `INSERT INTO resources(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+	sqlUpsertResource = `INSERT INTO resources(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, updated = excluded.updated,
 		deleted = excluded.deleted, owner = excluded.owner, subject = excluded.subject, plan_end = excluded.plan_end,
-		body = excluded.body, ended = excluded.ended, ends = excluded.ends, dtype = excluded.dtype,
-		dbody = excluded.dbody, dended = excluded.dended, dends = excluded.dends`
-	sqlInsertHistory = `INSERT INTO history(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
-	sqlInsertAudit   = `INSERT INTO audit(id, recorded, subject, agent, notify, body) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlInsertOwner   = `INSERT OR IGNORE INTO audit_owner(owner, seq) VALUES (?, ?)`
+		ends = excluded.ends, dtype = excluded.dtype, dends = excluded.dends, body = excluded.body, dbody = excluded.dbody`
+	sqlToHistory   = `INSERT INTO history(` + cols + `) SELECT ` + cols + ` FROM resources WHERE type = ? AND id = ?`
+	sqlInsertAudit = `INSERT INTO audit(id, recorded, subject, agent, notify, body) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlInsertOwner = `INSERT OR IGNORE INTO audit_owner(owner, seq) VALUES (?, ?)`
 )
 
 // writerStatements are prepared on the writer's connection at Open.
 func writerStatements() []string {
-	return []string{sqlVersion, sqlDeleteKeys, sqlKeyHolder, sqlInsertKey, sqlUpsertResource, sqlInsertHistory,
+	return []string{sqlVersion, sqlDeleteKeys, sqlKeyHolder, sqlInsertKey, sqlUpsertResource, sqlToHistory,
 		sqlInsertAudit, sqlInsertOwner, `SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`}
 }
 
@@ -179,7 +190,8 @@ func (s *Store) GetVersion(ctx context.Context, typ, id string, version int64) (
 	if err != nil {
 		return store.Record{}, err
 	}
-	recs, err := s.records(ctx, typ, `SELECT `+cols+` FROM history WHERE type = ? AND id = ? AND version = ?`, src, id, version)
+	recs, err := s.records(ctx, typ, `SELECT `+cols+` FROM resources WHERE type = ? AND id = ? AND version = ?
+		UNION ALL SELECT `+cols+` FROM history WHERE type = ? AND id = ? AND version = ?`, src, id, version, src, id, version)
 	if err != nil {
 		return store.Record{}, err
 	}
@@ -195,7 +207,8 @@ func (s *Store) History(ctx context.Context, typ, id string) ([]store.Record, er
 	if err != nil {
 		return nil, err
 	}
-	recs, err := s.records(ctx, typ, `SELECT `+cols+` FROM history WHERE type = ? AND id = ? ORDER BY version DESC`, src, id)
+	recs, err := s.records(ctx, typ, `SELECT `+cols+` FROM resources WHERE type = ? AND id = ?
+		UNION ALL SELECT `+cols+` FROM history WHERE type = ? AND id = ? ORDER BY version DESC`, src, id, src, id)
 	if err != nil {
 		return nil, err
 	}

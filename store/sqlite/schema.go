@@ -1,0 +1,125 @@
+package sqlite
+
+import (
+	"database/sql"
+	"fmt"
+)
+
+// schemaVersion is the layout this code reads and writes (PRAGMA
+// user_version). migrations[v] takes a database from version v to v+1.
+const schemaVersion = 2
+
+// The layout (version 2). resources holds each record's current version
+// and its derived record; history holds the versions before it. Both are
+// rowid tables with the blobs last: a plan and its Flag (about 2 KB) fit in
+// one page, where a WITHOUT ROWID row of that size spilled into overflow
+// pages.
+var migrations = [][]string{
+	// 0 → 1: the first layout.
+	{
+		`CREATE TABLE resources (
+			type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+			updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
+			owner TEXT NOT NULL, subject TEXT NOT NULL, plan_end INTEGER,
+			body BLOB, ended BLOB, ends INTEGER,
+			dtype TEXT, dbody BLOB, dended BLOB, dends INTEGER,
+			PRIMARY KEY (type, id)) WITHOUT ROWID`,
+		`CREATE TABLE history (
+			type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+			updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
+			owner TEXT NOT NULL, subject TEXT NOT NULL, plan_end INTEGER,
+			body BLOB, ended BLOB, ends INTEGER,
+			dtype TEXT, dbody BLOB, dended BLOB, dends INTEGER,
+			PRIMARY KEY (type, id, version)) WITHOUT ROWID`,
+		`CREATE TABLE keys (
+			type TEXT NOT NULL, value TEXT NOT NULL, id TEXT NOT NULL,
+			PRIMARY KEY (type, value)) WITHOUT ROWID`,
+		`CREATE INDEX keys_id ON keys(type, id)`,
+		`CREATE TABLE audit (
+			seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+			recorded INTEGER NOT NULL, subject TEXT NOT NULL, agent TEXT NOT NULL,
+			notify INTEGER NOT NULL, body BLOB NOT NULL)`,
+		`CREATE INDEX audit_subject ON audit(subject, recorded)`,
+		`CREATE INDEX audit_recorded ON audit(recorded)`,
+		`CREATE TABLE audit_owner (
+			owner TEXT NOT NULL, seq INTEGER NOT NULL REFERENCES audit(seq) ON DELETE CASCADE,
+			PRIMARY KEY (owner, seq)) WITHOUT ROWID`,
+		`CREATE INDEX audit_owner_seq ON audit_owner(seq)`,
+	},
+	// 1 → 2: rowid tables, history of previous versions only, and no stored
+	// inactive variant of a Flag (it is derived when served).
+	{
+		`DROP INDEX IF EXISTS resources_subject`,
+		`DROP INDEX IF EXISTS resources_id`,
+		`DROP INDEX IF EXISTS resources_owner`,
+		`DROP INDEX IF EXISTS resources_derived`,
+		`DROP INDEX IF EXISTS resources_end`,
+		`ALTER TABLE resources RENAME TO resources_v1`,
+		`ALTER TABLE history RENAME TO history_v1`,
+		`CREATE TABLE resources (
+			rid INTEGER PRIMARY KEY,
+			type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+			updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
+			owner TEXT NOT NULL, subject TEXT NOT NULL, plan_end INTEGER, ends INTEGER,
+			dtype TEXT, dends INTEGER, body BLOB, dbody BLOB,
+			UNIQUE (type, id))`,
+		`CREATE TABLE history (
+			rid INTEGER PRIMARY KEY,
+			type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+			updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
+			owner TEXT NOT NULL, subject TEXT NOT NULL, plan_end INTEGER, ends INTEGER,
+			dtype TEXT, dends INTEGER, body BLOB, dbody BLOB,
+			UNIQUE (type, id, version))`,
+		`INSERT INTO resources(` + cols + `) SELECT ` + cols + ` FROM resources_v1`,
+		`INSERT INTO history(` + cols + `) SELECT ` + prefixed("h", cols) + ` FROM history_v1 h
+			JOIN resources_v1 r ON r.type = h.type AND r.id = h.id WHERE h.version < r.version`,
+		`DROP TABLE resources_v1`,
+		`DROP TABLE history_v1`,
+		// Full indexes: a partial one cannot serve subject = ?, and SQLite
+		// re-plans a statement whose parameter decides a partial index.
+		`CREATE INDEX resources_subject ON resources(subject)`,
+		`CREATE INDEX resources_id ON resources(id)`,
+		`CREATE INDEX resources_owner ON resources(owner, id)`,
+		`CREATE INDEX resources_derived ON resources(dtype, id)`,
+		`CREATE INDEX resources_end ON resources(plan_end)`,
+	},
+}
+
+// migrate brings the database to schemaVersion, one step per transaction.
+func migrate(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return fmt.Errorf("store/sqlite: reading schema version: %w", err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("store/sqlite: the database's schema %d is newer than this server's (%d)", v, schemaVersion)
+	}
+	for ; v < schemaVersion; v++ {
+		tx, err := db.Begin()
+		if err != nil {
+			return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
+		}
+		for _, st := range append(migrations[v], fmt.Sprintf(`PRAGMA user_version = %d`, v+1)) {
+			if _, err := tx.Exec(st); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// prefixed qualifies each column of a list with a table alias.
+func prefixed(alias, list string) string {
+	out := ""
+	for i, c := range splitCols(list) {
+		if i > 0 {
+			out += ", "
+		}
+		out += alias + "." + c
+	}
+	return out
+}

@@ -1,0 +1,67 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"cpis/store"
+)
+
+// TestMigrateFromTheFirstLayout writes a database in layout 1 (history
+// holding every version, stored inactive Flag variants) and opens it: the
+// data reads the same in layout 2.
+func TestMigrateFromTheFirstLayout(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	require.NoError(t, err)
+	for _, st := range append(migrations[0], `PRAGMA user_version = 1`) {
+		_, err := db.Exec(st)
+		require.NoError(t, err)
+	}
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	ends := t0.Add(90 * 24 * time.Hour)
+	ins := func(table string, v int64, flag string) {
+		_, err := db.Exec(`INSERT INTO `+table+`(type, id, version, updated, deleted, owner, subject, plan_end, body, ended, ends, dtype, dbody, dended, dends)
+			VALUES ('EpisodeOfCare', 'p1', ?, ?, 0, 'LA001', '9449306753', ?, ?, NULL, NULL, 'Flag', ?, ?, ?)`,
+			v, t0.Add(time.Duration(v)*time.Hour).UnixNano(), ends.UnixNano(), []byte(`{"v":`+string(rune('0'+v))+`}`), []byte(flag), []byte(`{"old":"inactive"}`), ends.UnixNano())
+		require.NoError(t, err)
+	}
+	ins("history", 1, `{"flag":1}`)
+	ins("history", 2, `{"flag":2}`)
+	ins("resources", 2, `{"flag":2}`)
+	_, err = db.Exec(`INSERT INTO keys(type, value, id) VALUES ('EpisodeOfCare', 's|v', 'p1')`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s, err := Open(dir, Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	f, err := s.Get(ctx, "Flag", "p1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), f.Version)
+	assert.JSONEq(t, `{"flag":2}`, string(f.Body))
+	assert.True(t, f.Ends.Equal(ends))
+	hist, err := s.History(ctx, "EpisodeOfCare", "p1")
+	require.NoError(t, err)
+	require.Len(t, hist, 2, "each version once")
+	assert.Equal(t, []int64{2, 1}, []int64{hist[0].Version, hist[1].Version})
+	v1, err := s.GetVersion(ctx, "Flag", "p1", 1)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"flag":1}`, string(v1.Body))
+	recs, _, err := s.Search(ctx, store.Query{Type: "EpisodeOfCare", Key: "s|v", Limit: 1})
+	require.NoError(t, err)
+	assert.Len(t, recs, 1)
+	// And it takes writes in the new layout.
+	next := store.Record{Type: "EpisodeOfCare", ID: "p1", Version: 3, Updated: t0.Add(5 * time.Hour), Owner: "LA001", Subject: "9449306753", Body: []byte(`{}`)}
+	require.NoError(t, s.Commit(ctx, []store.Write{{Record: next, Expect: 2}}))
+	hist, err = s.History(ctx, "EpisodeOfCare", "p1")
+	require.NoError(t, err)
+	assert.Len(t, hist, 3)
+}
