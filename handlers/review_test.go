@@ -5,6 +5,7 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"cpis/handlers"
 	"cpis/store"
 )
 
@@ -197,4 +199,33 @@ func TestReviewFeedHasTotal(t *testing.T) {
 		require.Contains(t, r.json(), "total")
 		assert.Equal(t, 1, r.total())
 	})
+}
+
+// Finding 8: the request method went as sent into the Prometheus labels and
+// the access log. HTTP lets a client invent any method token, so anyone,
+// without a token, could make the server keep a new counter and histogram
+// for every request (unbounded memory), and put what they liked, an NHS
+// number included, into the access log's method field. Methods the server
+// does not know are now counted and logged as OTHER.
+func TestReviewUnknownMethodsDoNotGrowMetricsOrReachTheLog(t *testing.T) {
+	m := handlers.NewPrometheus("test")
+	e := newEnv(t, backends()[0], func(d *handlers.Deps) { d.Metrics, d.MetricsHandler = m, m.Handler() })
+	for i := 0; i < 200; i++ {
+		r := e.do(fmt.Sprintf("X%03d", i), "Flag", "", "")
+		require.Equal(t, http.StatusMethodNotAllowed, r.Code, r.Body.String())
+	}
+	r := e.do(nhsA, "Flag", "", "")
+	require.Equal(t, http.StatusMethodNotAllowed, r.Code)
+
+	r = e.do(http.MethodGet, "/metrics", "", "")
+	require.Equal(t, http.StatusOK, r.Code)
+	series := 0
+	for _, line := range strings.Split(r.Body.String(), "\n") {
+		if strings.HasPrefix(line, "cpis_http_requests_total{") {
+			series++
+		}
+	}
+	assert.LessOrEqual(t, series, 5, "one series per known method, route and status, not per invented method")
+	assert.NotContains(t, r.Body.String(), "X199")
+	assert.NotContains(t, e.logs.String(), "X199", "invented methods are not logged as sent")
 }
