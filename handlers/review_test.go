@@ -229,3 +229,19 @@ func TestReviewUnknownMethodsDoNotGrowMetricsOrReachTheLog(t *testing.T) {
 	assert.NotContains(t, r.Body.String(), "X199")
 	assert.NotContains(t, e.logs.String(), "X199", "invented methods are not logged as sent")
 }
+
+// Finding 9: gin's default redirect of a path with a trailing slash answered
+// 301 (307 for writes) with an HTML body, breaking "JSON only" and the
+// rule that every answer under the FHIR base is FHIR (e.do checks it). Such
+// paths now get the 404 OperationOutcome of any unknown endpoint.
+func TestReviewTrailingSlashIsNotAnHTMLRedirect(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
+	for _, path := range []string{"/FHIR/R4/Flag/a1/", "/FHIR/R4/Flag/a1/_history/"} {
+		r := e.do(http.MethodGet, path, e.nurse(), "")
+		assert.Equal(t, http.StatusNotFound, r.Code, r.Body.String())
+		assert.Equal(t, "RESOURCE_NOT_FOUND", r.code())
+	}
+	r := e.do(http.MethodPut, "/FHIR/R4/EpisodeOfCare/a1/", e.laToken(la1), planJSON(planSpec{id: "a1", nhs: nhsA, la: la1}))
+	assert.Equal(t, http.StatusNotFound, r.Code, r.Body.String())
+}
