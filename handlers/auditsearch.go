@@ -69,7 +69,7 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	// Once no plan of the patient is retained, accesses older than the
 	// retention period are not served (the sweeper purges them).
 	cutoff := s.retainedSince()
-	_, plans, err := s.Store.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: subject, RetainedSince: cutoff, Count: true})
+	planRecs, plans, err := s.Store.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: subject, RetainedSince: cutoff, Limit: fhir.MaxCount, Count: true})
 	if err != nil {
 		return err
 	}
@@ -92,6 +92,17 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	}
 	if len(kept) > historyEntries {
 		kept = kept[len(kept)-historyEntries:]
+	}
+	// The history tells whether the child is on a plan (each event says how
+	// many plans its access found), so reading it is an access like a
+	// search: audited before the answer, the LAs managing the child told.
+	t := touched{}
+	t.see(subject)
+	for _, r := range planRecs {
+		t.add(r.Subject, r.Owner)
+	}
+	if err := s.recordAccess(c, sr.p, sr.silent, "search-type", "AuditEvent?"+s.selfQuery(sr, ""), "", t); err != nil {
+		return err
 	}
 	total := len(kept)
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),

@@ -64,20 +64,33 @@ func (s *Server) accessLog(c *gin.Context) {
 		route = "unmatched"
 	}
 	status := c.Writer.Status()
+	method := methodName(c.Request.Method)
 	if s.Metrics != nil {
-		s.Metrics.Request(route, c.Request.Method, status, d)
+		s.Metrics.Request(route, method, status, d)
 	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
 	}
 	s.Log.LogAttrs(c.Request.Context(), level, "request",
-		slog.String("method", c.Request.Method),
+		slog.String("method", method),
 		slog.String("route", route),
 		slog.Int("status", status),
 		slog.Float64("ms", float64(d.Microseconds())/1000),
 		slog.String("request_id", requestIDOf(c)),
 	)
+}
+
+// methodName is the request method as logged and counted: a client may
+// send any token as the method, so one the server does not know is OTHER,
+// which keeps the metrics' label values few and client text out of the log.
+func methodName(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }
 
 // recovery turns a panic into a 500 that names only the request id. The log

@@ -120,6 +120,15 @@ func (s *Server) vread(typ string) gin.HandlerFunc {
 		if err := s.visible(p, cur); err != nil {
 			return err
 		}
+		if !p.IsLA() && vid < cur.Version {
+			tomb, deleted, err := s.deletedSince(c, typ, id, vid, cur)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				return gone(c, tomb)
+			}
+		}
 		r, err := s.Store.GetVersion(c.Request.Context(), typ, id, vid)
 		if err != nil {
 			return err
@@ -146,11 +155,19 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		cur := recs[0]
 		// The current version decides who may see the history.
-		if err := s.visible(p, recs[0]); err != nil {
+		if err := s.visible(p, cur); err != nil {
 			return err
 		}
-		if err := s.auditRead(c, p, silent, "history-instance", recs[0]); err != nil {
+		if !p.IsLA() {
+			// A delete is a plan recorded in error: clinicians see only the
+			// versions written since the last one.
+			if recs = sinceDelete(recs); len(recs) == 0 {
+				return gone(c, cur)
+			}
+		}
+		if err := s.auditHistory(c, p, silent, recs); err != nil {
 			return err
 		}
 		total := len(recs)
@@ -174,4 +191,53 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 		s.writeBundle(c, b)
 		return nil
 	})
+}
+
+// sinceDelete keeps the versions written after the latest delete (history
+// is newest first): none if the resource is deleted now.
+func sinceDelete(recs []store.Record) []store.Record {
+	for i, r := range recs {
+		if r.Deleted {
+			return recs[:i]
+		}
+	}
+	return recs
+}
+
+// deletedSince reports whether typ/id was deleted after version vid (cur is
+// its current version): then that version is gone for clinicians, as the
+// delete said the plan was recorded in error. It returns the tombstone.
+func (s *Server) deletedSince(c *gin.Context, typ, id string, vid int64, cur store.Record) (store.Record, bool, error) {
+	if cur.Deleted {
+		return cur, true, nil
+	}
+	recs, err := s.Store.History(c.Request.Context(), typ, id)
+	if err != nil {
+		return store.Record{}, false, err
+	}
+	for _, r := range recs {
+		if r.Deleted && r.Version > vid {
+			return r, true, nil
+		}
+	}
+	return store.Record{}, false, nil
+}
+
+// auditHistory audits a history read: every patient any shown version is
+// about (a plan's NHS number may have been corrected), once each.
+func (s *Server) auditHistory(c *gin.Context, p *auth.Principal, silent bool, recs []store.Record) error {
+	cur := recs[0]
+	if !patientType(cur.Type) {
+		return nil
+	}
+	t := touched{}
+	for _, r := range recs {
+		if r.Subject == "" || r.Deleted {
+			continue
+		}
+		if _, ok := t[r.Subject]; !ok {
+			t.add(r.Subject, r.Owner)
+		}
+	}
+	return s.recordAccess(c, p, silent, "history-instance", "", cur.Type+"/"+cur.ID, t)
 }

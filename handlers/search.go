@@ -204,11 +204,15 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 			return err
 		}
 		if patientType(typ) {
+			seen, err := s.auditMatches(c, q, recs, total)
+			if err != nil {
+				return err
+			}
 			t := touched{}
 			if q.Subject != "" {
 				t.see(q.Subject)
 			}
-			for _, r := range recs {
+			for _, r := range seen {
 				t.add(r.Subject, r.Owner)
 			}
 			if err := s.recordAccess(c, sr.p, sr.silent, "search-type", typ+"?"+self, "", t); err != nil {
@@ -237,6 +241,22 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		s.writeBundle(c, b)
 		return nil
 	})
+}
+
+// auditMatches is what a search by NHS number must audit: every match, not
+// only the page. The total alone (_summary=count, _count=0, or a first page
+// of a longer list) tells the caller the patient is on plans, so every local
+// authority whose plan matched is told, and the AuditEvent counts them all.
+// Only when the page does not hold every match is the store asked again; a
+// patient has a handful of plans.
+func (s *Server) auditMatches(c *gin.Context, q store.Query, recs []store.Record, total int) ([]store.Record, error) {
+	if q.Subject == "" || total <= len(recs) {
+		return recs, nil
+	}
+	all := q
+	all.Limit, all.After, all.Count = total, "", false
+	matches, _, err := s.Store.Search(c.Request.Context(), all)
+	return matches, err
 }
 
 // ignoredEntry is the searchset entry that reports the parameters a search

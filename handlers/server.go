@@ -121,6 +121,7 @@ func New(d Deps) (*gin.Engine, error) {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.RemoveExtraSlash = true
+	e.RedirectTrailingSlash = false // its answer is an HTML body; an unknown path gets an OperationOutcome
 	e.UseRawPath = false
 	e.ContextWithFallback = true
 	s.routes(e)

@@ -83,31 +83,66 @@ func keySource(ctx context.Context, cfg *config, log *slog.Logger) (auth.KeySour
 }
 
 // subjectKey is the secret that keys NHS-number hashes in the security log,
-// kept in the data directory.
+// kept in the data directory. It is written to a temporary file and linked
+// into place, so the key file always holds the whole key, and processes
+// starting at once all use the one that was linked first. A key file that is
+// not 32 bytes stops start-up: an empty key would make the hash unkeyed, and
+// NHS numbers could be recovered from the log by trying every valid one.
 func subjectKey(dir string) ([]byte, error) {
 	path := filepath.Join(dir, "log-hash.key")
-	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
-		return b, nil
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		b, err = createSubjectKey(dir, path)
 	}
+	if err != nil {
+		return nil, badConfig("CPIS_DATA_DIR: the security-log key: %v", err)
+	}
+	if len(b) != subjectKeySize {
+		return nil, badConfig("CPIS_DATA_DIR: the security-log key %s holds %d bytes, not %d; remove it to have a new one made", path, len(b), subjectKeySize)
+	}
+	return b, nil
+}
+
+const subjectKeySize = 32
+
+// createSubjectKey makes a new key at path, or reads the one another
+// process linked there first.
+func createSubjectKey(dir, path string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	b := make([]byte, 32)
+	b := make([]byte, subjectKeySize)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return os.ReadFile(path)
-	}
+	f, err := os.CreateTemp(dir, ".log-hash.key-*")
 	if err != nil {
 		return nil, err
 	}
+	defer os.Remove(f.Name())
 	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return b, f.Close()
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	switch err := os.Link(f.Name(), path); {
+	case errors.Is(err, os.ErrExist):
+		return os.ReadFile(path)
+	case err != nil:
+		// A file system without hard links: rename, which is atomic too
+		// (a process racing this one may then keep another key until it
+		// restarts, which costs only the correlation of its log lines).
+		if err := os.Rename(f.Name(), path); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // build wires the server from configuration.
@@ -137,7 +172,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	}
 	hashKey, err := subjectKey(cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("the security-log key in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
 	metrics := handlers.NewPrometheus(version)
 	st, err := openStore(ctx, cfg, metrics)
