@@ -22,7 +22,7 @@ import (
 // auditOf returns the notifying access records about a patient.
 func (e *env) auditOf(nhs string) []store.AuditRecord {
 	e.t.Helper()
-	recs, err := e.store.AuditBySubject(context.Background(), nhs, time.Time{})
+	recs, err := e.store.AuditBySubject(context.Background(), nhs, time.Time{}, 1000)
 	require.NoError(e.t, err)
 	return recs
 }

@@ -13,6 +13,9 @@ import (
 const (
 	historyEntries = 25
 	repeatWindow   = 24 * time.Hour
+	// historyWindow bounds the accesses read to build the history: a child
+	// accessed more than this often is judged on the most recent ones.
+	historyWindow = 2000
 )
 
 // searchAudit serves GET /AuditEvent: the access history of one patient
@@ -62,7 +65,9 @@ func (s *Server) searchAudit(c *gin.Context) error {
 // (the first). A local authority sees only accesses to its own children.
 func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string, since time.Time) error {
 	ctx := c.Request.Context()
-	recs, err := s.Store.AuditBySubject(ctx, subject, time.Time{})
+	// The most recent accesses, enough for the 25 shown after repeats are
+	// counted once; an access's repeats are judged within this window.
+	recs, err := s.Store.AuditBySubject(ctx, subject, time.Time{}, historyWindow)
 	if err != nil {
 		return err
 	}
@@ -128,7 +133,12 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error 
 	if err != nil {
 		return err
 	}
-	b := &fhir.Bundle{Type: "searchset", Timestamp: fhir.Instant(s.now()),
+	// The total counts the whole feed from the date, wherever the page is.
+	total, err := s.Store.AuditFeedTotal(c.Request.Context(), sr.p.OrgCode, since)
+	if err != nil {
+		return err
+	}
+	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
 		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, sr.q.Cursor)}}}
 	if len(recs) > 0 && next != "" {
 		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, next)})

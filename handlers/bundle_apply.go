@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -309,7 +310,7 @@ func batchReferences(e *bundleEntry) []*fhir.Error {
 // conditional entry: another request created that resource first.
 func racedCreate(entries []*bundleEntry, ue *store.UniqueError) bool {
 	for _, e := range entries {
-		if e.key == ue.Key && e.typ == ue.Type {
+		if e.in != nil && e.key != "" && storeKey(e.in.owner(), e.key) == ue.Key && e.typ == ue.Type {
 			return true
 		}
 	}
@@ -320,8 +321,8 @@ func racedCreate(entries []*bundleEntry, ue *store.UniqueError) bool {
 // resource holds.
 func uniqueClash(entries []*bundleEntry, ue *store.UniqueError, err error) error {
 	for _, e := range entries {
-		if e.in != nil && e.typ == ue.Type && e.in.hasKey(ue.Key) {
-			fe := fhir.Wrap(fhir.CodePreconditionFailed, err, "The identifier %s already identifies another %s", ue.Key, ue.Type)
+		if e.in != nil && e.typ == ue.Type && slices.Contains(e.in.keys(), ue.Key) {
+			fe := fhir.Wrap(fhir.CodePreconditionFailed, err, "The identifier %s already identifies another %s", keyToken(ue.Key), ue.Type)
 			fe.Issues[0].Expression = []string{entryPath(e.index) + ".resource.identifier"}
 			return fe
 		}

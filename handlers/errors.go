@@ -52,7 +52,7 @@ func (s *Server) asFHIR(c *gin.Context, err error) *fhir.Error {
 	case errors.Is(err, store.ErrNotFound):
 		return fhir.Wrap(fhir.CodeNotFound, err, "Resource not found")
 	case errors.As(err, &ue):
-		return fhir.Wrap(fhir.CodePreconditionFailed, err, "The identifier %s already identifies another %s", ue.Key, ue.Type)
+		return fhir.Wrap(fhir.CodePreconditionFailed, err, "The identifier %s already identifies another %s", keyToken(ue.Key), ue.Type)
 	case errors.Is(err, store.ErrVersionConflict):
 		return fhir.Wrap(fhir.CodePreconditionFailed, err, "The resource was changed by another request; read it again and retry")
 	case errors.Is(err, store.ErrInvalidCursor):

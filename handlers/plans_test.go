@@ -202,11 +202,17 @@ func TestConditionalUpdate(t *testing.T) {
 			r := e.do(http.MethodPut, cond, la, planJSON(planSpec{nhs: nhsA, la: la1, ident: "OTHER"}))
 			assert.Equal(t, http.StatusBadRequest, r.Code)
 		})
-		t.Run("other-la-takes-over-403", func(t *testing.T) {
+		t.Run("same-identifier-other-la-201", func(t *testing.T) {
+			// Identifiers are unique per local authority: another LA's plan
+			// with the same identifier is its own, and LA001's is untouched.
 			other := strings.ReplaceAll(body, la1, la2)
 			other = strings.Replace(other, "https://la002.example/plan-id", "https://la001.example/plan-id", 1)
 			r := e.do(http.MethodPut, cond, e.laToken(la2), other)
-			assert.Equal(t, http.StatusForbidden, r.Code, r.Body.String())
+			require.Equal(t, http.StatusCreated, r.Code, r.Body.String())
+			assert.NotEqual(t, id, r.json()["id"])
+			mine := e.do(http.MethodGet, "EpisodeOfCare/"+id, la, "")
+			assert.Equal(t, `W/"2"`, mine.Header().Get("ETag"))
+			assert.Equal(t, la1, mine.json()["managingOrganization"].(map[string]any)["identifier"].(map[string]any)["value"])
 		})
 		t.Run("not-by-identifier-400", func(t *testing.T) {
 			r := e.do(http.MethodPut, "EpisodeOfCare?status=active", la, body)

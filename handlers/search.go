@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -19,12 +20,13 @@ const maxSearchBody = 64 << 10
 // searchRequest is a parsed search: the query, the parameters the server
 // applies (in order, for the self link), those it ignores, and the mode.
 type searchRequest struct {
-	q       *fhir.SearchQuery
-	applied []fhir.Param
-	ignored []string
-	silent  bool
-	p       *auth.Principal
-	spec    *resourceSpec
+	q          *fhir.SearchQuery
+	identifier string // narrow the matches to this identifier (system|value)
+	applied    []fhir.Param
+	ignored    []string
+	silent     bool
+	p          *auth.Principal
+	spec       *resourceSpec
 }
 
 // searchInput is the query of a search: the URL query, plus the form body of
@@ -165,11 +167,22 @@ func (s *Server) storeQuery(typ string, sr *searchRequest) (store.Query, error) 
 			}
 			q.Subject = nhs
 		case paramIdentifier:
-			key, err := identifierKey(prm)
+			token, err := identifierKey(prm)
 			if err != nil {
 				return q, err
 			}
-			q.Key = key
+			// Identifiers are unique within the organisation that manages
+			// the resource: a local authority searches its own; an LA's
+			// Organization is managed by its own ODS code; a health user's
+			// search of plans (by NHS number) is narrowed afterwards.
+			switch {
+			case sr.p.IsLA():
+				q.Key = storeKey(sr.p.OrgCode, token)
+			case typ == "Organization":
+				q.Key = storeKey(fhir.ParseToken(prm.Values[0]).Code, token)
+			default:
+				sr.identifier = token
+			}
 		case paramID:
 			for _, id := range prm.Values {
 				if !fhir.ValidID(id) {
@@ -199,6 +212,10 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 			return err
 		}
 		recs, total, err := s.Store.Search(c.Request.Context(), q)
+		if sr.identifier != "" {
+			recs = withIdentifier(recs, sr.identifier)
+			total = len(recs)
+		}
 		self := s.selfQuery(sr, "")
 		if err != nil {
 			return err
@@ -289,7 +306,7 @@ func (s *Server) include(c *gin.Context, sr *searchRequest, recs []store.Record)
 			continue
 		}
 		seen[r.Owner] = true
-		orgs, _, err := s.Store.Search(c.Request.Context(), store.Query{Type: "Organization", Key: fhir.ODSSystem + "|" + r.Owner, Limit: 1})
+		orgs, _, err := s.Store.Search(c.Request.Context(), store.Query{Type: "Organization", Key: laKey(r.Owner), Limit: 1})
 		if err != nil {
 			return nil, err
 		}
@@ -352,4 +369,26 @@ func queryEscape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// withIdentifier keeps the records whose resource carries the identifier.
+// Only a health user's search of a patient's plans uses it, a handful of
+// records.
+func withIdentifier(recs []store.Record, token string) []store.Record {
+	out := recs[:0]
+	for _, r := range recs {
+		var res struct {
+			Identifier []fhir.Identifier `json:"identifier"`
+		}
+		if json.Unmarshal(r.Body, &res) != nil {
+			continue
+		}
+		for _, id := range res.Identifier {
+			if id.Token() == token {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -110,22 +110,47 @@ func (in *incoming) owner() string {
 	return in.la.ODS
 }
 
-// keys are the resource's unique identifier keys.
-func (in *incoming) keys() []string {
+// tokens are the resource's identifiers, system|value.
+func (in *incoming) tokens() []string {
 	if in.plan != nil {
 		return in.plan.Keys()
 	}
 	return []string{fhir.ODSSystem + "|" + in.la.ODS}
 }
 
-// hasKey reports whether the resource carries an identifier key.
-func (in *incoming) hasKey(key string) bool {
-	for _, k := range in.keys() {
-		if k == key {
+// keys are the resource's unique keys in the store: its identifiers within
+// the organisation that manages it.
+func (in *incoming) keys() []string {
+	tokens := in.tokens()
+	out := make([]string, len(tokens))
+	for i, t := range tokens {
+		out[i] = storeKey(in.owner(), t)
+	}
+	return out
+}
+
+// hasKey reports whether the resource carries an identifier (system|value).
+func (in *incoming) hasKey(token string) bool {
+	for _, t := range in.tokens() {
+		if t == token {
 			return true
 		}
 	}
 	return false
+}
+
+// laKey is the store key of a local authority's Organization.
+func laKey(ods string) string { return storeKey(ods, fhir.ODSSystem+"|"+ods) }
+
+// storeKey is the store's unique key of an identifier: an identifier is
+// unique among the resources one organisation manages, so two local
+// authorities whose systems number plans alike never clash.
+func storeKey(owner, token string) string { return owner + "|" + token }
+
+// keyToken is the identifier (system|value) a store key holds.
+func keyToken(key string) string {
+	_, token, _ := strings.Cut(key, "|")
+	return token
 }
 
 // ownWrite checks a local authority writes only what it manages: the
@@ -169,7 +194,7 @@ func (s *Server) laName(ctx context.Context, in *incoming) (string, error) {
 	if in.plan.LAName != "" {
 		return in.plan.LAName, nil
 	}
-	orgs, _, err := s.Store.Search(ctx, store.Query{Type: "Organization", Key: fhir.ODSSystem + "|" + in.plan.LA, Limit: 1})
+	orgs, _, err := s.Store.Search(ctx, store.Query{Type: "Organization", Key: laKey(in.plan.LA), Limit: 1})
 	if err != nil || len(orgs) == 0 {
 		return "", err
 	}
@@ -247,7 +272,7 @@ func (s *Server) saveConditional(ctx context.Context, p *auth.Principal, typ, ke
 		}
 		res, err := s.saveByID(ctx, p, typ, id, in, ifMatch)
 		var ue *store.UniqueError
-		if errors.As(err, &ue) && ue.Key == key && attempt < maxAttempts {
+		if errors.As(err, &ue) && ue.Key == storeKey(p.OrgCode, key) && attempt < maxAttempts {
 			continue // another request created it first: look again
 		}
 		return res, err
@@ -262,7 +287,7 @@ func (s *Server) conditionalTarget(ctx context.Context, p *auth.Principal, typ, 
 	if !in.hasKey(key) {
 		return "", nil, fhir.At(fhir.CodeInvalidValue, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
 	}
-	recs, _, err := s.Store.Search(ctx, store.Query{Type: typ, Key: key, Limit: 2})
+	recs, _, err := s.Store.Search(ctx, store.Query{Type: typ, Key: storeKey(p.OrgCode, key), Limit: 2})
 	if err != nil {
 		return "", nil, err
 	}

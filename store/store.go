@@ -135,14 +135,17 @@ type Store interface {
 
 	// Audit stores access records durably before it returns.
 	Audit(ctx context.Context, recs []AuditRecord) error
-	// AuditBySubject returns the Notify access records about an NHS number
-	// recorded at or after since, oldest first.
-	AuditBySubject(ctx context.Context, subject string, since time.Time) ([]AuditRecord, error)
+	// AuditBySubject returns the most recent limit Notify access records
+	// about an NHS number recorded at or after since, oldest first.
+	AuditBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]AuditRecord, error)
 	// AuditFeed returns up to limit Notify access records that touched
 	// owner's records, recorded at or after since, oldest first, continuing
 	// after cursor ("" to start). It returns the cursor to continue from;
 	// a page never skips or repeats a record, even while records are added.
 	AuditFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]AuditRecord, string, error)
+	// AuditFeedTotal counts the records AuditFeed serves owner from since
+	// (from its start, whatever the cursor).
+	AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error)
 
 	// Purge removes records (with their history and derived records) whose
 	// End is before cutoff, and access records recorded before cutoff about

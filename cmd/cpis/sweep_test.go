@@ -55,10 +55,10 @@ func TestSweeperPurgesExpiredPlans(t *testing.T) {
 		_, err = st.Get(ctx, typ, "recent")
 		assert.NoError(t, err)
 	}
-	old, err := st.AuditBySubject(ctx, "9449306753", time.Time{})
+	old, err := st.AuditBySubject(ctx, "9449306753", time.Time{}, 1000)
 	require.NoError(t, err)
 	assert.Empty(t, old, "its access history goes with it")
-	kept, err := st.AuditBySubject(ctx, "9449306761", time.Time{})
+	kept, err := st.AuditBySubject(ctx, "9449306761", time.Time{}, 1000)
 	require.NoError(t, err)
 	assert.Len(t, kept, 1, "a patient with a retained plan keeps theirs")
 }

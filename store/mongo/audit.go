@@ -406,7 +406,10 @@ func (s *Store) fence(ctx context.Context, seq int64) (bool, error) {
 
 // AuditBySubject returns the notifying access records about subject since a
 // time, oldest first: one find on the subject_recorded index.
-func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.Time) ([]store.AuditRecord, error) {
+func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]store.AuditRecord, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	f := bson.D{{Key: "subject", Value: subject}, {Key: "notify", Value: true}}
 	if !since.IsZero() {
 		f = append(f, bson.E{Key: "recorded", Value: bson.D{{Key: "$gte", Value: since.UnixNano()}}})
@@ -414,10 +417,36 @@ func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.T
 	var out []store.AuditRecord
 	err := s.run(ctx, func(ctx context.Context) error {
 		var err error
-		out, _, err = s.auditRecords(ctx, f, bson.D{{Key: "recorded", Value: 1}, {Key: "_id", Value: 1}}, 0)
+		// The newest limit, read newest first on the subject_recorded index.
+		out, _, err = s.auditRecords(ctx, f, bson.D{{Key: "recorded", Value: -1}, {Key: "_id", Value: -1}}, limit)
 		return err
 	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
 	return out, err
+}
+
+// AuditFeedTotal counts the records AuditFeed serves owner from since, up to
+// the feed horizon.
+func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error) {
+	var n int64
+	err := s.run(ctx, func(ctx context.Context) error {
+		h, err := s.horizon(ctx)
+		if err != nil {
+			return err
+		}
+		f := bson.D{{Key: "owners", Value: owner}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: h}}}, {Key: "notify", Value: true}}
+		if !since.IsZero() {
+			f = append(f, bson.E{Key: "recorded", Value: bson.D{{Key: "$gte", Value: since.UnixNano()}}})
+		}
+		n, err = s.audit.CountDocuments(ctx, f)
+		if err != nil {
+			return s.fail("counting access records", err)
+		}
+		return nil
+	})
+	return int(n), err
 }
 
 func (s *Store) auditRecords(ctx context.Context, f, sort bson.D, limit int) ([]store.AuditRecord, int64, error) {

@@ -89,7 +89,7 @@ func TestRecoversWhenServerReturns(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), got.Version)
 	require.NoError(t, s.Audit(ctx, []store.AuditRecord{audit("e3", t0.Add(time.Minute), "9449306753", "u1", true, "LA1")}))
-	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{})
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 1000)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"e1", "e3"}, auditIDs(recs), "the refused record was not stored; the others were")
 	require.NoError(t, s.Commit(ctx, []store.Write{{Record: plan("p1", 2, "9449306753", "LA1"), Expect: 1}}))

@@ -68,7 +68,7 @@ func benchStore(b *testing.B, be backend) {
 	})
 	b.Run("AuditBySubject", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
-			if _, err := s.AuditBySubject(ctx, nhs(i%benchChildren), time.Time{}); err != nil {
+			if _, err := s.AuditBySubject(ctx, nhs(i%benchChildren), time.Time{}, 1000); err != nil {
 				b.Fatal(err)
 			}
 		}

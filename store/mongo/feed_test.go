@@ -36,7 +36,7 @@ func TestFeedFencesAbandonedNumbers(t *testing.T) {
 			require.NoError(t, err)
 			assert.Empty(t, feed, "a1 waits behind the missing number")
 			assert.Equal(t, "", cursor)
-			recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{})
+			recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 1000)
 			require.NoError(t, err)
 			assert.Equal(t, []string{"a1"}, auditIDs(recs), "the access history does not wait")
 
@@ -59,7 +59,7 @@ func TestFeedFencesAbandonedNumbers(t *testing.T) {
 			feed, _, err = s.AuditFeed(ctx, "LA1", time.Time{}, cursor, 10)
 			require.NoError(t, err)
 			assert.Empty(t, feed)
-			recs, err = s.AuditBySubject(ctx, "9449306753", time.Time{})
+			recs, err = s.AuditBySubject(ctx, "9449306753", time.Time{}, 1000)
 			require.NoError(t, err)
 			assert.Equal(t, []string{"a1", "a0"}, auditIDs(recs), "the fence marker is no access record")
 
@@ -176,7 +176,7 @@ func TestAuditGroupCommit(t *testing.T) {
 	close(release)
 	wg.Wait()
 	assert.Equal(t, []int{1, callers - 1}, batches)
-	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{})
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 1000)
 	require.NoError(t, err)
 	assert.Len(t, recs, callers)
 }

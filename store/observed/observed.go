@@ -55,9 +55,14 @@ func (o *observed) Audit(ctx context.Context, recs []store.AuditRecord) (err err
 	return o.s.Audit(ctx, recs)
 }
 
-func (o *observed) AuditBySubject(ctx context.Context, subject string, since time.Time) (r []store.AuditRecord, err error) {
+func (o *observed) AuditBySubject(ctx context.Context, subject string, since time.Time, limit int) (r []store.AuditRecord, err error) {
 	defer func(start time.Time) { o.done("audit_by_subject", start, err) }(time.Now())
-	return o.s.AuditBySubject(ctx, subject, since)
+	return o.s.AuditBySubject(ctx, subject, since, limit)
+}
+
+func (o *observed) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (n int, err error) {
+	defer func(start time.Time) { o.done("audit_feed_total", start, err) }(time.Now())
+	return o.s.AuditFeedTotal(ctx, owner, since)
 }
 
 func (o *observed) AuditFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) (r []store.AuditRecord, next string, err error) {

@@ -11,24 +11,27 @@ import (
 )
 
 // Audit stores access records in the next group commit and returns once the
-// commit is durable.
+// commit is durable. audit_owner, the feed's index, holds only notifying
+// records.
 func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, a := range recs {
-			res, err := tx.exec(ctx, sqlInsertAudit,
-				a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, a.Body)
+			res, err := tx.exec(ctx, sqlInsertAudit, a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), a.Body)
 			if err != nil {
 				return unavailable(err)
+			}
+			if !a.Notify {
+				continue
 			}
 			seq, err := res.LastInsertId()
 			if err != nil {
 				return unavailable(err)
 			}
 			for _, o := range a.Owners {
-				if _, err := tx.exec(ctx, sqlInsertOwner, o, seq); err != nil {
+				if _, err := tx.exec(ctx, sqlInsertOwner, o, seq, a.Recorded.UnixNano()); err != nil {
 					return unavailable(err)
 				}
 			}
@@ -37,7 +40,7 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	})
 }
 
-const auditCols = `a.seq, a.id, a.recorded, a.subject, a.agent, a.notify, a.body`
+const auditCols = `a.seq, a.id, a.recorded, a.subject, a.agent, a.notify, a.owners, a.body`
 
 func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]store.AuditRecord, int64, error) {
 	rows, err := s.query(ctx, q, args...)
@@ -50,52 +53,48 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 	for rows.Next() {
 		var a store.AuditRecord
 		var recorded int64
-		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &a.Body); err != nil {
+		var owners string
+		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body); err != nil {
 			return nil, 0, unavailable(err)
 		}
 		a.Recorded = time.Unix(0, recorded).UTC()
+		a.Owners = strings.Fields(owners)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, unavailable(err)
 	}
-	if err := s.fillOwners(ctx, out); err != nil {
-		return nil, 0, err
-	}
 	return out, last, nil
 }
 
-func (s *Store) fillOwners(ctx context.Context, recs []store.AuditRecord) error {
-	if len(recs) == 0 {
-		return nil
+// AuditBySubject returns the most recent limit notifying access records
+// about subject since a time, oldest first.
+func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]store.AuditRecord, error) {
+	if limit <= 0 {
+		return nil, nil
 	}
-	ids := make([]any, len(recs))
-	index := make(map[string]int, len(recs))
-	for i, a := range recs {
-		ids[i] = a.ID
-		index[a.ID] = i
+	recs, _, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM audit a WHERE a.subject = ? AND a.notify = 1 AND a.recorded >= ?
+		ORDER BY a.recorded DESC, a.seq DESC LIMIT `+strconv.Itoa(limit), subject, since.UnixNano())
+	for i, j := 0, len(recs)-1; i < j; i, j = i+1, j-1 {
+		recs[i], recs[j] = recs[j], recs[i]
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT a.id, o.owner FROM audit a JOIN audit_owner o ON o.seq = a.seq WHERE a.id IN (`+placeholders(len(ids))+`) ORDER BY o.owner`, ids...)
-	if err != nil {
-		return unavailable(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, owner string
-		if err := rows.Scan(&id, &owner); err != nil {
-			return unavailable(err)
-		}
-		recs[index[id]].Owners = append(recs[index[id]].Owners, owner)
-	}
-	return rows.Err()
+	return recs, err
 }
 
-// AuditBySubject returns the notifying access records about subject since a
-// time, oldest first.
-func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.Time) ([]store.AuditRecord, error) {
-	recs, _, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM audit a WHERE a.subject = ? AND a.notify = 1 AND a.recorded >= ? ORDER BY a.recorded, a.seq`,
-		subject, since.UnixNano())
-	return recs, err
+// AuditFeedTotal counts owner's feed from since, from audit_owner alone.
+func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error) {
+	rows, err := s.query(ctx, `SELECT count(*) FROM audit_owner WHERE owner = ? AND recorded >= ?`, owner, since.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, unavailable(err)
+		}
+	}
+	return n, rows.Err()
 }
 
 // AuditFeed pages through the access records that touched owner's records.
@@ -112,7 +111,7 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 		after = n
 	}
 	recs, last, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM audit_owner o JOIN audit a ON a.seq = o.seq
-		WHERE o.owner = ? AND o.seq > ? AND a.notify = 1 AND a.recorded >= ? ORDER BY o.seq LIMIT `+strconv.Itoa(limit),
+		WHERE o.owner = ? AND o.seq > ? AND o.recorded >= ? ORDER BY o.seq LIMIT `+strconv.Itoa(limit),
 		owner, after, since.UnixNano())
 	if err != nil {
 		return nil, "", err

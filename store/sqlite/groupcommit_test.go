@@ -33,7 +33,7 @@ func TestGroupCommitIsolatesAFailedOperation(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			errs[i] = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-				if _, err := tx.exec(ctx, sqlInsertAudit, fmt.Sprintf("e%02d", i), time.Now().UnixNano(), "9449306753", "u", true, []byte(`{}`)); err != nil {
+				if _, err := tx.exec(ctx, sqlInsertAudit, fmt.Sprintf("e%02d", i), time.Now().UnixNano(), "9449306753", "u", true, "", []byte(`{}`)); err != nil {
 					return err
 				}
 				if i == 17 {
@@ -51,7 +51,7 @@ func TestGroupCommitIsolatesAFailedOperation(t *testing.T) {
 			assert.NoError(t, err, "op %d", i)
 		}
 	}
-	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{})
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 1000)
 	require.NoError(t, err)
 	assert.Len(t, recs, n-1)
 	for _, r := range recs {

@@ -159,8 +159,8 @@ const (
 		deleted = excluded.deleted, owner = excluded.owner, subject = excluded.subject, plan_end = excluded.plan_end,
 		ends = excluded.ends, dtype = excluded.dtype, dends = excluded.dends, body = excluded.body, dbody = excluded.dbody`
 	sqlToHistory   = `INSERT INTO history(` + cols + `) SELECT ` + cols + ` FROM resources WHERE type = ? AND id = ?`
-	sqlInsertAudit = `INSERT INTO audit(id, recorded, subject, agent, notify, body) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlInsertOwner = `INSERT OR IGNORE INTO audit_owner(owner, seq) VALUES (?, ?)`
+	sqlInsertAudit = `INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertOwner = `INSERT OR IGNORE INTO audit_owner(owner, seq, recorded) VALUES (?, ?, ?)`
 )
 
 // writerStatements are prepared on the writer's connection at Open.

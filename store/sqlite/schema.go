@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -82,6 +82,20 @@ var migrations = [][]string{
 		`CREATE INDEX resources_owner ON resources(owner, id)`,
 		`CREATE INDEX resources_derived ON resources(dtype, id)`,
 		`CREATE INDEX resources_end ON resources(plan_end)`,
+	},
+	// 2 → 3: identifier keys are unique per managing organisation (the
+	// caller now scopes them: "ODS|system|value"); an access record carries
+	// its owners itself, and audit_owner indexes only notifying records, by
+	// time, so a local authority's feed is counted from the index alone.
+	{
+		`UPDATE keys SET value = (SELECT r.owner FROM resources r WHERE r.type = keys.type AND r.id = keys.id) || '|' || value
+			WHERE EXISTS (SELECT 1 FROM resources r WHERE r.type = keys.type AND r.id = keys.id)`,
+		`ALTER TABLE audit ADD COLUMN owners TEXT NOT NULL DEFAULT ''`,
+		`UPDATE audit SET owners = COALESCE((SELECT group_concat(owner, ' ') FROM (SELECT owner FROM audit_owner o WHERE o.seq = audit.seq ORDER BY owner)), '')`,
+		`DELETE FROM audit_owner WHERE seq IN (SELECT seq FROM audit WHERE notify = 0)`,
+		`ALTER TABLE audit_owner ADD COLUMN recorded INTEGER NOT NULL DEFAULT 0`,
+		`UPDATE audit_owner SET recorded = (SELECT a.recorded FROM audit a WHERE a.seq = audit_owner.seq)`,
+		`CREATE INDEX audit_owner_recorded ON audit_owner(owner, recorded)`,
 	},
 }
 

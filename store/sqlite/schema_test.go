@@ -37,6 +37,15 @@ func TestMigrateFromTheFirstLayout(t *testing.T) {
 	ins("resources", 2, `{"flag":2}`)
 	_, err = db.Exec(`INSERT INTO keys(type, value, id) VALUES ('EpisodeOfCare', 's|v', 'p1')`)
 	require.NoError(t, err)
+	for i, notify := range []bool{true, false} {
+		_, err = db.Exec(`INSERT INTO audit(seq, id, recorded, subject, agent, notify, body) VALUES (?, ?, ?, '9449306753', 'u', ?, '{}')`,
+			i+1, "e"+string(rune('1'+i)), t0.UnixNano(), notify)
+		require.NoError(t, err)
+		for _, o := range []string{"LA002", "LA001"} {
+			_, err = db.Exec(`INSERT INTO audit_owner(owner, seq) VALUES (?, ?)`, o, i+1)
+			require.NoError(t, err)
+		}
+	}
 	require.NoError(t, db.Close())
 
 	s, err := Open(dir, Options{})
@@ -55,9 +64,20 @@ func TestMigrateFromTheFirstLayout(t *testing.T) {
 	v1, err := s.GetVersion(ctx, "Flag", "p1", 1)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"flag":1}`, string(v1.Body))
-	recs, _, err := s.Search(ctx, store.Query{Type: "EpisodeOfCare", Key: "s|v", Limit: 1})
+	recs, _, err := s.Search(ctx, store.Query{Type: "EpisodeOfCare", Key: "LA001|s|v", Limit: 1})
 	require.NoError(t, err)
-	assert.Len(t, recs, 1)
+	assert.Len(t, recs, 1, "identifier keys are scoped by their record's owner (layout 3)")
+	acc, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 10)
+	require.NoError(t, err)
+	require.Len(t, acc, 1)
+	assert.Equal(t, []string{"LA001", "LA002"}, acc[0].Owners, "owners carried by the record (layout 3)")
+	n, err := s.AuditFeedTotal(ctx, "LA001", time.Time{})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the feed index holds notifying records only")
+	feed, _, err := s.AuditFeed(ctx, "LA002", time.Time{}, "", 10)
+	require.NoError(t, err)
+	assert.Len(t, feed, 1)
+
 	// And it takes writes in the new layout.
 	next := store.Record{Type: "EpisodeOfCare", ID: "p1", Version: 3, Updated: t0.Add(5 * time.Hour), Owner: "LA001", Subject: "9449306753", Body: []byte(`{}`)}
 	require.NoError(t, s.Commit(ctx, []store.Write{{Record: next, Expect: 2}}))

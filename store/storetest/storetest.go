@@ -429,7 +429,7 @@ func testAudit(t *testing.T, h Harness) {
 		audit("e3", t0.Add(2*time.Minute), "9449306753", "la", false, "LA1"),
 		audit("e4", t0.Add(3*time.Minute), "9449306761", "u1", true, "LA2"),
 	}))
-	recs, err := s.AuditBySubject(ctx, "9449306753", t0.Add(-time.Hour))
+	recs, err := s.AuditBySubject(ctx, "9449306753", t0.Add(-time.Hour), 100)
 	require.NoError(t, err)
 	require.Len(t, recs, 2, "only notifying records")
 	assert.Equal(t, "e1", recs[0].ID, "oldest first")
@@ -438,9 +438,25 @@ func testAudit(t *testing.T, h Harness) {
 	assert.Equal(t, "u2", recs[1].Agent)
 	assert.ElementsMatch(t, []string{"LA1", "LA2"}, recs[1].Owners)
 	assert.JSONEq(t, `{"resourceType":"AuditEvent","id":"e2"}`, string(recs[1].Body))
-	recs, err = s.AuditBySubject(ctx, "9449306753", t0.Add(30*time.Second))
+	recs, err = s.AuditBySubject(ctx, "9449306753", t0.Add(30*time.Second), 100)
 	require.NoError(t, err)
 	assert.Len(t, recs, 1)
+	recs, err = s.AuditBySubject(ctx, "9449306753", time.Time{}, 1)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"e2"}, auditIDs(recs), "the limit keeps the most recent")
+	recs, err = s.AuditBySubject(ctx, "9449306753", time.Time{}, 0)
+	require.NoError(t, err)
+	assert.Empty(t, recs)
+
+	for _, c := range []struct {
+		owner string
+		since time.Time
+		want  int
+	}{{"LA1", time.Time{}, 2}, {"LA2", time.Time{}, 2}, {"LA1", t0.Add(30 * time.Second), 1}, {"LA3", time.Time{}, 0}} {
+		n, err := s.AuditFeedTotal(ctx, c.owner, c.since)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, n, "feed total of %s since %v: notifying records only", c.owner, c.since)
+	}
 
 	feed, cur, err := s.AuditFeed(ctx, "LA2", time.Time{}, "", 10)
 	require.NoError(t, err)
@@ -570,10 +586,10 @@ func testPurge(t *testing.T, h Harness) {
 	}
 	// The purged record's key is free.
 	put(t, s, plan("other", 1, "9449306753", "LA1", "https://la.example/id|OLD"))
-	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{})
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 100)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"new"}, auditIDs(recs))
-	recs, err = s.AuditBySubject(ctx, "9449306761", time.Time{})
+	recs, err = s.AuditBySubject(ctx, "9449306761", time.Time{}, 100)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"kept"}, auditIDs(recs), "a subject with a retained record keeps its history")
 	feed, _, err := s.AuditFeed(ctx, "LA1", time.Time{}, "", 10)
@@ -597,7 +613,7 @@ func testReopen(t *testing.T, h Harness) {
 	recs, _, err := s.Search(ctx, store.Query{Type: "EpisodeOfCare", Key: "https://la.example/id|X", Limit: 1})
 	require.NoError(t, err)
 	assert.Len(t, recs, 1)
-	a, err := s.AuditBySubject(ctx, "9449306753", time.Time{})
+	a, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 100)
 	require.NoError(t, err)
 	assert.Len(t, a, 1)
 	err = s.Commit(ctx, []store.Write{{Record: plan("p1", 1, "9449306753", "LA1")}})
