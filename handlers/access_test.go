@@ -141,6 +141,12 @@ func TestNegotiationAndHeaders(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, r.Code)
 		assert.Equal(t, "RESOURCE_NOT_FOUND", r.code())
 	})
+	t.Run("ping", func(t *testing.T) {
+		r := e.do("GET", "_ping", nurse, "")
+		assert.Equal(t, http.StatusOK, r.Code)
+		assert.Equal(t, "OperationOutcome", r.json()["resourceType"])
+		assert.Equal(t, http.StatusUnauthorized, e.do("GET", "_ping", "", "").Code, "the same token check as every route")
+	})
 	t.Run("health", func(t *testing.T) {
 		assert.Equal(t, http.StatusOK, e.do("GET", "/healthz", "", "").Code)
 		assert.Equal(t, http.StatusOK, e.do("GET", "/readyz", "", "").Code)
