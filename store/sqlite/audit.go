@@ -165,13 +165,38 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 	for {
 		var n int64
 		err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-			res, err := tx.exec(ctx, `DELETE FROM audit WHERE seq IN (SELECT seq FROM audit a WHERE a.recorded < ?
-				AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject) LIMIT `+strconv.Itoa(batch)+`)`, cutoff.UnixNano())
+			rows, err := tx.query(ctx, `SELECT seq, owners FROM audit a WHERE a.recorded < ?
+				AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject) LIMIT `+strconv.Itoa(batch), cutoff.UnixNano())
 			if err != nil {
 				return unavailable(err)
 			}
-			n, err = res.RowsAffected()
-			return err
+			type due struct {
+				seq    int64
+				owners string
+			}
+			var dues []due
+			for rows.Next() {
+				var d due
+				if err := rows.Scan(&d.seq, &d.owners); err != nil {
+					rows.Close()
+					return unavailable(err)
+				}
+				dues = append(dues, d)
+			}
+			rows.Close()
+			for _, d := range dues {
+				// The feed index goes first: each of its rows by key.
+				for _, o := range strings.Fields(d.owners) {
+					if _, err := tx.exec(ctx, `DELETE FROM audit_owner WHERE owner = ? AND seq = ?`, o, d.seq); err != nil {
+						return unavailable(err)
+					}
+				}
+				if _, err := tx.exec(ctx, `DELETE FROM audit WHERE seq = ?`, d.seq); err != nil {
+					return unavailable(err)
+				}
+			}
+			n = int64(len(dues))
+			return nil
 		})
 		if err != nil {
 			return stats, err

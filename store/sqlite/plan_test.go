@@ -43,8 +43,10 @@ func TestQueriesUseIndexes(t *testing.T) {
 	}
 	for name, q := range map[string]string{
 		"get":              strings.NewReplacer("type = ?", "type = 'Flag'", "dtype = ?", "dtype = 'Flag'", "id = ?", "id = 'x'").Replace(getSQL),
-		"audit-by-subject": `SELECT a.seq FROM audit a WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded, a.seq`,
-		"audit-feed":       `SELECT a.seq FROM audit_owner o JOIN audit a ON a.seq = o.seq WHERE o.owner = 'LA001' AND o.seq > 5 AND a.notify = 1 AND a.recorded >= 0 ORDER BY o.seq LIMIT 50`,
+		"audit-by-subject": `SELECT a.seq FROM audit a WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded DESC, a.seq DESC LIMIT 2000`,
+		"audit-feed":       `SELECT a.seq FROM audit_owner o JOIN audit a ON a.seq = o.seq WHERE o.owner = 'LA001' AND o.seq > 5 AND o.recorded >= 0 ORDER BY o.seq LIMIT 50`,
+		"audit-feed-total": `SELECT count(*) FROM audit_owner WHERE owner = 'LA001' AND recorded >= 0`,
+		"purge-feed-row":   `DELETE FROM audit_owner WHERE owner = 'LA001' AND seq = 5`,
 		"history":          `SELECT ` + cols + ` FROM history WHERE type = 'Flag' AND id = 'x' ORDER BY version DESC`,
 		"purge-candidates": `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < 5 LIMIT 500`,
 	} {

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -95,6 +95,32 @@ var migrations = [][]string{
 		`DELETE FROM audit_owner WHERE seq IN (SELECT seq FROM audit WHERE notify = 0)`,
 		`ALTER TABLE audit_owner ADD COLUMN recorded INTEGER NOT NULL DEFAULT 0`,
 		`UPDATE audit_owner SET recorded = (SELECT a.recorded FROM audit a WHERE a.seq = audit_owner.seq)`,
+		`CREATE INDEX audit_owner_recorded ON audit_owner(owner, recorded)`,
+	},
+	// 3 → 4: fewer indexes on the path every audited read writes. The
+	// AuditEvent id (a server-made UUID) needs no unique index, and the feed
+	// index needs no index by sequence: it has no foreign key to cascade,
+	// the purge deletes its rows by key. The sequence carries over, so a
+	// feed cursor never sees a number again.
+	{
+		`CREATE TABLE audit_v4 (
+			seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+			recorded INTEGER NOT NULL, subject TEXT NOT NULL, agent TEXT NOT NULL,
+			notify INTEGER NOT NULL, owners TEXT NOT NULL DEFAULT '', body BLOB NOT NULL)`,
+		`INSERT INTO audit_v4(seq, id, recorded, subject, agent, notify, owners, body)
+			SELECT seq, id, recorded, subject, agent, notify, owners, body FROM audit`,
+		`DELETE FROM sqlite_sequence WHERE name = 'audit_v4'`,
+		`INSERT INTO sqlite_sequence(name, seq) SELECT 'audit_v4', seq FROM sqlite_sequence WHERE name = 'audit'`,
+		`CREATE TABLE audit_owner_v4 (
+			owner TEXT NOT NULL, seq INTEGER NOT NULL, recorded INTEGER NOT NULL,
+			PRIMARY KEY (owner, seq)) WITHOUT ROWID`,
+		`INSERT INTO audit_owner_v4(owner, seq, recorded) SELECT owner, seq, recorded FROM audit_owner`,
+		`DROP TABLE audit_owner`,
+		`DROP TABLE audit`,
+		`ALTER TABLE audit_v4 RENAME TO audit`,
+		`ALTER TABLE audit_owner_v4 RENAME TO audit_owner`,
+		`CREATE INDEX audit_subject ON audit(subject, recorded)`,
+		`CREATE INDEX audit_recorded ON audit(recorded)`,
 		`CREATE INDEX audit_owner_recorded ON audit_owner(owner, recorded)`,
 	},
 }

@@ -46,6 +46,9 @@ func TestMigrateFromTheFirstLayout(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
+	// Numbers up to 50 were given out before (their records since purged).
+	_, err = db.Exec(`UPDATE sqlite_sequence SET seq = 50 WHERE name = 'audit'`)
+	require.NoError(t, err)
 	require.NoError(t, db.Close())
 
 	s, err := Open(dir, Options{})
@@ -77,6 +80,12 @@ func TestMigrateFromTheFirstLayout(t *testing.T) {
 	feed, _, err := s.AuditFeed(ctx, "LA002", time.Time{}, "", 10)
 	require.NoError(t, err)
 	assert.Len(t, feed, 1)
+
+	require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: "e3", Recorded: t0, Subject: "9449306753", Agent: "u", Notify: true, Owners: []string{"LA001"}, Body: []byte(`{}`)}}))
+	page, cursor, err := s.AuditFeed(ctx, "LA001", time.Time{}, "s1", 10)
+	require.NoError(t, err)
+	require.Len(t, page, 1)
+	assert.Equal(t, "s51", cursor, "a new access never reuses a number a feed cursor may hold")
 
 	// And it takes writes in the new layout.
 	next := store.Record{Type: "EpisodeOfCare", ID: "p1", Version: 3, Updated: t0.Add(5 * time.Hour), Owner: "LA001", Subject: "9449306753", Body: []byte(`{}`)}

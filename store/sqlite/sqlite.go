@@ -45,6 +45,8 @@ type Store struct {
 	ops    chan *op
 	quit   chan struct{}
 	done   chan struct{}
+	// checkpointDone closes when the checkpointer has stopped.
+	checkpointDone chan struct{}
 	opts   Options
 	stmts  sync.Map // SQL text -> *sql.Stmt on r
 	closed sync.Once
@@ -87,7 +89,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store/sqlite: creating data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store/sqlite: open: %w", err)
@@ -125,8 +127,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		wstmts[q] = st
 	}
-	s := &Store{path: path, w: w, wstmts: wstmts, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), opts: opts}
+	s := &Store{path: path, w: w, wstmts: wstmts, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), checkpointDone: make(chan struct{}), opts: opts}
 	go s.writer()
+	go s.checkpointer()
 	return s, nil
 }
 
@@ -136,6 +139,7 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		close(s.quit)
 		<-s.done
+		<-s.checkpointDone
 		s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 		for _, st := range s.wstmts {
 			st.Close()
@@ -157,6 +161,28 @@ func (s *Store) Ping(ctx context.Context) error {
 	default:
 	}
 	return nil
+}
+
+// checkpointInterval is how often the WAL is copied back into the database.
+const checkpointInterval = time.Second
+
+// checkpointer copies the write-ahead log into the database file in the
+// background (PASSIVE: it never blocks the writer or readers), so commits
+// on the writer never pay for a checkpoint.
+func (s *Store) checkpointer() {
+	defer close(s.checkpointDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+			// A busy or failing checkpoint is tried again next time; the WAL
+			// just grows meanwhile, and every commit in it is durable.
+			_, _ = s.r.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 // write queues fn to run in the next group commit and waits for the commit.
