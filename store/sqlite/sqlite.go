@@ -47,9 +47,9 @@ type Store struct {
 	done   chan struct{}
 	// checkpointDone closes when the checkpointer has stopped.
 	checkpointDone chan struct{}
-	opts   Options
-	stmts  sync.Map // SQL text -> *sql.Stmt on r
-	closed sync.Once
+	opts           Options
+	stmts          sync.Map // SQL text -> *sql.Stmt on r
+	closed         sync.Once
 }
 
 type op struct {
