@@ -71,7 +71,7 @@ func benchServer(b *testing.B) (http.Handler, string) {
 	}
 	h, err := handlers.New(handlers.Deps{
 		Store: st, Codec: codec, Verifier: v, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		SubjectKey: []byte("bench"), BaseURL: base, Location: london, LocalMode: true, Version: "bench",
+		SubjectKey: []byte("bench-key-16-bytes-long"), BaseURL: base, Location: london, LocalMode: true, Version: "bench",
 	})
 	if err != nil {
 		b.Fatal(err)

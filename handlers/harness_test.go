@@ -181,7 +181,7 @@ func newEnv(t testing.TB, b backend, opts ...envOption) *env {
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := handlers.Deps{
 		Store: st, Codec: codec, Verifier: v, Log: log, SecurityLog: log.With("log", "security"),
-		SubjectKey: []byte("test-key"), BaseURL: base, Location: london, RetentionDays: 365,
+		SubjectKey: []byte("test-key-16-bytes-long"), BaseURL: base, Location: london, RetentionDays: 365,
 		LocalMode: true, Version: "test", Now: clk.Now,
 	}
 	for _, o := range opts {

@@ -3,6 +3,7 @@ package handlers
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -151,7 +152,11 @@ func (s *Server) capabilityStatement() []byte {
 			r.Versioning = "versioned"
 		}
 		for _, p := range sp.Params {
-			r.SearchParam = append(r.SearchParam, csSearchParam{Name: p.Accepted[0], Type: p.Type, Documentation: p.Doc})
+			doc := p.Doc
+			if len(p.Accepted) > 1 || p.Accepted[0] != p.Name {
+				doc += " Written as " + strings.Join(p.Accepted, ", ") + "."
+			}
+			r.SearchParam = append(r.SearchParam, csSearchParam{Name: p.Name, Type: p.Type, Documentation: doc})
 		}
 		if sp.Profile != "" {
 			r.SupportedProfile = []string{sp.Profile}

@@ -89,6 +89,9 @@ func New(d Deps) (*gin.Engine, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, errors.New("handlers: the base URL must be absolute")
 	}
+	if len(d.SubjectKey) < 16 {
+		return nil, errors.New("handlers: the security-log key must be at least 16 bytes: an unkeyed hash of an NHS number can be reversed")
+	}
 	if d.SecurityLog == nil {
 		d.SecurityLog = d.Log
 	}
