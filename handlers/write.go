@@ -370,80 +370,65 @@ func (s *Server) writeSaved(c *gin.Context, res saved) {
 
 // update serves PUT /{type}/{id}.
 func (s *Server) update(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
+	return s.handle(func(c *gin.Context) error {
 		p, in, match, err := s.writeRequest(c, typ)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		id, err := idParam(c)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		if in.id != id {
-			s.fail(c, fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id must match the URL (%s/%s)", typ, id))
-			return
+			return fhir.At(fhir.CodeInvalidValue, typ+".id", "The resource id must match the URL (%s/%s)", typ, id)
 		}
-		res, err := s.saveByID(c.Request.Context(), p, typ, id, in, match)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.writeSaved(c, res)
-	}
+		return s.saved(c)(s.saveByID(c.Request.Context(), p, typ, id, in, match))
+	})
 }
 
 // conditionalUpdate serves PUT /{type}?identifier=system|value.
 func (s *Server) conditionalUpdate(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
+	return s.handle(func(c *gin.Context) error {
 		key, err := conditionKey(c.Request.URL.RawQuery)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		p, in, match, err := s.writeRequest(c, typ)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
-		res, err := s.saveConditional(c.Request.Context(), p, typ, key, in, match, false)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.writeSaved(c, res)
-	}
+		return s.saved(c)(s.saveConditional(c.Request.Context(), p, typ, key, in, match, false))
+	})
 }
 
 // create serves POST /{type}, honouring If-None-Exist: identifier=…
 func (s *Server) create(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
+	return s.handle(func(c *gin.Context) error {
 		p, in, _, err := s.writeRequest(c, typ)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
-		var res saved
-		if cond := c.GetHeader("If-None-Exist"); cond != "" {
-			key, err := conditionKey(cond)
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
-			res, err = s.saveConditional(c.Request.Context(), p, typ, key, in, nil, true)
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
-		} else {
-			res, err = s.saveByID(c.Request.Context(), p, typ, s.NewID(), in, nil)
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
+		cond := c.GetHeader("If-None-Exist")
+		if cond == "" {
+			return s.saved(c)(s.saveByID(c.Request.Context(), p, typ, s.NewID(), in, nil))
+		}
+		key, err := conditionKey(cond)
+		if err != nil {
+			return err
+		}
+		return s.saved(c)(s.saveConditional(c.Request.Context(), p, typ, key, in, nil, true))
+	})
+}
+
+// saved answers a write's outcome: its error, or the saved resource as
+// Prefer asks.
+func (s *Server) saved(c *gin.Context) func(saved, error) error {
+	return func(res saved, err error) error {
+		if err != nil {
+			return err
 		}
 		s.writeSaved(c, res)
+		return nil
 	}
 }
 
@@ -488,30 +473,27 @@ func conditionKey(raw string) (string, error) {
 // remove serves DELETE /{type}/{id}: a plan recorded in error. Its Flag
 // goes with it, in the same write.
 func (s *Server) remove(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
+	return s.handle(func(c *gin.Context) error {
 		p := principal(c)
 		if err := mayWrite(p, typ); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		match, err := ifMatch(c)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		id, err := idParam(c)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		tomb, already, err := s.deleteByID(c.Request.Context(), p, typ, id, match)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		versionHeaders(c, tomb)
 		s.writeJSON(c, http.StatusOK, fhir.Outcome([]fhir.Issue{deletedIssue(tomb, already)}).JSON())
-	}
+		return nil
+	})
 }
 
 // deleteByID writes a tombstone for typ/id (and its derived record) with
