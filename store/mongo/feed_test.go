@@ -3,7 +3,6 @@ package mongo
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"cpis/store"
+	"cpis/store/storetest"
 )
 
 func indexModel(field string, unique bool) mongodrv.IndexModel {
@@ -101,36 +101,8 @@ func TestFeedAcrossProcesses(t *testing.T) {
 			}
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()
-			seen := map[string]int{}
-			cursor := ""
-			finished := false
-			for page := 0; ; page++ {
-				recs, next, err := []*Store{s1, s2}[page%2].AuditFeed(ctx, "LA1", time.Time{}, cursor, 6)
-				require.NoError(t, err)
-				for _, r := range recs {
-					seen[r.ID]++
-				}
-				cursor = next
-				if len(recs) == 0 {
-					if finished {
-						break
-					}
-					select {
-					case <-done:
-						finished = true
-					case <-time.After(5 * time.Millisecond):
-					}
-				}
-			}
-			assert.Len(t, seen, writers*each, "every record seen")
-			var dup []string
-			for id, n := range seen {
-				if n != 1 {
-					dup = append(dup, id)
-				}
-			}
-			sort.Strings(dup)
-			assert.Empty(t, dup, "no record seen twice")
+			seen := storetest.FollowFeed(t, []store.Store{s1, s2}, "LA1", time.Time{}, 6, done)
+			storetest.AssertSeenOnce(t, seen, writers*each)
 		})
 	}
 }

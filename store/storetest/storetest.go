@@ -499,19 +499,29 @@ func testAuditFeedWhileWriting(t *testing.T, h Harness) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	seen := FollowFeed(t, []store.Store{s}, "LA1", start.Add(-time.Minute), 7, done)
+	AssertSeenOnce(t, seen, writers*each)
+}
+
+// FollowFeed pages through owner's feed from since, n records a page, taking
+// the stores in turn (several processes on one database), until a page is
+// empty after done is closed. It returns how often each record was seen.
+func FollowFeed(t *testing.T, stores []store.Store, owner string, since time.Time, n int, done <-chan struct{}) map[string]int {
+	t.Helper()
+	ctx := context.Background()
 	seen := map[string]int{}
 	cursor := ""
 	finished := false
-	for {
-		page, next, err := s.AuditFeed(ctx, "LA1", start.Add(-time.Minute), cursor, 7)
+	for page := 0; ; page++ {
+		recs, next, err := stores[page%len(stores)].AuditFeed(ctx, owner, since, cursor, n)
 		require.NoError(t, err)
-		for _, r := range page {
+		for _, r := range recs {
 			seen[r.ID]++
 		}
 		cursor = next
-		if len(page) == 0 {
+		if len(recs) == 0 {
 			if finished {
-				break
+				return seen
 			}
 			select {
 			case <-done:
@@ -520,7 +530,12 @@ func testAuditFeedWhileWriting(t *testing.T, h Harness) {
 			}
 		}
 	}
-	assert.Len(t, seen, writers*each, "every record seen")
+}
+
+// AssertSeenOnce checks a feed showed want records, each exactly once.
+func AssertSeenOnce(t *testing.T, seen map[string]int, want int) {
+	t.Helper()
+	assert.Len(t, seen, want, "every record seen")
 	var dup []string
 	for id, n := range seen {
 		if n != 1 {
