@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -87,6 +88,17 @@ type Derived struct {
 type Write struct {
 	Record Record
 	Expect int64
+}
+
+// Check reports a write that breaks the rules of Write: a type and id, a
+// time, and the version following the expected one. Backends refuse such
+// a write before touching anything.
+func (w Write) Check() error {
+	r := w.Record
+	if r.Type == "" || r.ID == "" || r.Version != w.Expect+1 || r.Updated.IsZero() {
+		return fmt.Errorf("store: malformed write of %s/%s version %d after %d", r.Type, r.ID, r.Version, w.Expect)
+	}
+	return nil
 }
 
 // Query selects live (not deleted) records of one type. Every non-empty field

@@ -163,7 +163,7 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 		return nil
 	}
 	for _, w := range writes {
-		if err := checkWrite(w); err != nil {
+		if err := w.Check(); err != nil {
 			return err
 		}
 	}
@@ -185,13 +185,6 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 	})
 }
 
-func checkWrite(w store.Write) error {
-	r := w.Record
-	if r.Type == "" || r.ID == "" || r.Version != w.Expect+1 || r.Updated.IsZero() {
-		return fmt.Errorf("store/mongo: malformed write of %s/%s version %d after %d", r.Type, r.ID, r.Version, w.Expect)
-	}
-	return nil
-}
 
 // apply writes one record. The write itself is the compare-and-swap: an
 // insert when no version is expected (the _id index refuses a second), else

@@ -65,7 +65,7 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 		return nil
 	}
 	for _, w := range writes {
-		if err := checkWrite(w); err != nil {
+		if err := w.Check(); err != nil {
 			return err
 		}
 	}
@@ -79,13 +79,6 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 	})
 }
 
-func checkWrite(w store.Write) error {
-	r := w.Record
-	if r.Type == "" || r.ID == "" || r.Version != w.Expect+1 || r.Updated.IsZero() {
-		return fmt.Errorf("store/sqlite: malformed write of %s/%s version %d after %d", r.Type, r.ID, r.Version, w.Expect)
-	}
-	return nil
-}
 
 func apply(ctx context.Context, tx *writeTx, w store.Write) error {
 	r := w.Record
