@@ -185,7 +185,6 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 	})
 }
 
-
 // apply writes one record. The write itself is the compare-and-swap: an
 // insert when no version is expected (the _id index refuses a second), else
 // an update filtered on the expected version. Keys are checked first only to

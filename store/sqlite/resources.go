@@ -79,7 +79,6 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 	})
 }
 
-
 func apply(ctx context.Context, tx *writeTx, w store.Write) error {
 	r := w.Record
 	var cur int64
