@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -280,7 +281,7 @@ func writeObject(buf *bytes.Buffer, m map[string]any, first ...string) {
 		}
 	}
 	for _, k := range keys {
-		if !contains(first, k) {
+		if !slices.Contains(first, k) {
 			order = append(order, k)
 		}
 	}
@@ -303,15 +304,6 @@ func writeValue(buf *bytes.Buffer, v any) {
 		panic("fhir: encoding resource: " + err.Error())
 	}
 	buf.Write(b)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Stamp sets the server-managed parts of meta: versionId and lastUpdated,

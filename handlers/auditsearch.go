@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -84,7 +85,7 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	last := map[string]time.Time{}
 	var kept []store.AuditRecord
 	for _, r := range recs {
-		if sr.p.IsLA() && !contains(r.Owners, sr.p.OrgCode) {
+		if sr.p.IsLA() && !slices.Contains(r.Owners, sr.p.OrgCode) {
 			continue
 		}
 		if prev, ok := last[r.Agent]; ok && r.Recorded.Sub(prev) < repeatWindow {
@@ -148,13 +149,4 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error 
 	}
 	s.writeBundle(c, b)
 	return nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
