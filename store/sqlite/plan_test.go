@@ -70,3 +70,23 @@ func explain(t *testing.T, s *Store, q string, args ...any) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestStatementCacheIsBounded asks with many page sizes: the answers stay
+// right and the server keeps at most maxStmts prepared statements.
+func TestStatementCacheIsBounded(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	require.NoError(t, s.Commit(ctx, []store.Write{{Record: store.Record{Type: "EpisodeOfCare", ID: "p1", Version: 1, Updated: time.Now(),
+		Owner: "LA001", Subject: "9449306753", Body: []byte(`{}`)}}}))
+	for limit := 1; limit <= maxStmts+100; limit++ {
+		recs, _, err := s.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: "9449306753", Limit: limit})
+		require.NoError(t, err)
+		require.Len(t, recs, 1)
+	}
+	n := 0
+	s.stmts.Range(func(_, _ any) bool { n++; return true })
+	assert.LessOrEqual(t, n, maxStmts)
+	assert.Equal(t, int64(n), s.nstmts.Load())
+}

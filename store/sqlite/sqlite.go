@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -49,6 +50,7 @@ type Store struct {
 	checkpointDone chan struct{}
 	opts           Options
 	stmts          sync.Map // SQL text -> *sql.Stmt on r
+	nstmts         atomic.Int64
 	closed         sync.Once
 }
 
@@ -319,10 +321,19 @@ func (s *Store) run(ops []*op, isolate bool) ([]error, error) {
 	return errs, nil
 }
 
-// stmt returns a prepared statement on the read pool, preparing it once.
+// maxStmts bounds the prepared statements kept. Query texts vary with the
+// page size and the number of ids a client asks for, so a client must not
+// be able to make the server keep one statement per variant.
+const maxStmts = 512
+
+// stmt returns a prepared statement on the read pool, preparing it once, or
+// nil once the cache is full and q is not in it.
 func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	if st, ok := s.stmts.Load(q); ok {
 		return st.(*sql.Stmt), nil
+	}
+	if s.nstmts.Load() >= maxStmts {
+		return nil, nil
 	}
 	st, err := s.r.PrepareContext(ctx, q)
 	if err != nil {
@@ -332,6 +343,7 @@ func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 		st.Close()
 		return prev.(*sql.Stmt), nil
 	}
+	s.nstmts.Add(1)
 	return st, nil
 }
 
@@ -339,6 +351,13 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	st, err := s.stmt(ctx, q)
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	if st == nil {
+		rows, err := s.r.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		return rows, nil
 	}
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
