@@ -212,14 +212,14 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 			return err
 		}
 		recs, total, err := s.Store.Search(c.Request.Context(), q)
+		if err != nil {
+			return err
+		}
 		if sr.identifier != "" {
 			recs = withIdentifier(recs, sr.identifier)
 			total = len(recs)
 		}
 		self := s.selfQuery(sr, "")
-		if err != nil {
-			return err
-		}
 		if patientType(typ) {
 			seen, err := s.auditMatches(c, q, recs, total)
 			if err != nil {
