@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,8 +21,6 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"cpis/auth"
 	"cpis/fhir"
@@ -98,7 +95,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 	b.pick(data)
-	for _, sc := range b.scenarios(ctx, *only) {
+	for _, sc := range b.scenarios(*only) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -199,14 +196,8 @@ func (b *benchRun) seed(ctx context.Context, key *auth.LocalKey, cfg *config, d 
 	if len(d.plans) == 0 {
 		return nil
 	}
-	jobs, err := bundleJobs(d, 1000)
-	if err != nil {
-		return err
-	}
-	bar := progressbar.NewOptions64(int64(d.resources()), progressbar.OptionSetWriter(b.out), progressbar.OptionSetDescription("seeding over HTTP"),
-		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("resources"), progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionOnCompletion(func() { fmt.Fprintln(b.out) }))
 	tokens := map[string]string{}
+	var err error
 	for _, la := range d.las {
 		if tokens[la.ods], err = key.MintSystem(auth.SystemToken{ClientID: "cpis-bench", OrgCode: la.ods, OrgName: la.name,
 			Scopes: []string{"system/EpisodeOfCare.write", "system/Organization.write"}}, cfg.Issuer, cfg.Audience, time.Now(), 12*time.Hour); err != nil {
@@ -214,46 +205,16 @@ func (b *benchRun) seed(ctx context.Context, key *auth.LocalKey, cfg *config, d 
 		}
 	}
 	start := time.Now()
-	ch := make(chan job)
-	errc := make(chan error, 4)
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range ch {
-				status, body, err := b.do(ctx, http.MethodPost, b.base, tokens[j.la.ods], bundleBody(j, "transaction"), "return=minimal")
-				if err == nil && status != http.StatusOK {
-					err = fmt.Errorf("bench: seeding %s: %d %s", j.la.ods, status, firstDiagnostics(body))
-				}
-				if err != nil {
-					errc <- err
-					return
-				}
-				_ = bar.Add(len(j.entries))
-			}
-		}()
-	}
-	var failed error
-send:
-	for _, j := range jobs {
-		select {
-		case ch <- j:
-		case failed = <-errc:
-			break send
+	err = postAll(ctx, d, 1000, 4, b.out, "seeding over HTTP", func(ctx context.Context, j job) error {
+		status, body, err := b.do(ctx, http.MethodPost, b.base, tokens[j.la.ods], bundleBody(j, "transaction"), "return=minimal")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("bench: seeding %s: %d %s", j.la.ods, status, firstDiagnostics(body))
 		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	close(ch)
-	wg.Wait()
-	select {
-	case e := <-errc:
-		failed = errors.Join(failed, e)
-	default:
-	}
-	if failed != nil {
-		return failed
-	}
-	_ = bar.Finish()
 	b.seedRate = float64(d.resources()) / time.Since(start).Seconds()
 	fmt.Fprintf(b.out, "seeded %d children (%d plans, %d local authorities) through transaction Bundles in %s: %.0f resources/s\n",
 		len(d.plans), len(d.plans), len(d.las), time.Since(start).Round(time.Millisecond), b.seedRate)
@@ -368,7 +329,7 @@ func scenarioNames() []string {
 	return []string{"ceiling", "silent-search", "audited-search", "read-by-id", "access-history", "transaction", "feed-page"}
 }
 
-func (b *benchRun) scenarios(ctx context.Context, only string) []scenario {
+func (b *benchRun) scenarios(only string) []scenario {
 	want := map[string]bool{}
 	for _, n := range strings.Split(only, ",") {
 		if n = strings.TrimSpace(n); n != "" {
@@ -427,7 +388,6 @@ func (b *benchRun) scenarios(ctx context.Context, only string) []scenario {
 		}
 		out = append(out, sc)
 	}
-	_ = ctx
 	return out
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -251,21 +252,31 @@ type job struct {
 
 // load posts every Bundle with a few workers and a progress bar.
 func (l *loader) load(ctx context.Context, d *demoData, workers int) error {
-	jobs, err := bundleJobs(d, l.batch)
+	l.started = time.Now().UTC().Truncate(time.Millisecond)
+	err := postAll(ctx, d, l.batch, workers, l.stdout, "seeding", l.post)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("seed interrupted: %w (each Bundle is all or nothing; run it again to finish)", err)
+	}
+	return err
+}
+
+// postAll cuts the data set into Bundles of batch entries and posts them
+// with workers at once, with a progress bar; it stops at the first failure.
+func postAll(ctx context.Context, d *demoData, batch, workers int, out io.Writer, what string, post func(context.Context, job) error) error {
+	jobs, err := bundleJobs(d, batch)
 	if err != nil {
 		return err
 	}
 	bar := progressbar.NewOptions64(int64(d.resources()),
-		progressbar.OptionSetWriter(l.stdout),
-		progressbar.OptionSetDescription("seeding"),
+		progressbar.OptionSetWriter(out),
+		progressbar.OptionSetDescription(what),
 		progressbar.OptionSetItsString("resources"),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(l.stdout) }),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }),
 	)
-	l.started = time.Now().UTC().Truncate(time.Millisecond)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	todo := make(chan job)
@@ -276,7 +287,7 @@ func (l *loader) load(ctx context.Context, d *demoData, workers int) error {
 		go func() {
 			defer wg.Done()
 			for j := range todo {
-				if err := l.post(ctx, j); err != nil {
+				if err := post(ctx, j); err != nil {
 					errc <- err
 					cancel()
 					return
@@ -300,7 +311,7 @@ feed:
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("seed interrupted: %w (each Bundle is all or nothing; run it again to finish)", err)
+		return err
 	}
 	return bar.Finish()
 }
