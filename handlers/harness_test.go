@@ -354,7 +354,7 @@ func (e *env) requireValidR4(body []byte) {
 	require.NotNil(e.t, res, "response is not a resource: %s", body)
 	for _, is := range issues {
 		if is.Severity == "" || is.Severity == "error" {
-			require.Failf(e.t, "response is not valid FHIR R4", "%s at %v: %s\n%s", is.Diagnostics, is.Expression, is.Code, body)
+			require.Failf(e.t, "response is not valid FHIR R4", "%s at %v: %s\n%s", is.Diagnostics, is.Expression, is.Kind, body)
 		}
 	}
 	if res.Type != "Bundle" {

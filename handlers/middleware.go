@@ -116,12 +116,12 @@ func (s *Server) recovery(c *gin.Context) {
 // (406 otherwise) and request bodies must be JSON (415 otherwise).
 func (s *Server) negotiate(c *gin.Context) {
 	if f := c.Query("_format"); f != "" && !jsonFormat(f) {
-		s.fail(c, fhir.At(fhir.CodeInvalidValue, "_format", "This server speaks FHIR JSON only (application/fhir+json); _format %q is not supported", clip(f)).WithStatus(http.StatusNotAcceptable))
+		s.fail(c, fhir.At(fhir.KindNotAcceptable, "_format", "This server speaks FHIR JSON only (application/fhir+json); _format %q is not supported", clip(f)))
 		c.Abort()
 		return
 	}
 	if a := c.GetHeader("Accept"); a != "" && !acceptsJSON(a) {
-		s.fail(c, fhir.Errorf(fhir.CodeInvalidValue, "This server speaks FHIR JSON only: the Accept header must allow application/fhir+json").WithStatus(http.StatusNotAcceptable))
+		s.fail(c, fhir.Errorf(fhir.KindNotAcceptable, "This server speaks FHIR JSON only: the Accept header must allow application/fhir+json"))
 		c.Abort()
 		return
 	}
@@ -133,7 +133,7 @@ func (s *Server) negotiate(c *gin.Context) {
 			ok = true
 		}
 		if !ok {
-			s.fail(c, fhir.Errorf(fhir.CodeInvalidValue, "Request bodies must be application/fhir+json").WithStatus(http.StatusUnsupportedMediaType))
+			s.fail(c, fhir.Errorf(fhir.KindUnsupportedMedia, "Request bodies must be application/fhir+json"))
 			c.Abort()
 			return
 		}

@@ -233,7 +233,10 @@ func TestConcurrentConditionalUpdatesLeaveOneResource(t *testing.T) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				r := e.do(http.MethodPut, cond, la, planJSON(planSpec{nhs: nhsA, la: la1, ident: "RACE"}))
+				// Each request's content differs (its start date), so each
+				// must be applied: unchanged content is not written again.
+				start := fmt.Sprintf("2026-01-%02d", i+1)
+				r := e.do(http.MethodPut, cond, la, planJSON(planSpec{nhs: nhsA, la: la1, ident: "RACE", start: start}))
 				codes[i] = r.Code
 			}(i)
 		}

@@ -13,10 +13,10 @@ import (
 func (s *Server) routes(e *gin.Engine) {
 	e.Use(s.requestID, s.accessLog, s.recovery)
 	e.NoRoute(func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.CodeNotFound, "No such endpoint; the FHIR base is /FHIR/R4"))
+		s.fail(c, fhir.Errorf(fhir.KindNotFound, "No such endpoint; the FHIR base is /FHIR/R4"))
 	})
 	e.NoMethod(func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.CodeMethodNotAllowed, "Method %s is not supported here", c.Request.Method))
+		s.fail(c, fhir.Errorf(fhir.KindMethodNotAllowed, "Method %s is not supported here", c.Request.Method))
 	})
 
 	e.GET("/healthz", s.healthz)

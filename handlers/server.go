@@ -1,6 +1,7 @@
 // Package handlers is the HTTP surface of the server: the gin routes of the
-// FHIR API, one file per interaction group, and the one mapping from errors
-// to OperationOutcome responses.
+// FHIR API (routes.go lists them), request parsing and rendering, and the
+// one table from error kinds to OperationOutcome responses. The use-cases
+// (writes, visibility, retention, audit) are the registry's.
 package handlers
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/handlers/registry"
 	"cpis/profiles"
 	"cpis/store"
 )
@@ -36,6 +38,7 @@ func DefaultLimits() Limits {
 
 // Deps is everything the handlers need, built once by the caller.
 type Deps struct {
+	// Store is handed to the registry, the only part that calls it.
 	Store store.Store
 	Codec *fhir.Codec
 	// Profiles are the CP-IS conformance resources and the validator;
@@ -74,6 +77,7 @@ type Metrics interface {
 // Server holds the dependencies the handlers share.
 type Server struct {
 	Deps
+	reg           *registry.Registry
 	specs         map[string]*resourceSpec
 	started       string // the CapabilityStatement date: when the server started
 	capabilityDoc []byte
@@ -113,13 +117,19 @@ func New(d Deps) (*gin.Engine, error) {
 		}
 	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
-	s := &Server{Deps: d, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02")}
+	reg, err := registry.New(registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
+		Now: d.Now, NewID: d.NewID, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey})
+	if err != nil {
+		return nil, err
+	}
+	d.Store = nil // the registry's alone
+	s := &Server{Deps: d, reg: reg, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02")}
 	for _, sp := range specs() {
 		sp := sp
 		s.specs[sp.Type] = &sp
 	}
 	s.capabilityDoc = s.capabilityStatement()
-	s.pong = fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: "The access token is valid"}}).JSON()
+	s.pong = outcomeJSON([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: "The access token is valid"}})
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
@@ -133,8 +143,3 @@ func New(d Deps) (*gin.Engine, error) {
 
 // now is the server's clock, in UTC.
 func (s *Server) now() time.Time { return s.Now().UTC() }
-
-// retainedSince is the oldest plan end date still served.
-func (s *Server) retainedSince() time.Time {
-	return s.now().AddDate(0, 0, -s.RetentionDays)
-}
