@@ -130,7 +130,7 @@ type env struct {
 	clock  *clock
 	logs   *syncBuffer
 	codec  *fhir.Codec
-	dir    string
+	deps   handlers.Deps // as the server was built, for tests that build on it
 	tokens map[string]string
 }
 
@@ -189,7 +189,7 @@ func newEnv(t testing.TB, b backend, opts ...envOption) *env {
 	}
 	h, err := handlers.New(d)
 	require.NoError(t, err)
-	e := &env{t: t, h: h, store: st, key: key, clock: clk, logs: logs, codec: codec, tokens: map[string]string{}}
+	e := &env{t: t, h: h, store: st, key: key, clock: clk, logs: logs, codec: codec, deps: d, tokens: map[string]string{}}
 	t.Cleanup(func() { e.checkLogs() })
 	return e
 }

@@ -77,3 +77,9 @@ func (r *Registry) visible(p *auth.Principal, rec store.Record) error {
 	}
 	return nil
 }
+
+// AboutPatients reports whether reading typ can reveal a patient's records:
+// the patient types, and AuditEvent (a patient's access history tells
+// whether the child is on a plan). Every read route of such a type must be
+// audited; the handlers' tests derive the routes to check from it.
+func AboutPatients(typ string) bool { return PatientType(typ) || typ == "AuditEvent" }
