@@ -322,3 +322,47 @@ func TestDataSurvivesRestart(t *testing.T) {
 	r := e2.do(http.MethodGet, "Flag/p1", e2.nurse(), "")
 	assert.Equal(t, http.StatusOK, r.Code, fmt.Sprint(r.Body.String()))
 }
+
+// TestUnchangedContentIsNotWrittenAgain: every write (single PUT,
+// conditional PUT, Bundle entry) follows one rule: a resource whose content
+// and Flag would be identical to the current version's is not written
+// again; the answer is 200 with the current version.
+func TestUnchangedContentIsNotWrittenAgain(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		la := e.laToken(la1)
+		plan := planSpec{id: "u1", nhs: nhsA, la: la1, ident: "U-1"}
+		r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan))
+		require.Equal(t, http.StatusCreated, r.Code, r.Body.String())
+		e.clock.Add(time.Hour)
+
+		t.Run("put-again-200-same-version", func(t *testing.T) {
+			r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan), "Prefer", "return=OperationOutcome")
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Equal(t, `W/"1"`, r.Header().Get("ETag"))
+			assert.Contains(t, r.Body.String(), "Unchanged: EpisodeOfCare/u1 version 1")
+		})
+		t.Run("conditional-put-again-200-same-version", func(t *testing.T) {
+			plan := plan
+			plan.id = ""
+			r := e.do(http.MethodPut, "EpisodeOfCare?identifier=https://la001.example/plan-id|U-1", la, planJSON(plan))
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Equal(t, `W/"1"`, r.Header().Get("ETag"))
+		})
+		t.Run("if-match-still-checked-412", func(t *testing.T) {
+			r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan), "If-Match", `W/"7"`)
+			assert.Equal(t, http.StatusPreconditionFailed, r.Code, r.Body.String())
+		})
+		r = e.do(http.MethodGet, "EpisodeOfCare/u1/_history", la, "")
+		require.Equal(t, http.StatusOK, r.Code)
+		assert.Equal(t, 1, r.total(), "no version was added")
+
+		t.Run("changed-content-200-next-version", func(t *testing.T) {
+			plan := plan
+			plan.planType = "LAC"
+			r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan))
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Equal(t, `W/"2"`, r.Header().Get("ETag"))
+		})
+	})
+}
