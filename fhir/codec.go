@@ -71,11 +71,11 @@ func (c *Codec) Decode(body []byte) (*Resource, []Issue) {
 	return res, c.validate(body)
 }
 
-// Validate checks already-decoded resource JSON against the base R4
-// specification and returns every problem found.
+// validate checks resource JSON against the base R4 specification and
+// returns every problem found.
 func (c *Codec) validate(body []byte) []Issue {
 	var rep reporter
-	issues := rep.issues
+	var issues []Issue
 	if _, err := c.um.UnmarshalWithErrorReporter(body, &rep); err != nil {
 		issues = unmarshalIssues(err)
 	} else {

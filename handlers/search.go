@@ -19,13 +19,12 @@ const maxSearchBody = 64 << 10
 // searchRequest is a parsed search: the query, the parameters the server
 // applies (in order, for the self link), those it ignores, and the mode.
 type searchRequest struct {
-	q          *fhir.SearchQuery
-	identifier string // narrow the matches to this identifier (system|value)
-	applied    []fhir.Param
-	ignored    []string
-	silent     bool
-	p          *auth.Principal
-	spec       *resourceSpec
+	q       *fhir.SearchQuery
+	applied []fhir.Param
+	ignored []string
+	silent  bool
+	p       *auth.Principal
+	spec    *resourceSpec
 }
 
 // searchInput is the query of a search: the URL query, plus the form body of
