@@ -203,7 +203,11 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		}
 		total := page.Total
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
-		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, sr.q.Cursor)})
+		self := q.Query[len(typ)+1:] // the applied parameters, as audited
+		if sr.q.Cursor != "" {
+			self = s.selfQuery(sr, sr.q.Cursor)
+		}
+		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + self})
 		if q.Limit > 0 && len(page.Matches) == q.Limit {
 			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, page.Matches[len(page.Matches)-1].ID)})
 		}
