@@ -53,8 +53,8 @@ func TestSearchIsAuditedBeforeTheAnswer(t *testing.T) {
 		assert.Equal(t, "0", ev["outcome"])
 		assert.Equal(t, "2 plans found", ev["outcomeDesc"])
 		var query string
-		for _, en := range ev["entity"].([]any) {
-			if q, ok := en.(map[string]any)["query"].(string); ok {
+		for _, en := range jpath[[]any](t, ev, "entity") {
+			if q, ok := jpath[map[string]any](t, en)["query"].(string); ok {
 				b, err := base64.StdEncoding.DecodeString(q)
 				require.NoError(t, err)
 				query = string(b)
@@ -117,8 +117,8 @@ func TestAccessHistory(t *testing.T) {
 		var who []string
 		var when []string
 		for _, ev := range r.entries("match") {
-			who = append(who, ev["agent"].([]any)[0].(map[string]any)["name"].(string))
-			when = append(when, ev["recorded"].(string))
+			who = append(who, jpath[string](t, ev, "agent", 0, "name"))
+			when = append(when, jpath[string](t, ev, "recorded"))
 		}
 		assert.Equal(t, []string{"Alice", "Bob", "Alice"}, who, "newest first, repeats within 24 h counted once")
 		assert.Equal(t, first.Format("2006-01-02T15:04:05.000Z"), when[2], "the first of the repeats is kept")
@@ -130,7 +130,7 @@ func TestAccessHistory(t *testing.T) {
 		r = e.do(http.MethodGet, "AuditEvent?patient:identifier="+nhsA, e.nurse(), "")
 		events := r.entries("match")
 		require.Len(t, events, 25)
-		assert.Equal(t, "User 29", events[0]["agent"].([]any)[0].(map[string]any)["name"])
+		assert.Equal(t, "User 29", jget(t, events[0], "agent", 0, "name"))
 		assert.Equal(t, 25, r.total())
 
 		// The owning LA sees it; another LA sees nothing about this child.
@@ -217,9 +217,9 @@ func TestLocalAuthorityFeedWhileEventsArrive(t *testing.T) {
 			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 			page := r.entries("match")
 			for _, ev := range page {
-				seen[ev["id"].(string)]++
-				for _, en := range ev["entity"].([]any) {
-					what, _ := en.(map[string]any)["what"].(map[string]any)
+				seen[jpath[string](t, ev, "id")]++
+				for _, en := range jpath[[]any](t, ev, "entity") {
+					what, _ := jpath[map[string]any](t, en)["what"].(map[string]any)
 					if id, ok := what["identifier"].(map[string]any); ok {
 						assert.NotEqual(t, nhsC, id["value"], "only the LA's own children")
 					}
