@@ -105,7 +105,7 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	t := touched{}
 	t.see(subject)
 	for _, r := range planRecs {
-		t.add(r.Subject, r.Owner)
+		t.add(r)
 	}
 	if err := s.recordAccess(c, sr.p, sr.silent, "search-type", "AuditEvent?"+s.selfQuery(sr, ""), "", t); err != nil {
 		return err
@@ -114,7 +114,11 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
 		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, "")}}}
 	for i := len(kept) - 1; i >= 0; i-- {
-		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", kept[i].ID), Resource: kept[i].Body, Search: &fhir.EntrySearch{Mode: "match"}})
+		body, err := shownTo(sr.p, kept[i])
+		if err != nil {
+			return err
+		}
+		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", kept[i].ID), Resource: body, Search: &fhir.EntrySearch{Mode: "match"}})
 	}
 	s.writeBundle(c, b)
 	return nil
@@ -145,7 +149,11 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error 
 		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, next)})
 	}
 	for _, r := range recs {
-		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
+		body, err := shownTo(sr.p, r)
+		if err != nil {
+			return err
+		}
+		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: body, Search: &fhir.EntrySearch{Mode: "match"}})
 	}
 	s.writeBundle(c, b)
 	return nil

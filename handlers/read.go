@@ -97,7 +97,7 @@ func (s *Server) auditRead(c *gin.Context, p *auth.Principal, silent bool, inter
 		return nil
 	}
 	t := touched{}
-	t.add(r.Subject, r.Owner)
+	t.add(r)
 	return s.recordAccess(c, p, silent, interaction, "", r.Type+"/"+r.ID, t)
 }
 
@@ -236,7 +236,7 @@ func (s *Server) auditHistory(c *gin.Context, p *auth.Principal, silent bool, re
 			continue
 		}
 		if _, ok := t[r.Subject]; !ok {
-			t.add(r.Subject, r.Owner)
+			t.add(r)
 		}
 	}
 	return s.recordAccess(c, p, silent, "history-instance", "", cur.Type+"/"+cur.ID, t)

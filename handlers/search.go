@@ -230,7 +230,7 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 				t.see(q.Subject)
 			}
 			for _, r := range seen {
-				t.add(r.Subject, r.Owner)
+				t.add(r)
 			}
 			if err := s.recordAccess(c, sr.p, sr.silent, "search-type", typ+"?"+self, "", t); err != nil {
 				return err

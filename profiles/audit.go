@@ -2,6 +2,8 @@ package profiles
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -163,4 +165,27 @@ func AuditEvent(a Access) []byte {
 		panic("profiles: encoding AuditEvent: " + err.Error())
 	}
 	return b
+}
+
+// RedactAuditEvent re-renders a stored AuditEvent without its outcome
+// description (the count of plans found) and with its query passed through
+// redact: how an access recorded before each local authority had its own
+// view is shown to one of several authorities it touched.
+func RedactAuditEvent(body []byte, redact func(query string) string) ([]byte, error) {
+	var e auditEvent
+	if err := json.Unmarshal(body, &e); err != nil {
+		return nil, fmt.Errorf("profiles: decoding a stored AuditEvent: %w", err)
+	}
+	e.OutcomeDesc = ""
+	for i, en := range e.Entity {
+		if en.Query == "" {
+			continue
+		}
+		q, err := base64.StdEncoding.DecodeString(en.Query)
+		if err != nil {
+			return nil, fmt.Errorf("profiles: decoding a stored AuditEvent's query: %w", err)
+		}
+		e.Entity[i].Query = base64.StdEncoding.EncodeToString([]byte(redact(string(q))))
+	}
+	return fhir.Marshal(&e)
 }

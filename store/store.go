@@ -128,7 +128,11 @@ type AuditRecord struct {
 	Owners   []string // ODS codes of the local authorities whose records were touched
 	Agent    string   // who accessed (user id), for the access-history de-duplication
 	Notify   bool     // shown in access history and LA feeds (health users' accesses)
-	Body     []byte   // the AuditEvent JSON as served
+	Body     []byte   // the AuditEvent JSON as served to health users
+	// Views holds, by ODS code, the AuditEvent a local authority is served
+	// where it differs from Body: the access also showed other authorities'
+	// plans, and each sees only its own part. Nil for most accesses.
+	Views map[string][]byte
 }
 
 // Store is the persistence interface both backends implement.

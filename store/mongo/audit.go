@@ -61,6 +61,9 @@ type auditDoc struct {
 	Notify   bool     `bson:"notify"`
 	Body     []byte   `bson:"body,omitempty"`
 	Fence    bool     `bson:"fence,omitempty"`
+	// Views: the AuditEvent each local authority is served, by ODS code,
+	// where it differs from Body (see store.AuditRecord).
+	Views map[string][]byte `bson:"views,omitempty"`
 }
 
 func newAuditDoc(a store.AuditRecord) auditDoc {
@@ -72,12 +75,12 @@ func newAuditDoc(a store.AuditRecord) auditDoc {
 	}
 	slices.Sort(owners)
 	return auditDoc{ID: a.ID, Recorded: a.Recorded.UnixNano(), Subject: a.Subject, Owners: owners,
-		Agent: a.Agent, Notify: a.Notify, Body: a.Body}
+		Agent: a.Agent, Notify: a.Notify, Body: a.Body, Views: a.Views}
 }
 
 func (d *auditDoc) record() store.AuditRecord {
 	return store.AuditRecord{ID: d.ID, Recorded: time.Unix(0, d.Recorded).UTC(), Subject: d.Subject,
-		Owners: d.Owners, Agent: d.Agent, Notify: d.Notify, Body: d.Body}
+		Owners: d.Owners, Agent: d.Agent, Notify: d.Notify, Body: d.Body, Views: d.Views}
 }
 
 type auditOp struct {

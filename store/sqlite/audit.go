@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,7 +20,15 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	}
 	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, a := range recs {
-			res, err := tx.exec(ctx, sqlInsertAudit, a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), a.Body)
+			q, args := sqlInsertAudit, []any{a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), a.Body}
+			if len(a.Views) > 0 {
+				views, err := encodeViews(a.Views)
+				if err != nil {
+					return err
+				}
+				q, args = sqlInsertAuditViews, append(args, views)
+			}
+			res, err := tx.exec(ctx, q, args...)
 			if err != nil {
 				return unavailable(err)
 			}
@@ -40,7 +49,40 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	})
 }
 
-const auditCols = `a.seq, a.id, a.recorded, a.subject, a.agent, a.notify, a.owners, a.body`
+// sqlInsertAuditViews stores an access record with per-authority views, a
+// few in a thousand; the rest use the prepared sqlInsertAudit.
+const sqlInsertAuditViews = `INSERT INTO audit(id, recorded, subject, agent, notify, owners, body, views) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+
+// encodeViews stores the views as one JSON object keyed by ODS code (each
+// view is an AuditEvent, itself JSON).
+func encodeViews(views map[string][]byte) ([]byte, error) {
+	m := make(map[string]json.RawMessage, len(views))
+	for o, v := range views {
+		m[o] = v
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: encoding access record views: %w", err)
+	}
+	return b, nil
+}
+
+func decodeViews(b []byte) (map[string][]byte, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("store/sqlite: decoding access record views: %w: %w", store.ErrUnavailable, err)
+	}
+	views := make(map[string][]byte, len(m))
+	for o, v := range m {
+		views[o] = v
+	}
+	return views, nil
+}
+
+const auditCols = `a.seq, a.id, a.recorded, a.subject, a.agent, a.notify, a.owners, a.body, a.views`
 
 func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]store.AuditRecord, int64, error) {
 	rows, err := s.query(ctx, q, args...)
@@ -54,11 +96,15 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		var a store.AuditRecord
 		var recorded int64
 		var owners string
-		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body); err != nil {
+		var views []byte
+		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body, &views); err != nil {
 			return nil, 0, unavailable(err)
 		}
 		a.Recorded = time.Unix(0, recorded).UTC()
 		a.Owners = strings.Fields(owners)
+		if a.Views, err = decodeViews(views); err != nil {
+			return nil, 0, err
+		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {

@@ -43,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("concurrent-unique-create", func(t *testing.T) { testConcurrentUniqueCreate(t, h) })
 	t.Run("concurrent-updates", func(t *testing.T) { testConcurrentUpdates(t, h) })
 	t.Run("audit", func(t *testing.T) { testAudit(t, h) })
+	t.Run("audit-views", func(t *testing.T) { testAuditViews(t, h) })
 	t.Run("audit-feed-while-writing", func(t *testing.T) { testAuditFeedWhileWriting(t, h) })
 	t.Run("purge", func(t *testing.T) { testPurge(t, h) })
 	t.Run("reopen", func(t *testing.T) { testReopen(t, h) })
@@ -469,6 +470,35 @@ func testAudit(t *testing.T, h Harness) {
 	assert.Equal(t, []string{"e2"}, auditIDs(feed), "since filters, non-notifying records are left out")
 	_, _, err = s.AuditFeed(ctx, "LA1", time.Time{}, "not-a-cursor", 10)
 	assert.ErrorIs(t, err, store.ErrInvalidCursor)
+}
+
+// testAuditViews: an access that showed two local authorities' plans keeps
+// each authority's own view, served back by both reads; an access without
+// views reads back without them.
+func testAuditViews(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := context.Background()
+	both := audit("e1", t0, "9449306753", "u1", true, "LA1", "LA2")
+	both.Views = map[string][]byte{
+		"LA1": []byte(`{"resourceType":"AuditEvent","id":"e1","outcomeDesc":"1 plan found","v":"LA1"}`),
+		"LA2": []byte(`{"resourceType":"AuditEvent","id":"e1","outcomeDesc":"1 plan found","v":"LA2"}`),
+	}
+	require.NoError(t, s.Audit(ctx, []store.AuditRecord{both, audit("e2", t0.Add(time.Minute), "9449306753", "u2", true, "LA1")}))
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"e1", "e2"}, auditIDs(recs))
+	assert.JSONEq(t, `{"resourceType":"AuditEvent","id":"e1"}`, string(recs[0].Body), "the whole record for health users")
+	require.Len(t, recs[0].Views, 2)
+	assert.JSONEq(t, string(both.Views["LA1"]), string(recs[0].Views["LA1"]))
+	assert.JSONEq(t, string(both.Views["LA2"]), string(recs[0].Views["LA2"]))
+	assert.Empty(t, recs[1].Views)
+	for _, owner := range []string{"LA1", "LA2"} {
+		feed, _, err := s.AuditFeed(ctx, owner, time.Time{}, "", 10)
+		require.NoError(t, err)
+		require.NotEmpty(t, feed)
+		assert.Equal(t, "e1", feed[0].ID)
+		assert.JSONEq(t, string(both.Views[owner]), string(feed[0].Views[owner]), "the feed carries %s's view", owner)
+	}
 }
 
 func auditIDs(recs []store.AuditRecord) []string {
