@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -20,13 +19,12 @@ const maxSearchBody = 64 << 10
 // searchRequest is a parsed search: the query, the parameters the server
 // applies (in order, for the self link), those it ignores, and the mode.
 type searchRequest struct {
-	q          *fhir.SearchQuery
-	identifier string // narrow the matches to this identifier (system|value)
-	applied    []fhir.Param
-	ignored    []string
-	silent     bool
-	p          *auth.Principal
-	spec       *resourceSpec
+	q       *fhir.SearchQuery
+	applied []fhir.Param
+	ignored []string
+	silent  bool
+	p       *auth.Principal
+	spec    *resourceSpec
 }
 
 // searchInput is the query of a search: the URL query, plus the form body of
@@ -154,6 +152,7 @@ func (s *Server) storeQuery(typ string, sr *searchRequest) (store.Query, error) 
 	if sr.q.Summary == "count" {
 		q.Limit = 0
 	}
+	identifiers := map[string]bool{}
 	for _, prm := range sr.applied {
 		sp := sr.spec.param(prm.Raw)
 		switch sp.Kind {
@@ -174,14 +173,20 @@ func (s *Server) storeQuery(typ string, sr *searchRequest) (store.Query, error) 
 			// Identifiers are unique within the organisation that manages
 			// the resource: a local authority searches its own; an LA's
 			// Organization is managed by its own ODS code; a health user's
-			// search of plans (by NHS number) is narrowed afterwards.
+			// search of plans (by NHS number) matches the identifier under
+			// whichever LA manages each plan. The store applies it before
+			// paging and counting, like every other condition.
+			if len(identifiers) > 0 && !identifiers[token] {
+				return q, fhir.At(fhir.CodeInvalidSearchData, prm.Raw, "Search by one identifier at a time")
+			}
+			identifiers[token] = true
 			switch {
 			case sr.p.IsLA():
 				q.Key = storeKey(sr.p.OrgCode, token)
 			case typ == "Organization":
 				q.Key = storeKey(fhir.ParseToken(prm.Values[0]).Code, token)
 			default:
-				sr.identifier = token
+				q.OwnKey = token
 			}
 		case paramID:
 			for _, id := range prm.Values {
@@ -214,10 +219,6 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		recs, total, err := s.Store.Search(c.Request.Context(), q)
 		if err != nil {
 			return err
-		}
-		if sr.identifier != "" {
-			recs = withIdentifier(recs, sr.identifier)
-			total = len(recs)
 		}
 		self := s.selfQuery(sr, "")
 		if patientType(typ) {
@@ -369,26 +370,4 @@ func queryEscape(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// withIdentifier keeps the records whose resource carries the identifier.
-// Only a health user's search of a patient's plans uses it, a handful of
-// records.
-func withIdentifier(recs []store.Record, token string) []store.Record {
-	out := recs[:0]
-	for _, r := range recs {
-		var res struct {
-			Identifier []fhir.Identifier `json:"identifier"`
-		}
-		if json.Unmarshal(r.Body, &res) != nil {
-			continue
-		}
-		for _, id := range res.Identifier {
-			if id.Token() == token {
-				out = append(out, r)
-				break
-			}
-		}
-	}
-	return out
 }
