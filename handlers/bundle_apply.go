@@ -179,6 +179,9 @@ func (s *Server) target(ctx context.Context, p *auth.Principal, e *bundleEntry) 
 	}
 	cur, err := s.Store.Get(ctx, e.typ, t.id)
 	switch {
+	case err == nil && e.method == http.MethodDelete && cur.Owner != p.OrgCode:
+		// Another's resource is not found, the very answer a missing id gets.
+		return t, fhir.Errorf(fhir.CodeNotFound, "%s/%s does not exist", e.typ, t.id)
 	case err == nil:
 		t.cur, t.exists = cur, true
 	case !errors.Is(err, store.ErrNotFound):
