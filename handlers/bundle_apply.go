@@ -52,7 +52,9 @@ func (s *Server) apply(ctx context.Context, p *auth.Principal, entries []*bundle
 		case errors.As(err, &ue) && racedCreate(entries, ue) && attempt < maxUnitAttempts:
 			continue // another request created it first: look again
 		case errors.Is(err, store.ErrVersionConflict):
-			return nil, fhir.Wrap(fhir.CodePreconditionFailed, err, "The resources were changed by other requests while this Bundle was being applied; send it again")
+			fe := conflict("The resources were changed by other requests while this Bundle was being applied; send it again")
+			fe.Err = err
+			return nil, fe
 		case errors.As(err, &ue):
 			return nil, uniqueClash(entries, ue, err)
 		}

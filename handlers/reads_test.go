@@ -10,6 +10,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"cpis/handlers"
+	"cpis/store"
 )
 
 // TestHazard_IdentifierSearchMissesPlan: a health user's search of a
@@ -157,5 +160,114 @@ func TestHazard_ReadOfAnotherLAsIDRevealsIt(t *testing.T) {
 		r := e.do(http.MethodGet, "EpisodeOfCare/theirs", e.laToken(la2), "")
 		require.Equal(t, http.StatusOK, r.Code)
 		assert.Equal(t, `W/"1"`, r.Header().Get("ETag"), "nothing changed")
+	})
+}
+
+// TestHazard_PatientDataKeptInCaches: answers carrying a child's record
+// (or a paging link, or an AuditEvent) had no Cache-Control, so a browser
+// or shared cache could keep them. Every answer under the FHIR base is now
+// no-store, except the CapabilityStatement and the conformance resources.
+func TestHazard_PatientDataKeptInCaches(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	e.putOrg("org1", la1, "Local Authority One")
+	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
+	nurse, la := e.nurse(), e.laToken(la1)
+	for _, tc := range []struct {
+		method, path, token, body string
+		status                    int
+	}{
+		{"GET", flagSearch(nhsA), nurse, "", 200},
+		{"GET", flagSearch(nhsA) + "&silent=true", e.gp(), "", 200},
+		{"GET", "Flag/a1", nurse, "", 200},
+		{"GET", "EpisodeOfCare/a1/_history/1", nurse, "", 200},
+		{"GET", "EpisodeOfCare/a1/_history", nurse, "", 200},
+		{"GET", "AuditEvent?patient:identifier=" + nhsA, nurse, "", 200},
+		{"GET", "AuditEvent?date=ge2026-01-01", la, "", 200},
+		{"GET", "Organization/org1", nurse, "", 200},
+		{"PUT", "EpisodeOfCare/a2", la, planJSON(planSpec{id: "a2", nhs: nhsA, la: la1}), 201},
+		{"GET", "Flag/missing", nurse, "", 404},
+		{"GET", flagSearch(nhsA), "", "", 401},
+		{"GET", flagSearch("9449306754"), nurse, "", 400},
+		{"GET", "Nothing/here", nurse, "", 404},
+		{"GET", "_ping", nurse, "", 200},
+	} {
+		t.Run(tc.method+"-"+tc.path, func(t *testing.T) {
+			r := e.do(tc.method, tc.path, tc.token, tc.body)
+			require.Equal(t, tc.status, r.Code, r.Body.String())
+			assert.Equal(t, "no-store", r.Header().Get("Cache-Control"))
+		})
+	}
+	for _, path := range []string{"metadata", "StructureDefinition/CPIS-Flag", "CodeSystem/plan-type"} {
+		t.Run("cacheable-"+path, func(t *testing.T) {
+			r := e.do(http.MethodGet, path, nurse, "")
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Empty(t, r.Header().Get("Cache-Control"), "the same for every caller")
+		})
+	}
+}
+
+// racingStore is the real store with a real competing writer: before each
+// commit of an EpisodeOfCare it writes the current record again as the next
+// version (through the same store), so the commit genuinely loses the race.
+type racingStore struct {
+	store.Store
+}
+
+func (s racingStore) Commit(ctx context.Context, ws []store.Write) error {
+	for _, w := range ws {
+		if w.Record.Type != "EpisodeOfCare" || w.Expect == 0 {
+			continue
+		}
+		cur, err := s.Store.Get(ctx, w.Record.Type, w.Record.ID)
+		if err != nil || cur.Deleted {
+			return err
+		}
+		next := w.Record
+		next.Version, next.Updated = cur.Version+1, cur.Updated.Add(time.Millisecond)
+		if next.Deleted { // a racing update of a plan being deleted
+			next = cur
+			next.Version, next.Updated = cur.Version+1, cur.Updated.Add(time.Millisecond)
+		}
+		if err := s.Store.Commit(ctx, []store.Write{{Record: next, Expect: cur.Version}}); err != nil {
+			return err
+		}
+	}
+	return s.Store.Commit(ctx, ws)
+}
+
+// TestHazard_RacingWriteReportedAsStaleIfMatch: a write that lost every
+// retry to concurrent writers answered 412 Precondition Failed although the
+// client sent no If-Match, telling it its pinned version was stale. 412 is
+// now only for a version the client pinned; a write that keeps losing races
+// without one is 409 Conflict.
+func TestHazard_RacingWriteReportedAsStaleIfMatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		// Creates (Expect 0) do not race; every later write does.
+		r := newEnv(t, b, func(d *handlers.Deps) { d.Store = racingStore{d.Store} })
+		r.putPlan(planSpec{id: "p1", nhs: nhsA, la: la1})
+		r.putPlan(planSpec{id: "p2", nhs: nhsA, la: la1})
+		la := r.laToken(la1)
+		body := planJSON(planSpec{id: "p1", nhs: nhsA, la: la1, planType: "LAC"})
+		t.Run("put-without-if-match-409", func(t *testing.T) {
+			w := r.do(http.MethodPut, "EpisodeOfCare/p1", la, body)
+			require.Equal(t, http.StatusConflict, w.Code, w.Body.String())
+			assert.Equal(t, "INVALID_VALUE", w.code())
+			assert.Equal(t, "conflict", w.json()["issue"].([]any)[0].(map[string]any)["code"])
+		})
+		t.Run("put-with-if-match-412", func(t *testing.T) {
+			cur := r.do(http.MethodGet, "EpisodeOfCare/p1", la, "")
+			w := r.do(http.MethodPut, "EpisodeOfCare/p1", la, body, "If-Match", cur.Header().Get("ETag"))
+			require.Equal(t, http.StatusPreconditionFailed, w.Code, w.Body.String())
+			assert.Equal(t, "PRECONDITION_FAILED", w.code())
+		})
+		t.Run("delete-with-if-match-412", func(t *testing.T) {
+			cur := r.do(http.MethodGet, "EpisodeOfCare/p2", la, "")
+			w := r.do(http.MethodDelete, "EpisodeOfCare/p2", la, "", "If-Match", cur.Header().Get("ETag"))
+			require.Equal(t, http.StatusPreconditionFailed, w.Code, w.Body.String())
+		})
+		t.Run("delete-without-if-match-409", func(t *testing.T) {
+			w := r.do(http.MethodDelete, "EpisodeOfCare/p2", la, "")
+			require.Equal(t, http.StatusConflict, w.Code, w.Body.String())
+		})
 	})
 }

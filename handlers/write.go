@@ -213,8 +213,8 @@ type saved struct {
 
 // saveByID creates or updates typ/id with compare-and-swap on the version:
 // a write that loses a race is retried, unless the client pinned the
-// version with If-Match (then it is 412). A local authority may not write
-// over a resource another one manages.
+// version with If-Match (then it is 412); one that keeps losing is 409. A
+// local authority may not write over a resource another one manages.
 func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string, in *incoming, ifMatch *int64) (saved, error) {
 	name, err := s.laName(ctx, in)
 	if err != nil {
@@ -256,7 +256,7 @@ func putCheck(p *auth.Principal, typ, id string, cur store.Record, exists bool, 
 		return fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
 	}
 	if foreign {
-		return fhir.Errorf(fhir.CodeInvalidValue, "The id %s/%s is already in use; choose another id, or write by identifier (PUT %s?identifier=system|value)", typ, id, typ).WithStatus(http.StatusConflict)
+		return conflict("The id %s/%s is already in use; choose another id, or write by identifier (PUT %s?identifier=system|value)", typ, id, typ)
 	}
 	return nil
 }
@@ -522,8 +522,11 @@ func (s *Server) deleteByID(ctx context.Context, p *auth.Principal, typ, id stri
 		}
 		tomb := tombstone(cur, s.now())
 		err = s.Store.Commit(ctx, []store.Write{{Record: tomb, Expect: cur.Version}})
-		if errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts {
+		switch {
+		case errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts:
 			continue
+		case errors.Is(err, store.ErrVersionConflict) && match != nil:
+			return store.Record{}, false, fhir.Wrap(fhir.CodePreconditionFailed, err, "%s/%s was changed by another request after version %d", typ, id, *match)
 		}
 		if err != nil {
 			return store.Record{}, false, err
