@@ -72,11 +72,17 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	if err != nil {
 		return err
 	}
+	if err := s.checkAuditSubjects(c, subject, recs); err != nil {
+		return err
+	}
 	// Once no plan of the patient is retained, accesses older than the
 	// retention period are not served (the sweeper purges them).
 	cutoff := s.retainedSince()
 	planRecs, plans, err := s.Store.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: subject, RetainedSince: cutoff, Limit: fhir.MaxCount, Count: true})
 	if err != nil {
+		return err
+	}
+	if err := s.checkSubjects(c, subject, planRecs); err != nil {
 		return err
 	}
 	if plans == 0 && since.Before(cutoff) {

@@ -2,8 +2,10 @@ package handlers_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"cpis/handlers"
 	"cpis/store"
+	"cpis/store/sqlite"
 )
 
 // TestHazard_IdentifierSearchMissesPlan: a health user's search of a
@@ -270,4 +273,53 @@ func TestHazard_RacingWriteReportedAsStaleIfMatch(t *testing.T) {
 			require.Equal(t, http.StatusConflict, w.Code, w.Body.String())
 		})
 	})
+}
+
+// TestHazard_CorruptIndexShowsAnotherChild: a search by NHS number trusted
+// the store's subject index, so a corrupt index (here: the subject column
+// of a real SQLite file changed behind the server's back) would show
+// another child's plan as this child's. Every record returned is now
+// checked against the NHS number asked, by its subject and by the body
+// served; a mismatch is a 503 and an ERROR log, never an answer.
+func TestHazard_CorruptIndexShowsAnotherChild(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, backend{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }})
+	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
+	e.putPlan(planSpec{id: "b1", nhs: nhsB, la: la2})
+	nurse, gp := e.nurse(), e.gp()
+	for _, path := range []string{flagSearch(nhsA), flagSearch(nhsA) + "&_count=1", "EpisodeOfCare?patient:identifier=" + nhsA} {
+		r := e.do(http.MethodGet, path, nurse, "")
+		require.Equal(t, http.StatusOK, r.Code, "before the corruption: %s", r.Body.String())
+	}
+
+	db, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName))
+	require.NoError(t, err)
+	defer db.Close()
+	res, err := db.Exec(`UPDATE resources SET subject = ? WHERE id = 'b1'`, nhsA)
+	require.NoError(t, err)
+	n, err := res.RowsAffected()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+
+	before := len(e.auditOf(nhsA))
+	for _, tc := range []struct{ path, token string }{
+		{flagSearch(nhsA), nurse},
+		{flagSearch(nhsA) + "&silent=true", gp},
+		{flagSearch(nhsA) + "&_summary=count", nurse},
+		{flagSearch(nhsA) + "&_count=1", nurse},
+		{"EpisodeOfCare?patient:identifier=" + nhsA, nurse},
+		{"AuditEvent?patient:identifier=" + nhsA, nurse},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			r := e.do(http.MethodGet, tc.path, tc.token, "")
+			require.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
+			assert.Equal(t, "SERVICE_UNAVAILABLE", r.code())
+			assert.NotContains(t, r.Body.String(), nhsB)
+		})
+	}
+	assert.Len(t, e.auditOf(nhsA), before, "nothing was shown, so nothing was audited")
+	assert.Contains(t, e.logs.String(), `"level":"ERROR","msg":"search index mismatch`)
+	r := e.do(http.MethodGet, flagSearch(nhsB), nurse, "")
+	require.Equal(t, http.StatusOK, r.Code)
+	assert.Equal(t, 0, r.total(), "the corrupt index no longer finds b1 under its own number; that is for the operator the ERROR log calls")
 }

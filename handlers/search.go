@@ -220,6 +220,11 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		if q.Subject != "" {
+			if err := s.checkSubjects(c, q.Subject, recs); err != nil {
+				return err
+			}
+		}
 		self := s.selfQuery(sr, "")
 		if patientType(typ) {
 			seen, err := s.auditMatches(c, q, recs, total)
@@ -274,7 +279,10 @@ func (s *Server) auditMatches(c *gin.Context, q store.Query, recs []store.Record
 	all := q
 	all.Limit, all.After, all.Count = total, "", false
 	matches, _, err := s.Store.Search(c.Request.Context(), all)
-	return matches, err
+	if err != nil {
+		return nil, err
+	}
+	return matches, s.checkSubjects(c, q.Subject, matches)
 }
 
 // ignoredEntry is the searchset entry that reports the parameters a search
