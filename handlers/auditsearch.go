@@ -118,7 +118,7 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	}
 	total := len(kept)
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
-		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, "")}}}
+		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, searchCursorTTL)}}}
 	for i := len(kept) - 1; i >= 0; i-- {
 		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", kept[i].ID), Resource: kept[i].Body, Search: &fhir.EntrySearch{Mode: "match"}})
 	}
@@ -146,9 +146,9 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error 
 		return err
 	}
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
-		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, sr.q.Cursor)}}}
+		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, feedCursorTTL)}}}
 	if len(recs) > 0 && next != "" {
-		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, next)})
+		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink("AuditEvent", sr, next, feedCursorTTL)})
 	}
 	for _, r := range recs {
 		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"cpis/auth"
 	"cpis/handlers"
 	"cpis/store"
 	"cpis/store/sqlite"
@@ -322,4 +324,156 @@ func TestHazard_CorruptIndexShowsAnotherChild(t *testing.T) {
 	r := e.do(http.MethodGet, flagSearch(nhsB), nurse, "")
 	require.Equal(t, http.StatusOK, r.Code)
 	assert.Equal(t, 0, r.total(), "the corrupt index no longer finds b1 under its own number; that is for the operator the ERROR log calls")
+}
+
+// TestHazard_PagingLinkCarriesNHSNumber: paging links repeated the search,
+// NHS number included (also after a POST _search, whose point is to keep
+// the number out of URLs), so it reached browser histories, proxies and
+// access logs; and anyone could follow or alter one. Links are now opaque,
+// sealed cursors bound to the caller, carrying the whole search.
+func TestHazard_PagingLinkCarriesNHSNumber(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		for i := 0; i < 7; i++ {
+			e.putPlan(planSpec{id: fmt.Sprintf("p%d", i), nhs: nhsA, la: la1})
+		}
+		e.putPlan(planSpec{id: "q1", nhs: nhsB, la: la1})
+		nurse := e.nurse()
+		noPatient := func(t *testing.T, r resp) {
+			t.Helper()
+			for _, rel := range []string{"self", "next"} {
+				l := r.link(rel)
+				assert.NotContains(t, l, nhsA, rel)
+				assert.NotContains(t, l, "nhs-number", rel)
+				if l != "" {
+					assert.Regexp(t, `^`+base+`/[A-Za-z]+\?_cursor=[A-Za-z0-9_-]+$`, l, "a link is the cursor and nothing else")
+				}
+			}
+		}
+		follow := func(t *testing.T, first resp, token string) (ids []string, pages int, links []string) {
+			t.Helper()
+			r := first
+			for {
+				require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+				noPatient(t, r)
+				assert.Equal(t, 7, r.total())
+				for _, m := range r.entries("match") {
+					ids = append(ids, m["id"].(string))
+				}
+				pages++
+				next := r.link("next")
+				if next == "" {
+					return ids, pages, links
+				}
+				links = append(links, next)
+				require.Less(t, pages, 10)
+				r = e.do(http.MethodGet, next, token, "")
+			}
+		}
+		all := []string{"p0", "p1", "p2", "p3", "p4", "p5", "p6"}
+		var nextLink string
+		t.Run("get-pages-complete", func(t *testing.T) {
+			ids, pages, links := follow(t, e.do(http.MethodGet, flagSearch(nhsA)+"&_count=3", nurse, ""), nurse)
+			assert.Equal(t, all, ids, "every plan once, in order")
+			assert.Equal(t, 3, pages)
+			nextLink = links[0]
+		})
+		t.Run("post-search-pages-complete", func(t *testing.T) {
+			first := e.doForm("Flag/_search", nurse, "patient:identifier="+url.QueryEscape("https://fhir.nhs.uk/Id/nhs-number|"+nhsA)+"&_count=3")
+			ids, pages, _ := follow(t, first, nurse)
+			assert.Equal(t, all, ids)
+			assert.Equal(t, 3, pages)
+		})
+		t.Run("silent-pages-stay-silent", func(t *testing.T) {
+			gp := e.gp()
+			before := len(e.auditOf(nhsA))
+			ids, _, _ := follow(t, e.do(http.MethodGet, flagSearch(nhsA)+"&_count=3&silent=true", gp, ""), gp)
+			assert.Equal(t, all, ids)
+			assert.Len(t, e.auditOf(nhsA), before, "a silent search's pages are silent too")
+		})
+		t.Run("self-link-repeats-the-page", func(t *testing.T) {
+			r := e.do(http.MethodGet, nextLink, nurse, "")
+			self := e.do(http.MethodGet, r.link("self"), nurse, "")
+			require.Equal(t, http.StatusOK, self.Code, self.Body.String())
+			assert.Equal(t, r.entries("match"), self.entries("match"))
+		})
+		refused := func(t *testing.T, path, token string) {
+			t.Helper()
+			r := e.do(http.MethodGet, path, token, "")
+			require.Equal(t, http.StatusBadRequest, r.Code, r.Body.String())
+			assert.Equal(t, "INVALID_SEARCH_DATA", r.code())
+			assert.NotContains(t, r.Body.String(), nhsA)
+		}
+		t.Run("another-user-400", func(t *testing.T) {
+			refused(t, nextLink, e.namedUser("u-other", "Other Nurse", "B0107"))
+		})
+		t.Run("another-role-of-the-user-400", func(t *testing.T) {
+			tok, err := e.key.MintUser(auth.UserToken{
+				Name: "Dr Jane Smith", UserID: "555021935107", RoleID: "999999999999", RoleName: "Nurse", RoleCode: "S8000:G8000:R8001",
+				OrgCode: "RBA", OrgName: "Somerset NHS Foundation Trust", Activities: []string{"B0107"},
+			}, auth.LocalIssuer, auth.LocalAudience, time.Now(), time.Hour)
+			require.NoError(t, err)
+			refused(t, nextLink, tok)
+		})
+		t.Run("a-local-authority-400", func(t *testing.T) {
+			refused(t, nextLink, e.laToken(la1))
+		})
+		t.Run("tampered-400", func(t *testing.T) {
+			i := strings.Index(nextLink, "_cursor=") + len("_cursor=") + 20
+			c := byte('A')
+			if nextLink[i] == 'A' {
+				c = 'B'
+			}
+			refused(t, nextLink[:i]+string(c)+nextLink[i+1:], nurse)
+			refused(t, nextLink[:len(nextLink)-4], nurse)
+		})
+		t.Run("another-type-400", func(t *testing.T) {
+			refused(t, strings.Replace(nextLink, "/Flag?", "/EpisodeOfCare?", 1), nurse)
+		})
+		t.Run("with-other-parameters-400", func(t *testing.T) {
+			refused(t, nextLink+"&patient:identifier="+nhsB, nurse)
+		})
+		t.Run("unsealed-cursor-400", func(t *testing.T) {
+			refused(t, flagSearch(nhsA)+"&_cursor=p2", nurse)
+			refused(t, "Flag?_cursor=p2", nurse)
+		})
+		t.Run("expired-400", func(t *testing.T) {
+			e.clock.Add(2 * time.Hour)
+			refused(t, nextLink, nurse)
+		})
+	})
+}
+
+// TestHazard_FeedLinkFollowedByAnotherLA: the local authority feed's next
+// link is sealed and bound to the LA too, and paging it is still complete.
+func TestHazard_FeedLinkFollowedByAnotherLA(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
+		for i := 0; i < 3; i++ {
+			require.Equal(t, http.StatusOK, e.do(http.MethodGet, flagSearch(nhsA), e.namedUser(fmt.Sprintf("u%d", i), "Nurse", "B0107"), "").Code)
+		}
+		la := e.laToken(la1)
+		r := e.do(http.MethodGet, "AuditEvent?date=ge2026-01-01&_count=1", la, "")
+		var ids, links []string
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, 10)
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			for _, m := range r.entries("match") {
+				ids = append(ids, m["id"].(string))
+			}
+			next := r.link("next")
+			if len(r.entries("match")) == 0 {
+				break
+			}
+			assert.Regexp(t, `^`+base+`/AuditEvent\?_cursor=[A-Za-z0-9_-]+$`, next)
+			links = append(links, next)
+			r = e.do(http.MethodGet, next, la, "")
+		}
+		assert.Len(t, ids, 3, "every access, once")
+		require.NotEmpty(t, links)
+		other := e.do(http.MethodGet, links[0], e.laToken(la2), "")
+		assert.Equal(t, http.StatusBadRequest, other.Code, other.Body.String())
+		assert.Equal(t, "INVALID_SEARCH_DATA", other.code())
+	})
 }

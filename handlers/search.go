@@ -74,6 +74,22 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 	if ferr != nil {
 		return nil, ferr
 	}
+	if q.Cursor != "" {
+		// A paging link: the search it carries, for the caller it was
+		// issued to, from the store's position.
+		if !onlyCursor(raw) {
+			return nil, fhir.At(fhir.CodeInvalidSearchData, "_cursor", "A paging link carries the whole search; follow it as given, without other parameters")
+		}
+		pc, err := s.cursors.open(q.Cursor, principal(c), typ, s.now())
+		if err != nil {
+			return nil, err
+		}
+		format, pretty := q.Format, q.Pretty
+		if q, ferr = fhir.ParseSearch(pc.Query); ferr != nil {
+			return nil, ferr
+		}
+		q.Cursor, q.Format, q.Pretty = pc.Store, format, pretty
+	}
 	sr := &searchRequest{q: q, p: principal(c), spec: s.specs[typ]}
 	silentValue, hasSilent := "", false
 	for _, prm := range q.Params {
@@ -243,12 +259,9 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 			}
 		}
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
-		if sr.q.Cursor != "" {
-			self = s.selfQuery(sr, sr.q.Cursor)
-		}
-		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + self})
+		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.selfLink(typ, sr, searchCursorTTL)})
 		if q.Limit > 0 && len(recs) == q.Limit {
-			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, recs[len(recs)-1].ID)})
+			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, recs[len(recs)-1].ID, searchCursorTTL)})
 		}
 		for _, r := range recs {
 			b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL(r.Type, r.ID), Resource: s.body(r), Search: &fhir.EntrySearch{Mode: "match"}})
@@ -330,7 +343,8 @@ func (s *Server) include(c *gin.Context, sr *searchRequest, recs []store.Record)
 }
 
 // selfQuery renders the applied parameters (and the paging cursor) as a
-// query string, keeping ':' and '|' readable.
+// query string, keeping ':' and '|' readable: what an AuditEvent records
+// as the query, and what a sealed paging link carries.
 func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 	var parts []string
 	for _, p := range sr.applied {
