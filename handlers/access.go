@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -89,10 +90,11 @@ func mayWrite(p *auth.Principal, typ string) error {
 }
 
 // mayReadRecord checks the caller may see a stored record: a local
-// authority sees only what it manages.
+// authority sees only what it manages. Another's record is not found, the
+// very answer a missing id gets, so ids cannot be probed for existence.
 func mayReadRecord(p *auth.Principal, r store.Record) error {
 	if p.Kind == auth.System && r.Owner != p.OrgCode {
-		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", r.Type, r.ID)
+		return fmt.Errorf("handlers: %s/%s is managed by another organisation: %w", r.Type, r.ID, store.ErrNotFound)
 	}
 	return nil
 }

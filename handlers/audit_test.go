@@ -76,7 +76,7 @@ func TestSilentReadsAreNotAudited(t *testing.T) {
 		e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
 		gp := e.gp()
 		require.Equal(t, http.StatusOK, e.do(http.MethodGet, flagSearch(nhsA)+"&silent=true", gp, "").Code)
-		require.Equal(t, http.StatusOK, e.do(http.MethodGet, "Flag/a1", gp, "", "IsUnscheduledAccessEvent", "false").Code)
+		require.Equal(t, http.StatusOK, e.do(http.MethodGet, flagSearch(nhsA), gp, "", "IsUnscheduledAccessEvent", "false").Code)
 		assert.Empty(t, e.auditOf(nhsA))
 		feed := e.do(http.MethodGet, "AuditEvent?date=ge2026-01-01", e.laToken(la1), "")
 		assert.Empty(t, feed.entries("match"), "the LA is not told of silent reads")

@@ -72,11 +72,17 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	if err != nil {
 		return err
 	}
+	if err := s.checkAuditSubjects(c, subject, recs); err != nil {
+		return err
+	}
 	// Once no plan of the patient is retained, accesses older than the
 	// retention period are not served (the sweeper purges them).
 	cutoff := s.retainedSince()
 	planRecs, plans, err := s.Store.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: subject, RetainedSince: cutoff, Limit: fhir.MaxCount, Count: true})
 	if err != nil {
+		return err
+	}
+	if err := s.checkSubjects(c, subject, planRecs); err != nil {
 		return err
 	}
 	if plans == 0 && since.Before(cutoff) {
@@ -112,7 +118,7 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	}
 	total := len(kept)
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
-		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, "")}}}
+		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, searchCursorTTL)}}}
 	for i := len(kept) - 1; i >= 0; i-- {
 		body, err := shownTo(sr.p, kept[i])
 		if err != nil {
@@ -144,9 +150,9 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error 
 		return err
 	}
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
-		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, sr.q.Cursor)}}}
+		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, feedCursorTTL)}}}
 	if len(recs) > 0 && next != "" {
-		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, next)})
+		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink("AuditEvent", sr, next, feedCursorTTL)})
 	}
 	for _, r := range recs {
 		body, err := shownTo(sr.p, r)

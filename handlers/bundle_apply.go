@@ -52,7 +52,9 @@ func (s *Server) apply(ctx context.Context, p *auth.Principal, entries []*bundle
 		case errors.As(err, &ue) && racedCreate(entries, ue) && attempt < maxUnitAttempts:
 			continue // another request created it first: look again
 		case errors.Is(err, store.ErrVersionConflict):
-			return nil, fhir.Wrap(fhir.CodePreconditionFailed, err, "The resources were changed by other requests while this Bundle was being applied; send it again")
+			fe := conflict("The resources were changed by other requests while this Bundle was being applied; send it again")
+			fe.Err = err
+			return nil, fe
 		case errors.As(err, &ue):
 			return nil, uniqueClash(entries, ue, err)
 		}
@@ -179,6 +181,9 @@ func (s *Server) target(ctx context.Context, p *auth.Principal, e *bundleEntry) 
 	}
 	cur, err := s.Store.Get(ctx, e.typ, t.id)
 	switch {
+	case err == nil && e.method == http.MethodDelete && cur.Owner != p.OrgCode:
+		// Another's resource is not found, the very answer a missing id gets.
+		return t, fhir.Errorf(fhir.CodeNotFound, "%s/%s does not exist", e.typ, t.id)
 	case err == nil:
 		t.cur, t.exists = cur, true
 	case !errors.Is(err, store.ErrNotFound):

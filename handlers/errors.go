@@ -35,6 +35,14 @@ func (s *Server) outcome(c *gin.Context, err error) *fhir.Error {
 	return fe
 }
 
+// conflict is a 409: the request cannot apply to the resource as it is
+// now, though the client pinned no version.
+func conflict(format string, args ...any) *fhir.Error {
+	fe := fhir.Errorf(fhir.CodeInvalidValue, format, args...).WithStatus(http.StatusConflict)
+	fe.Issues[0].Type = "conflict"
+	return fe
+}
+
 // asFHIR maps any error to a *fhir.Error: the one table from sentinel
 // errors to HTTP statuses and codes.
 func (s *Server) asFHIR(c *gin.Context, err error) *fhir.Error {
@@ -54,7 +62,11 @@ func (s *Server) asFHIR(c *gin.Context, err error) *fhir.Error {
 	case errors.As(err, &ue):
 		return fhir.Wrap(fhir.CodePreconditionFailed, err, "The identifier %s already identifies another %s", keyToken(ue.Key), ue.Type)
 	case errors.Is(err, store.ErrVersionConflict):
-		return fhir.Wrap(fhir.CodePreconditionFailed, err, "The resource was changed by another request; read it again and retry")
+		// A write that kept losing races to others. 412 is only for a
+		// version the client pinned with If-Match (the writes say so).
+		fe := conflict("The resource was changed by other requests at the same time; send the request again")
+		fe.Err = err
+		return fe
 	case errors.Is(err, store.ErrInvalidCursor):
 		return fhir.Wrap(fhir.CodeInvalidSearchData, err, "The paging cursor is not valid; start the search again")
 	case errors.Is(err, store.ErrTransactionsUnsupported):

@@ -53,6 +53,37 @@ func (s *Server) requestID(c *gin.Context) {
 
 func requestIDOf(c *gin.Context) string { return c.GetString(requestIDKey) }
 
+// fhirBase is the path the API is served under.
+const fhirBase = "/FHIR/R4"
+
+// noStore marks every answer under the FHIR base Cache-Control: no-store,
+// errors included, so no browser, proxy or shared cache keeps a child's
+// record or a paging link. Only the CapabilityStatement and the CP-IS
+// conformance resources (the same for every caller) may be cached.
+func (s *Server) noStore(c *gin.Context) {
+	if p := c.Request.URL.Path; (p == fhirBase || strings.HasPrefix(p, fhirBase+"/")) && !publicRoute(c.FullPath()) {
+		c.Header("Cache-Control", "no-store")
+	}
+	c.Next()
+}
+
+// publicRoute reports whether a route serves only what is the same for
+// every caller: the CapabilityStatement and the conformance resources.
+func publicRoute(route string) bool {
+	r, ok := strings.CutPrefix(route, fhirBase+"/")
+	if !ok {
+		return false
+	}
+	typ, rest, _ := strings.Cut(r, "/")
+	switch typ {
+	case "metadata":
+		return rest == ""
+	case "StructureDefinition", "CodeSystem", "ValueSet":
+		return rest == "" || rest == ":id"
+	}
+	return false
+}
+
 // accessLog writes one line per request: method, route template, status,
 // latency and request id. Never the path's values, the query or a body.
 func (s *Server) accessLog(c *gin.Context) {

@@ -25,19 +25,28 @@ func (s *Server) expired(r store.Record) bool {
 	return !r.End.IsZero() && r.End.Before(s.retainedSince())
 }
 
-// readTarget runs what every read of one resource shares: the silent
-// switch, the caller's permission to read the type in that mode, and the id.
-func (s *Server) readTarget(c *gin.Context, typ string) (p *auth.Principal, silent bool, id string, err error) {
+// readTarget runs what every read of one resource shares: the caller's
+// permission to read the type, and the id. A silent read must name the
+// patient: reads, vreads and history by id are always audited, so a silent
+// switch (silent=true or IsUnscheduledAccessEvent: false) is refused, and a
+// user who may read only silently (B0170) may not read by id. (Ids are
+// chosen by local authorities and can be guessed; a silent read by id
+// would show a child's NHS number with no access notification.)
+func (s *Server) readTarget(c *gin.Context, typ string) (p *auth.Principal, id string, err error) {
 	p = principal(c)
 	silentParam, has := c.GetQuery("silent")
-	if silent, err = silentMode(c, silentParam, has); err != nil {
-		return nil, false, "", err
+	silent, err := silentMode(c, silentParam, has)
+	if err != nil {
+		return nil, "", err
 	}
-	if err = mayRead(p, typ, silent); err != nil {
-		return nil, false, "", err
+	if silent {
+		return nil, "", fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: a silent read must name the patient; search by NHS number with silent=true (reads by id are always audited)")
+	}
+	if err = mayRead(p, typ, false); err != nil {
+		return nil, "", err
 	}
 	id, err = idParam(c)
-	return p, silent, id, err
+	return p, id, err
 }
 
 func idParam(c *gin.Context) (string, error) {
@@ -57,7 +66,7 @@ func gone(c *gin.Context, r store.Record) error {
 // read serves GET /{type}/{id}.
 func (s *Server) read(typ string) gin.HandlerFunc {
 	return s.handle(func(c *gin.Context) error {
-		p, silent, id, err := s.readTarget(c, typ)
+		p, id, err := s.readTarget(c, typ)
 		if err != nil {
 			return err
 		}
@@ -71,7 +80,7 @@ func (s *Server) read(typ string) gin.HandlerFunc {
 		if r.Deleted {
 			return gone(c, r)
 		}
-		if err := s.auditRead(c, p, silent, "read", r); err != nil {
+		if err := s.auditRead(c, p, "read", r); err != nil {
 			return err
 		}
 		s.writeRecord(c, http.StatusOK, r, s.body(r))
@@ -79,8 +88,8 @@ func (s *Server) read(typ string) gin.HandlerFunc {
 	})
 }
 
-// visible checks a local authority may see the record and that it has not
-// passed retention.
+// visible checks a local authority may see the record (another's is not
+// found, exactly as a missing id) and that it has not passed retention.
 func (s *Server) visible(p *auth.Principal, r store.Record) error {
 	if err := mayReadRecord(p, r); err != nil {
 		return err
@@ -91,21 +100,21 @@ func (s *Server) visible(p *auth.Principal, r store.Record) error {
 	return nil
 }
 
-// auditRead audits a read of one patient record.
-func (s *Server) auditRead(c *gin.Context, p *auth.Principal, silent bool, interaction string, r store.Record) error {
+// auditRead audits a read of one patient record: never silent.
+func (s *Server) auditRead(c *gin.Context, p *auth.Principal, interaction string, r store.Record) error {
 	if !patientType(r.Type) || r.Subject == "" {
 		return nil
 	}
 	t := touched{}
 	t.add(r)
-	return s.recordAccess(c, p, silent, interaction, "", r.Type+"/"+r.ID, t)
+	return s.recordAccess(c, p, false, interaction, "", r.Type+"/"+r.ID, t)
 }
 
 // vread serves GET /{type}/{id}/_history/{vid}. Who may see it is decided
 // by the current version.
 func (s *Server) vread(typ string) gin.HandlerFunc {
 	return s.handle(func(c *gin.Context) error {
-		p, silent, id, err := s.readTarget(c, typ)
+		p, id, err := s.readTarget(c, typ)
 		if err != nil {
 			return err
 		}
@@ -136,7 +145,7 @@ func (s *Server) vread(typ string) gin.HandlerFunc {
 		if r.Deleted {
 			return gone(c, r)
 		}
-		if err := s.auditRead(c, p, silent, "vread", r); err != nil {
+		if err := s.auditRead(c, p, "vread", r); err != nil {
 			return err
 		}
 		s.writeRecord(c, http.StatusOK, r, s.body(r))
@@ -147,7 +156,7 @@ func (s *Server) vread(typ string) gin.HandlerFunc {
 // history serves GET /{type}/{id}/_history: every version, newest first.
 func (s *Server) history(typ string) gin.HandlerFunc {
 	return s.handle(func(c *gin.Context) error {
-		p, silent, id, err := s.readTarget(c, typ)
+		p, id, err := s.readTarget(c, typ)
 		if err != nil {
 			return err
 		}
@@ -167,7 +176,7 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 				return gone(c, cur)
 			}
 		}
-		if err := s.auditHistory(c, p, silent, recs); err != nil {
+		if err := s.auditHistory(c, p, recs); err != nil {
 			return err
 		}
 		total := len(recs)
@@ -225,7 +234,7 @@ func (s *Server) deletedSince(c *gin.Context, typ, id string, vid int64, cur sto
 
 // auditHistory audits a history read: every patient any shown version is
 // about (a plan's NHS number may have been corrected), once each.
-func (s *Server) auditHistory(c *gin.Context, p *auth.Principal, silent bool, recs []store.Record) error {
+func (s *Server) auditHistory(c *gin.Context, p *auth.Principal, recs []store.Record) error {
 	cur := recs[0]
 	if !patientType(cur.Type) {
 		return nil
@@ -239,5 +248,5 @@ func (s *Server) auditHistory(c *gin.Context, p *auth.Principal, silent bool, re
 			t.add(r)
 		}
 	}
-	return s.recordAccess(c, p, silent, "history-instance", "", cur.Type+"/"+cur.ID, t)
+	return s.recordAccess(c, p, false, "history-instance", "", cur.Type+"/"+cur.ID, t)
 }

@@ -11,7 +11,7 @@ import (
 
 // routes lists the whole API.
 func (s *Server) routes(e *gin.Engine) {
-	e.Use(s.requestID, s.accessLog, s.recovery)
+	e.Use(s.requestID, s.noStore, s.accessLog, s.recovery)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.Errorf(fhir.CodeNotFound, "No such endpoint; the FHIR base is /FHIR/R4"))
 	})

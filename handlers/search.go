@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -20,13 +19,12 @@ const maxSearchBody = 64 << 10
 // searchRequest is a parsed search: the query, the parameters the server
 // applies (in order, for the self link), those it ignores, and the mode.
 type searchRequest struct {
-	q          *fhir.SearchQuery
-	identifier string // narrow the matches to this identifier (system|value)
-	applied    []fhir.Param
-	ignored    []string
-	silent     bool
-	p          *auth.Principal
-	spec       *resourceSpec
+	q       *fhir.SearchQuery
+	applied []fhir.Param
+	ignored []string
+	silent  bool
+	p       *auth.Principal
+	spec    *resourceSpec
 }
 
 // searchInput is the query of a search: the URL query, plus the form body of
@@ -75,6 +73,22 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 	q, ferr := fhir.ParseSearch(raw)
 	if ferr != nil {
 		return nil, ferr
+	}
+	if q.Cursor != "" {
+		// A paging link: the search it carries, for the caller it was
+		// issued to, from the store's position.
+		if !onlyCursor(raw) {
+			return nil, fhir.At(fhir.CodeInvalidSearchData, "_cursor", "A paging link carries the whole search; follow it as given, without other parameters")
+		}
+		pc, err := s.cursors.open(q.Cursor, principal(c), typ, s.now())
+		if err != nil {
+			return nil, err
+		}
+		format, pretty := q.Format, q.Pretty
+		if q, ferr = fhir.ParseSearch(pc.Query); ferr != nil {
+			return nil, ferr
+		}
+		q.Cursor, q.Format, q.Pretty = pc.Store, format, pretty
 	}
 	sr := &searchRequest{q: q, p: principal(c), spec: s.specs[typ]}
 	silentValue, hasSilent := "", false
@@ -154,6 +168,7 @@ func (s *Server) storeQuery(typ string, sr *searchRequest) (store.Query, error) 
 	if sr.q.Summary == "count" {
 		q.Limit = 0
 	}
+	identifiers := map[string]bool{}
 	for _, prm := range sr.applied {
 		sp := sr.spec.param(prm.Raw)
 		switch sp.Kind {
@@ -174,14 +189,20 @@ func (s *Server) storeQuery(typ string, sr *searchRequest) (store.Query, error) 
 			// Identifiers are unique within the organisation that manages
 			// the resource: a local authority searches its own; an LA's
 			// Organization is managed by its own ODS code; a health user's
-			// search of plans (by NHS number) is narrowed afterwards.
+			// search of plans (by NHS number) matches the identifier under
+			// whichever LA manages each plan. The store applies it before
+			// paging and counting, like every other condition.
+			if len(identifiers) > 0 && !identifiers[token] {
+				return q, fhir.At(fhir.CodeInvalidSearchData, prm.Raw, "Search by one identifier at a time")
+			}
+			identifiers[token] = true
 			switch {
 			case sr.p.IsLA():
 				q.Key = storeKey(sr.p.OrgCode, token)
 			case typ == "Organization":
 				q.Key = storeKey(fhir.ParseToken(prm.Values[0]).Code, token)
 			default:
-				sr.identifier = token
+				q.OwnKey = token
 			}
 		case paramID:
 			for _, id := range prm.Values {
@@ -215,9 +236,10 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if sr.identifier != "" {
-			recs = withIdentifier(recs, sr.identifier)
-			total = len(recs)
+		if q.Subject != "" {
+			if err := s.checkSubjects(c, q.Subject, recs); err != nil {
+				return err
+			}
 		}
 		self := s.selfQuery(sr, "")
 		if patientType(typ) {
@@ -237,12 +259,9 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 			}
 		}
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
-		if sr.q.Cursor != "" {
-			self = s.selfQuery(sr, sr.q.Cursor)
-		}
-		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + self})
+		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.selfLink(typ, sr, searchCursorTTL)})
 		if q.Limit > 0 && len(recs) == q.Limit {
-			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, recs[len(recs)-1].ID)})
+			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, recs[len(recs)-1].ID, searchCursorTTL)})
 		}
 		for _, r := range recs {
 			b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL(r.Type, r.ID), Resource: s.body(r), Search: &fhir.EntrySearch{Mode: "match"}})
@@ -273,7 +292,10 @@ func (s *Server) auditMatches(c *gin.Context, q store.Query, recs []store.Record
 	all := q
 	all.Limit, all.After, all.Count = total, "", false
 	matches, _, err := s.Store.Search(c.Request.Context(), all)
-	return matches, err
+	if err != nil {
+		return nil, err
+	}
+	return matches, s.checkSubjects(c, q.Subject, matches)
 }
 
 // ignoredEntry is the searchset entry that reports the parameters a search
@@ -321,7 +343,8 @@ func (s *Server) include(c *gin.Context, sr *searchRequest, recs []store.Record)
 }
 
 // selfQuery renders the applied parameters (and the paging cursor) as a
-// query string, keeping ':' and '|' readable.
+// query string, keeping ':' and '|' readable: what an AuditEvent records
+// as the query, and what a sealed paging link carries.
 func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 	var parts []string
 	for _, p := range sr.applied {
@@ -369,26 +392,4 @@ func queryEscape(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// withIdentifier keeps the records whose resource carries the identifier.
-// Only a health user's search of a patient's plans uses it, a handful of
-// records.
-func withIdentifier(recs []store.Record, token string) []store.Record {
-	out := recs[:0]
-	for _, r := range recs {
-		var res struct {
-			Identifier []fhir.Identifier `json:"identifier"`
-		}
-		if json.Unmarshal(r.Body, &res) != nil {
-			continue
-		}
-		for _, id := range res.Identifier {
-			if id.Token() == token {
-				out = append(out, r)
-				break
-			}
-		}
-	}
-	return out
 }

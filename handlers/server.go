@@ -48,6 +48,9 @@ type Deps struct {
 	SecurityLog *slog.Logger
 	// SubjectKey keys the hash of NHS numbers in the security log.
 	SubjectKey []byte
+	// CursorKey (32 bytes) seals paging cursors; when nil a random key is
+	// made, and paging links then last only as long as the process.
+	CursorKey []byte
 	// BaseURL is the public FHIR base, e.g. http://localhost:8080/FHIR/R4.
 	BaseURL string
 	// Location is where plan dates are read (Europe/London).
@@ -75,6 +78,7 @@ type Metrics interface {
 type Server struct {
 	Deps
 	specs         map[string]*resourceSpec
+	cursors       *sealer
 	started       string // the CapabilityStatement date: when the server started
 	capabilityDoc []byte
 	pong          []byte
@@ -112,8 +116,12 @@ func New(d Deps) (*gin.Engine, error) {
 			return nil, err
 		}
 	}
+	cursors, err := newSealer(d.CursorKey)
+	if err != nil {
+		return nil, err
+	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
-	s := &Server{Deps: d, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02")}
+	s := &Server{Deps: d, specs: map[string]*resourceSpec{}, cursors: cursors, started: d.Now().UTC().Format("2006-01-02")}
 	for _, sp := range specs() {
 		sp := sp
 		s.specs[sp.Type] = &sp

@@ -213,8 +213,8 @@ type saved struct {
 
 // saveByID creates or updates typ/id with compare-and-swap on the version:
 // a write that loses a race is retried, unless the client pinned the
-// version with If-Match (then it is 412). A local authority may not write
-// over a resource another one manages.
+// version with If-Match (then it is 412); one that keeps losing is 409. A
+// local authority may not write over a resource another one manages.
 func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string, in *incoming, ifMatch *int64) (saved, error) {
 	name, err := s.laName(ctx, in)
 	if err != nil {
@@ -244,14 +244,19 @@ func (s *Server) saveByID(ctx context.Context, p *auth.Principal, typ, id string
 }
 
 // putCheck checks a write of typ/id over its current record (exists: there
-// is one, perhaps a tombstone): the caller must manage it, and If-Match, if
-// given, must name its version.
+// is one, perhaps a tombstone): If-Match, if given, must name its version,
+// and the caller must manage it. A resource another organisation manages
+// is told apart from a missing one only where it must be: with If-Match
+// both are 412 alike; without, the id cannot be created, so the answer is
+// 409 (the id is in use), which names no organisation and shows nothing of
+// the resource.
 func putCheck(p *auth.Principal, typ, id string, cur store.Record, exists bool, ifMatch *int64) error {
-	if exists && cur.Owner != p.OrgCode {
-		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
-	}
-	if ifMatch != nil && (!exists || cur.Deleted || cur.Version != *ifMatch) {
+	foreign := exists && cur.Owner != p.OrgCode
+	if ifMatch != nil && (!exists || foreign || cur.Deleted || cur.Version != *ifMatch) {
 		return fhir.Errorf(fhir.CodePreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
+	}
+	if foreign {
+		return conflict("The id %s/%s is already in use; choose another id, or write by identifier (PUT %s?identifier=system|value)", typ, id, typ)
 	}
 	return nil
 }
@@ -506,6 +511,9 @@ func (s *Server) deleteByID(ctx context.Context, p *auth.Principal, typ, id stri
 		if err != nil {
 			return store.Record{}, false, err
 		}
+		if err := mayReadRecord(p, cur); err != nil {
+			return store.Record{}, false, err // another's resource: not found, as a missing id
+		}
 		if err := putCheck(p, typ, id, cur, true, match); err != nil {
 			return store.Record{}, false, err
 		}
@@ -514,8 +522,11 @@ func (s *Server) deleteByID(ctx context.Context, p *auth.Principal, typ, id stri
 		}
 		tomb := tombstone(cur, s.now())
 		err = s.Store.Commit(ctx, []store.Write{{Record: tomb, Expect: cur.Version}})
-		if errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts {
+		switch {
+		case errors.Is(err, store.ErrVersionConflict) && match == nil && attempt < maxAttempts:
 			continue
+		case errors.Is(err, store.ErrVersionConflict) && match != nil:
+			return store.Record{}, false, fhir.Wrap(fhir.CodePreconditionFailed, err, "%s/%s was changed by another request after version %d", typ, id, *match)
 		}
 		if err != nil {
 			return store.Record{}, false, err

@@ -109,6 +109,12 @@ type Query struct {
 	Subject string   // NHS number
 	Owner   string   // ODS code of the managing organisation
 	Key     string   // one identifier key, system|value
+	// OwnKey is an identifier (system|value) the caller cannot scope to an
+	// owner: it matches a record holding the key Owner+"|"+OwnKey, its own
+	// managing organisation's. (The server writes identifier keys scoped by
+	// the managing organisation, whose ODS code holds no '|'.) Like Key it
+	// matches primary records only.
+	OwnKey string
 	// RetainedSince excludes records whose End is before it (zero: no limit).
 	RetainedSince time.Time
 	// After is the id to continue after (keyset paging).

@@ -349,13 +349,13 @@ func (b *benchRun) scenarios(only string) []scenario {
 			request: func() (string, string, string, []byte) {
 				return "GET", b.base + "/Flag?" + nhsQuery(b.nextNHS()), b.nurse, nil
 			}},
-		{name: "read-by-id", what: "GET /Flag/{id}?silent=true (B0170)",
+		{name: "read-by-id", what: "GET /Flag/{id} (B0107): reads by id are always audited",
 			request: func() (string, string, string, []byte) {
 				id := "missing"
 				if len(b.flagIDs) > 0 {
 					id = b.flagIDs[int(b.next.Add(1))%len(b.flagIDs)]
 				}
-				return "GET", b.base + "/Flag/" + id + "?silent=true", b.gp, nil
+				return "GET", b.base + "/Flag/" + id, b.nurse, nil
 			}},
 		{name: "access-history", what: "GET /AuditEvent?patient:identifier=… (B0107)",
 			request: func() (string, string, string, []byte) {

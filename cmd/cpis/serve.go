@@ -89,25 +89,38 @@ func keySource(ctx context.Context, cfg *config, log *slog.Logger) (auth.KeySour
 // not 32 bytes stops start-up: an empty key would make the hash unkeyed, and
 // NHS numbers could be recovered from the log by trying every valid one.
 func subjectKey(dir string) ([]byte, error) {
-	path := filepath.Join(dir, "log-hash.key")
+	return dataKey(dir, "log-hash.key", "the security-log key")
+}
+
+// cursorKey is the secret that seals paging cursors (handlers.Deps.CursorKey),
+// kept in the data directory and made like the security-log key. Removing
+// it only invalidates the paging links already handed out.
+func cursorKey(dir string) ([]byte, error) {
+	return dataKey(dir, "cursor.key", "the paging-cursor key")
+}
+
+// dataKey reads the 32-byte secret in the data directory's file name,
+// creating it on first start.
+func dataKey(dir, name, what string) ([]byte, error) {
+	path := filepath.Join(dir, name)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		b, err = createSubjectKey(dir, path)
+		b, err = createDataKey(dir, path)
 	}
 	if err != nil {
-		return nil, badConfig("CPIS_DATA_DIR: the security-log key: %v", err)
+		return nil, badConfig("CPIS_DATA_DIR: %s: %v", what, err)
 	}
 	if len(b) != subjectKeySize {
-		return nil, badConfig("CPIS_DATA_DIR: the security-log key %s holds %d bytes, not %d; remove it to have a new one made", path, len(b), subjectKeySize)
+		return nil, badConfig("CPIS_DATA_DIR: %s %s holds %d bytes, not %d; remove it to have a new one made", what, path, len(b), subjectKeySize)
 	}
 	return b, nil
 }
 
 const subjectKeySize = 32
 
-// createSubjectKey makes a new key at path, or reads the one another
-// process linked there first.
-func createSubjectKey(dir, path string) ([]byte, error) {
+// createDataKey makes a new key at path (mode 0600), or reads the one
+// another process linked there first.
+func createDataKey(dir, path string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -115,7 +128,7 @@ func createSubjectKey(dir, path string) ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(dir, ".log-hash.key-*")
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +187,10 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	pagingKey, err := cursorKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	metrics := handlers.NewPrometheus(version)
 	st, err := openStore(ctx, cfg, metrics)
 	if err != nil {
@@ -181,7 +198,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	}
 	h, err := handlers.New(handlers.Deps{
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
-		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey,
+		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey, CursorKey: pagingKey,
 		BaseURL: cfg.BaseURL, Location: london, RetentionDays: cfg.RetentionDays,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"time"
 
@@ -455,6 +456,11 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 	}
 	if q.Key != "" {
 		f = append(f, bson.E{Key: "keys", Value: searchKey(q.Type, q.Key)})
+	}
+	if q.OwnKey != "" {
+		// A key type|owner|system|value with any owner segment: keys are
+		// written under the record's own owner (store.Query.OwnKey).
+		f = append(f, bson.E{Key: "keys", Value: bson.D{{Key: "$regex", Value: "^" + regexp.QuoteMeta(searchKey(q.Type, "")) + `[^|]*\|` + regexp.QuoteMeta(q.OwnKey) + "$"}}})
 	}
 	if !q.RetainedSince.IsZero() {
 		f = append(f, bson.E{Key: "end", Value: bson.D{{Key: "$gte", Value: q.RetainedSince.UnixNano()}}})

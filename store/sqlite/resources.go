@@ -304,7 +304,7 @@ func searchWhere(q store.Query) (string, []any) {
 	where := []string{`(type = ? OR dtype = ?)`, `deleted = 0`}
 	args := []any{q.Type, q.Type}
 	switch {
-	case q.Key != "":
+	case q.Key != "" || q.OwnKey != "":
 		where[0], args = `type = ?`, args[:1]
 	case q.Subject != "" || q.Owner != "" || len(q.IDs) > 0:
 		where[0] = `(+type = ? OR +dtype = ?)`
@@ -326,6 +326,11 @@ func searchWhere(q store.Query) (string, []any) {
 	if q.Key != "" {
 		where = append(where, `id IN (SELECT id FROM keys WHERE type = ? AND value = ?)`)
 		args = append(args, q.Type, q.Key)
+	}
+	if q.OwnKey != "" {
+		// Correlated on the record's id (the keys_id index) and its owner.
+		where = append(where, `EXISTS (SELECT 1 FROM keys k WHERE k.type = resources.type AND k.id = resources.id AND k.value = resources.owner || '|' || ?)`)
+		args = append(args, q.OwnKey)
 	}
 	if !q.RetainedSince.IsZero() {
 		where = append(where, `(plan_end IS NULL OR plan_end >= ?)`)
