@@ -120,6 +120,9 @@ func (s *Server) capabilityStatement() []byte {
 		"IsUnscheduledAccessEvent: true (or absent) is an unscheduled read that is audited and notifies the local authority, false a scheduled, silent "+
 		"read (B0170); any other value is 400 PRECONDITION_FAILED.",
 		s.Limits.MaxResourceBytes, s.Limits.MaxBundleBytes, s.Limits.MaxBundleEntries, fhir.DefaultCount, fhir.MaxCount, s.RetentionDays, s.Limits.MaxHeaderBytes)
+	if s.RequestTimeout > 0 {
+		limits += fmt.Sprintf(" A request still running after %s is answered 503 SERVICE_UNAVAILABLE.", s.RequestTimeout)
+	}
 	bundleLimits := fmt.Sprintf("At most %d entries and %d bytes; more is refused with 413 and nothing is written.", s.Limits.MaxBundleEntries, s.Limits.MaxBundleBytes)
 	rest := csRest{
 		Mode:          "server",
