@@ -93,7 +93,7 @@ func (s *Server) recordAccess(c *gin.Context, p *auth.Principal, silent bool, in
 			ID: s.NewID(), Recorded: now, Interaction: interaction, Query: query, Resource: resource,
 			NHSNumber: subject, Results: x.plans,
 			System: p.Kind == auth.System, UserName: p.Name, UserID: p.UserID, RoleID: p.RoleID, RoleName: p.RoleName,
-			OrgCode: p.OrgCode, OrgName: p.OrgName,
+			OrgCode: p.OrgCode, OrgName: p.OrgName, TraceID: traceIDOf(c),
 		}
 		agent := "user:" + p.UserID
 		if a.System {

@@ -13,6 +13,10 @@ import (
 // ClientIDSystem identifies a local authority system by its token's client id.
 const ClientIDSystem = Base + "/Id/client-id"
 
+// TraceIDSystem identifies the request an access was made in by the TraceID
+// header its client sent (the national CP-IS API's trace id).
+const TraceIDSystem = Base + "/Id/trace-id"
+
 // Access is one read or search of a patient's records, as the CP-IS
 // AuditEvent profile records it.
 type Access struct {
@@ -24,6 +28,7 @@ type Access struct {
 	Resource    string // Type/id for reads
 	Results     int    // plans found for this patient
 	Silent      bool   // never stored: silent reads are not audited
+	TraceID     string // the client's TraceID header, if it sent one
 
 	// The user (or, for a system, the client) who accessed.
 	System   bool
@@ -158,6 +163,13 @@ func AuditEvent(a Access) []byte {
 			Role:        &fhir.Coding{System: objectRoleSystem, Code: "24", Display: "Query"},
 			Description: a.Interaction,
 			Query:       base64.StdEncoding.EncodeToString([]byte(a.Query)),
+		})
+	}
+	if a.TraceID != "" {
+		e.Entity = append(e.Entity, auditEntity{
+			What:        &fhir.Reference{Identifier: &fhir.Identifier{System: TraceIDSystem, Value: a.TraceID}},
+			Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
+			Description: "TraceID of the request",
 		})
 	}
 	b, err := fhir.Marshal(&e)

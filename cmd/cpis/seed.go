@@ -380,7 +380,7 @@ func (l *loader) send(ctx context.Context, j job, typ string) (int, []byte, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/FHIR/R4", bytes.NewReader(bundleBody(j, typ)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.app.cfg.BaseURL, bytes.NewReader(bundleBody(j, typ)))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -199,7 +199,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	h, err := handlers.New(handlers.Deps{
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
 		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey, CursorKey: pagingKey,
-		BaseURL: cfg.BaseURL, Location: london, RetentionDays: cfg.RetentionDays,
+		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
+		Location: london, RetentionDays: cfg.RetentionDays,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
 	})
@@ -229,11 +230,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv := &http.Server{
 		Handler:           a.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    handlers.ServerMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
@@ -249,7 +250,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("base_url", cfg.BaseURL),
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("base_url", cfg.BaseURL), slog.Int("cors_origins", len(cfg.CORSOrigins)),
 		slog.String("store", storeName(cfg)), slog.Bool("local_mode", a.local != nil), slog.String("version", version))
 
 	select {
