@@ -146,25 +146,6 @@ func TestSeed(t *testing.T) {
 	})
 }
 
-func TestSeedDataIsDeterministic(t *testing.T) {
-	asOf := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	a := newDemoData(7, 500, 30, asOf, 365)
-	b := newDemoData(7, 500, 30, asOf, 365)
-	assert.Equal(t, a, b, "the same seed gives the same data")
-	small := newDemoData(7, 200, 30, asOf, 365)
-	assert.Equal(t, small.plans, a.plans[:len(small.plans)], "a larger run extends a smaller one")
-	other := newDemoData(8, 500, 30, asOf, 365)
-	assert.NotEqual(t, a.plans, other.plans, "another seed gives other data")
-	seen := map[string]bool{}
-	for _, p := range a.plans {
-		if strings.HasSuffix(p.ident, "-1") {
-			assert.False(t, seen[p.nhs], "one current plan per child")
-			seen[p.nhs] = true
-		}
-	}
-	assert.Len(t, newDemoData(1, 10, 152, asOf, 365).las, 152)
-}
-
 func TestSeedRefuses(t *testing.T) {
 	cases := []struct {
 		name string
