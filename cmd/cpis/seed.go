@@ -69,10 +69,13 @@ func seedInto(ctx context.Context, cfg *config, o load.SeedOptions, stdout io.Wr
 	if err != nil {
 		return err
 	}
-	defer a.store.Close()
-	dir := cfg.DataDir
-	if cfg.MongoURI != "" {
-		dir = ""
+	err = load.Seed(ctx, load.Target{Handler: a.handler, Store: a.store, Key: a.local, Issuer: cfg.Issuer, Audience: cfg.Audience}, o, stdout)
+	if cerr := a.store.Close(); err == nil {
+		err = cerr
 	}
-	return load.Seed(ctx, load.Target{Handler: a.handler, Store: a.store, Key: a.local, Issuer: cfg.Issuer, Audience: cfg.Audience, Dir: dir}, o, stdout)
+	if err != nil || cfg.MongoURI != "" {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "store: %s in %s (closed: the write-ahead log is copied back)\n", load.MB(load.DirSize(cfg.DataDir)), cfg.DataDir)
+	return err
 }

@@ -20,15 +20,20 @@ import (
 
 var summaryLine = regexp.MustCompile(`^seeded (\d+) children: (\d+) plans \(CPP (\d+), LAC (\d+), UCPP (\d+)\), (\d+) local authorities, \S+, \d+ resources/s$`)
 
-// runSeed runs `cpis seed` and returns stdout's last line and the line
-// before it.
+// runSeed runs `cpis seed` and returns its summary line ("seeded …") and
+// the line before it.
 func runSeed(t *testing.T, vars map[string]string, args ...string) (summary, detail string) {
 	t.Helper()
 	var out bytes.Buffer
 	require.NoError(t, run(context.Background(), append([]string{"seed"}, args...), env(vars), &out))
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
-	require.GreaterOrEqual(t, len(lines), 2, out.String())
-	return lines[len(lines)-1], lines[len(lines)-2]
+	for i := 1; i < len(lines); i++ {
+		if strings.HasPrefix(lines[i], "seeded ") {
+			return lines[i], lines[i-1]
+		}
+	}
+	require.Fail(t, "no summary line", out.String())
+	return "", ""
 }
 
 func atoi(t *testing.T, s string) int {

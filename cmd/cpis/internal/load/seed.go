@@ -44,9 +44,6 @@ type Target struct {
 	Store            store.Store
 	Key              *auth.LocalKey
 	Issuer, Audience string
-	// Dir is the data directory, whose size is reported ("" if the store
-	// is not in it).
-	Dir string
 }
 
 // SeedOptions says what to load.
@@ -74,17 +71,12 @@ func Seed(ctx context.Context, t Target, o SeedOptions, out io.Writer) error {
 	}
 	elapsed := time.Since(start)
 	if o.AuditEvents > 0 {
-		before := DirSize(t.Dir)
 		res, err := seedAudit(ctx, t.Store, d, o, out)
 		if err != nil {
 			return err
 		}
-		after := DirSize(t.Dir)
-		fmt.Fprintf(out, "access records: %d written in %s (%.0f/s), %d there already; %s\n",
-			res.written, res.took.Round(time.Millisecond), float64(res.written)/res.took.Seconds(), res.existing, perRecord(after-before, res.written))
-	}
-	if t.Dir != "" {
-		fmt.Fprintf(out, "store: %s in %s (database and write-ahead log)\n", MB(DirSize(t.Dir)), t.Dir)
+		fmt.Fprintf(out, "access records: %d written in %s (%.0f/s), %d there already\n",
+			res.written, res.took.Round(time.Millisecond), float64(res.written)/max(res.took.Seconds(), 1e-9), res.existing)
 	}
 	fmt.Fprintf(out, "%d of the plans have ended, %d of them more than %d days ago (not served; the server's sweeper purges them); resources: %d created, %d updated, %d unchanged\n",
 		d.ended, d.expired, o.RetentionDays, l.created, l.updated, l.unchanged)
@@ -92,13 +84,6 @@ func Seed(ctx context.Context, t Target, o SeedOptions, out io.Writer) error {
 		o.Children, len(d.plans), d.byType[profiles.CPP], d.byType[profiles.LAC], d.byType[profiles.UCPP], len(d.las),
 		elapsed.Round(time.Millisecond), float64(d.resources())/elapsed.Seconds())
 	return err
-}
-
-func perRecord(grew int64, n int) string {
-	if n == 0 || grew <= 0 {
-		return "store growth not measured"
-	}
-	return fmt.Sprintf("the store grew %s, %d bytes per access record", MB(grew), grew/int64(n))
 }
 
 // demoLA is one synthetic local authority.
