@@ -606,6 +606,7 @@ type benchResult struct {
 	p50, p99, max  time.Duration
 	rss            int64 // the server's peak resident memory so far, KiB
 	note           string
+	elapsed        time.Duration
 }
 
 // run drives the scenario: warm-up, then measured load, with the
@@ -646,11 +647,40 @@ func (sc scenario) run(ctx context.Context) (benchResult, error) {
 		return r, err
 	}
 	if side != nil {
-		n := <-side
+		// The load goes on, a duration at a time, until the companion is
+		// done, so a stall it causes is measured rather than cut off.
+		runs, idle := 1, 0
+		if r.requests == 0 {
+			idle++
+		}
+		var n noted
+	wait:
+		for {
+			select {
+			case n = <-side:
+				break wait
+			default:
+			}
+			more, err := drive(ctx, b.o.Duration)
+			if err != nil {
+				return r, err
+			}
+			runs++
+			if more.requests == 0 {
+				idle++
+			}
+			r = merge(r, more)
+		}
 		if n.err != nil {
 			return r, n.err
 		}
-		r.note = n.s
+		r.note = n.s + fmt.Sprintf("; the load ran %d×%s meanwhile", runs, b.o.Duration)
+		if idle > 0 {
+			r.note += fmt.Sprintf(", %d of them with no request answered", idle)
+		}
+		if runs > 1 {
+			r.note += " (p50 and p99 are the worst run's)"
+		}
 	}
 	r.name, r.what, r.rss = sc.name, sc.what, peakRSS(b.pid)
 	fmt.Fprintf(b.out, "%-15s %8.0f req/s  p50 %8s  p99 %8s  errors %d  (%s)\n", sc.name, r.rate, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs, r.generator)
@@ -658,6 +688,18 @@ func (sc scenario) run(ctx context.Context) (benchResult, error) {
 		fmt.Fprintln(b.out, "  "+r.note)
 	}
 	return r, nil
+}
+
+// merge adds a further run's measurement to r.
+func merge(r, more benchResult) benchResult {
+	r.requests += more.requests
+	r.errs += more.errs
+	r.elapsed += more.elapsed
+	if r.elapsed > 0 {
+		r.rate = float64(r.requests) / r.elapsed.Seconds()
+	}
+	r.p50, r.p99, r.max = max(r.p50, more.p50), max(r.p99, more.p99), max(r.max, more.max)
+	return r
 }
 
 // next returns the scenario's i-th request.
@@ -718,7 +760,7 @@ func (sc scenario) driveGo(ctx context.Context, d time.Duration) (benchResult, e
 	wg.Wait()
 	elapsed := time.Since(start)
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r := benchResult{generator: "Go client", concurrency: clients, requests: len(all) + errs, errs: errs}
+	r := benchResult{generator: "Go client", concurrency: clients, requests: len(all) + errs, errs: errs, elapsed: elapsed}
 	if len(all) > 0 {
 		r.rate = float64(len(all)+errs) / elapsed.Seconds()
 		r.p50, r.p99, r.max = all[len(all)/2], all[min(len(all)-1, len(all)*99/100)], all[len(all)-1]
@@ -799,7 +841,7 @@ func parseWrk(out string) (benchResult, error) {
 			n[i] = v
 		}
 		us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
-		r := benchResult{requests: int(n[0]), p50: us(n[2]), p99: us(n[3]), max: us(n[4]), errs: int(n[5] + n[6])}
+		r := benchResult{requests: int(n[0]), p50: us(n[2]), p99: us(n[3]), max: us(n[4]), errs: int(n[5] + n[6]), elapsed: us(n[1])}
 		if n[1] > 0 {
 			r.rate = float64(n[0]) / us(n[1]).Seconds()
 		}
