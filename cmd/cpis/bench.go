@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,8 +108,15 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	env.Server = func(addr string) *exec.Cmd {
+		// The server gets bench's whole configuration, flags included,
+		// with its own address, data directory and base URL.
 		cmd := exec.Command(self, "serve")
-		cmd.Env = append(os.Environ(), "CPIS_ADDR="+addr, "CPIS_DATA_DIR="+cfg.DataDir, "CPIS_BASE_URL=http://"+addr+"/FHIR/R4", "CPIS_LOG_LEVEL=info")
+		cmd.Env = os.Environ()
+		for _, s := range cfg.settings() {
+			cmd.Env = append(cmd.Env, s.env+"="+*s.dst)
+		}
+		cmd.Env = append(cmd.Env, "CPIS_RETENTION_DAYS="+strconv.Itoa(cfg.RetentionDays),
+			"CPIS_ADDR="+addr, "CPIS_DATA_DIR="+cfg.DataDir, "CPIS_BASE_URL=http://"+addr+"/FHIR/R4", "CPIS_LOG_LEVEL=info")
 		return cmd
 	}
 	env.Ceiling = func(addr string) *exec.Cmd { return exec.Command(self, "bench", "ceiling", addr) }
