@@ -94,9 +94,18 @@ func badConfig(format string, args ...any) error { return &configError{fmt.Sprin
 
 // loadConfig reads the environment, then flags, and checks the result.
 func loadConfig(name string, args []string, getenv func(string) string, out io.Writer) (*config, *flag.FlagSet, error) {
+	return loadConfigWith(name, args, getenv, out, nil)
+}
+
+// loadConfigWith is loadConfig for a command with flags of its own besides
+// the shared ones: command adds them to the flag set before parsing.
+func loadConfigWith(name string, args []string, getenv func(string) string, out io.Writer, command func(*flag.FlagSet)) (*config, *flag.FlagSet, error) {
 	c := &config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
+	if command != nil {
+		command(fs)
+	}
 	for _, s := range c.settings() {
 		v := getenv(s.env)
 		if v == "" {

@@ -59,12 +59,15 @@ const usage = `cpis: the CP-IS FHIR R4 server
   cpis [serve] [flags]        run the server (the default command)
   cpis token --kind user|system [flags]
                               mint a token signed with the local key (local mode only)
-  cpis seed --children N [--la-count K]
-                              load N synthetic children with plans and local authorities
-  cpis bench [--children N] [--concurrency C] [--duration D]
-                              start a server, seed it and measure its hot paths
+  cpis seed --children N [--la-count K] [--audit-events M]
+                              load N synthetic children with plans and local authorities,
+                              and M access records about them over the past year
+  cpis bench [--children N] [--audit-events M] [--concurrency C] [--duration D]
+                              seed a store, start a server on it and measure its hot paths
+                              against a bare gin route (with wrk if it is installed)
   cpis version                print the version
 
-Configuration is by environment variable (CPIS_*), each with a matching flag;
-run "cpis serve -h" or "cpis token -h" for the list.
+Configuration is by environment variable (CPIS_*), each with a matching flag
+that every command takes; run "cpis serve -h" for the list, and "cpis token -h",
+"cpis seed -h" or "cpis bench -h" for a command's own flags as well.
 `
