@@ -55,12 +55,13 @@ func (s *Server) transaction(c *gin.Context, p *auth.Principal, b *postedBundle)
 			errs = append(errs, e.err)
 		}
 	}
+	if b.unchecked > 0 {
+		// First, so that the cap on the answer's issues keeps it.
+		errs = append([]*fhir.Error{{Status: http.StatusBadRequest, Issues: []fhir.Issue{{Severity: "information", Type: "informational",
+			Diagnostics: fmt.Sprintf("%d further entries were not checked: the entries before them already have %d problems or more", b.unchecked, fhir.MaxIssues)}}}}, errs...)
+	}
 	errs = append(errs, duplicates(b.entries)...)
 	errs = append(errs, references(b.entries)...)
-	if b.unchecked > 0 {
-		errs = append(errs, &fhir.Error{Status: http.StatusBadRequest, Issues: []fhir.Issue{{Severity: "information", Type: "informational",
-			Diagnostics: fmt.Sprintf("%d further entries were not checked: the entries before them already have more than %d problems", b.unchecked, fhir.MaxIssues)}}})
-	}
 	if err := joinErrors(errs); err != nil {
 		s.fail(c, err)
 		return
