@@ -109,19 +109,6 @@ func TestHazard_AmplifiedBundleAnswer(t *testing.T) {
 	})
 }
 
-// hostileBundleOf is a Bundle of n plans for LA001, each with bad
-// identifiers (a number for a value, an unknown element).
-func hostileBundleOf(typ string, n, bad int) string {
-	ids := strings.TrimSuffix(strings.Repeat(`{"value":1,"bad":2},`, bad), ",")
-	parts := make([]string, n)
-	for i := range parts {
-		p := planJSON(planSpec{id: fmt.Sprintf("h%d", i), nhs: nhsA, la: la1})
-		p = strings.Replace(p, `"status"`, `"identifier":[`+ids+`],"status"`, 1)
-		parts[i] = entry{method: "PUT", url: fmt.Sprintf("EpisodeOfCare/h%d", i), resource: p}.json()
-	}
-	return `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(parts, ",") + `]}`
-}
-
 func (e *env) requireNothingStoredFor(t *testing.T, n int) {
 	t.Helper()
 	r := e.do(http.MethodGet, flagSearch(nhsA), e.nurse(), "")
