@@ -76,6 +76,7 @@ type Issue struct {
 	Code        Code
 	Diagnostics string
 	Expression  []string
+	More        int // > 0: this issue stands for More problems not shown (see Collector)
 }
 
 // Error is the one error type that reaches clients: an HTTP status with one or

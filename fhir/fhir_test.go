@@ -27,6 +27,7 @@ func TestValidNHSNumber(t *testing.T) {
 		{" 449306753", false},
 		{"", false},
 		{"1000000010", false}, // check digit would be 10
+		{"0000000000", false}, // passes Modulus 11, but is no one's NHS number
 	} {
 		t.Run(tc.in, func(t *testing.T) { assert.Equal(t, tc.want, fhir.ValidNHSNumber(tc.in)) })
 	}
@@ -35,7 +36,7 @@ func TestValidNHSNumber(t *testing.T) {
 // referenceCheck is the NHS Data Dictionary algorithm written out plainly,
 // with big-number arithmetic, to compare the fast check against.
 func referenceCheck(s string) bool {
-	if len(s) != 10 {
+	if len(s) != 10 || s == "0000000000" { // all zeros passes the sum but is not issued
 		return false
 	}
 	sum := new(big.Int)

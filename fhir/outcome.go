@@ -22,9 +22,10 @@ const UKCoreOperationOutcome = "https://fhir.hl7.org.uk/StructureDefinition/UKCo
 
 // Outcome builds the OperationOutcome for issues. An empty list gives a
 // single informational "all OK" issue, as FHIR requires at least one.
+// At most MaxIssues problems are listed, then one issue counting the rest.
 func Outcome(issues []Issue) *OperationOutcome {
 	oo := &OperationOutcome{ResourceType: "OperationOutcome", Meta: &Meta{Profile: []string{UKCoreOperationOutcome}}}
-	for _, is := range issues {
+	for _, is := range Capped(issues) {
 		sev := is.Severity
 		if sev == "" {
 			sev = "error"

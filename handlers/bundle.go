@@ -55,6 +55,11 @@ func (s *Server) transaction(c *gin.Context, p *auth.Principal, b *postedBundle)
 			errs = append(errs, e.err)
 		}
 	}
+	if b.unchecked > 0 {
+		// First, so that the cap on the answer's issues keeps it.
+		errs = append([]*fhir.Error{{Status: http.StatusBadRequest, Issues: []fhir.Issue{{Severity: "information", Type: "informational",
+			Diagnostics: fmt.Sprintf("%d further entries were not checked: the entries before them already have %d problems or more", b.unchecked, fhir.MaxIssues)}}}}, errs...)
+	}
 	errs = append(errs, duplicates(b.entries)...)
 	errs = append(errs, references(b.entries)...)
 	if err := joinErrors(errs); err != nil {
@@ -87,6 +92,7 @@ func (s *Server) batch(c *gin.Context, p *auth.Principal, b *postedBundle) {
 	pref := returnPref(c)
 	names := laNames{}
 	out := &fhir.Bundle{Type: "batch-response", Timestamp: fhir.Instant(s.now())}
+	shown := 0 // issues in the answer so far, bounded by batchIssueBudget
 	for _, e := range b.entries {
 		var results []entryResult
 		var err error
@@ -100,8 +106,18 @@ func (s *Server) batch(c *gin.Context, p *auth.Principal, b *postedBundle) {
 		}
 		if err != nil {
 			fe := atEntry(e.index, "", s.outcome(c, err))
+			issues := fhir.Capped(fe.Issues)
+			if shown >= batchIssueBudget && len(issues) > 1 {
+				// The answer already lists batchIssueBudget problems: from
+				// here on each failed entry shows its first, and a count.
+				var rest fhir.Collector
+				rest.AddAll(issues[1:])
+				issues = []fhir.Issue{issues[0], {Severity: "information", Type: "informational", More: rest.Len(),
+					Diagnostics: fmt.Sprintf("%d further problems with this entry not shown: the answer to one batch lists at most about %d", rest.Len(), batchIssueBudget)}}
+			}
+			shown += len(issues)
 			out.Entry = append(out.Entry, fhir.Entry{Response: &fhir.EntryResponse{
-				Status: statusLine(fe.Status), Outcome: fhir.Outcome(fe.Issues).JSON(),
+				Status: statusLine(fe.Status), Outcome: fhir.Outcome(issues).JSON(),
 			}})
 			continue
 		}
@@ -112,6 +128,10 @@ func (s *Server) batch(c *gin.Context, p *auth.Principal, b *postedBundle) {
 	}
 	s.writeBundle(c, out)
 }
+
+// batchIssueBudget bounds the problems one batch-response lists in full;
+// beyond it each failed entry shows its first problem and a count.
+const batchIssueBudget = 10 * fhir.MaxIssues
 
 // entryResult is what one applied entry did.
 type entryResult struct {
@@ -150,15 +170,17 @@ func joinErrors(errs []*fhir.Error) *fhir.Error {
 		return nil
 	}
 	out := &fhir.Error{Status: errs[0].Status}
+	var issues fhir.Collector // a Bundle's problems are bounded like any answer's
 	for _, e := range errs {
 		if e.Status < out.Status {
 			out.Status = e.Status
 		}
-		out.Issues = append(out.Issues, e.Issues...)
+		issues.AddAll(e.Issues)
 		if out.Err == nil {
 			out.Err = e.Err
 		}
 	}
+	out.Issues = issues.Issues()
 	return out
 }
 

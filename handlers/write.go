@@ -198,11 +198,14 @@ func (s *Server) laName(ctx context.Context, in *incoming) (string, error) {
 	if err != nil || len(orgs) == 0 {
 		return "", err
 	}
-	var o struct {
-		Name string `json:"name"`
+	// Read with exact keys (a map, not a struct: encoding/json matches
+	// struct fields case-insensitively); the server wrote this body.
+	var o map[string]json.RawMessage
+	var name string
+	if json.Unmarshal(orgs[0].Body, &o) == nil {
+		_ = json.Unmarshal(o["name"], &name)
 	}
-	_ = json.Unmarshal(orgs[0].Body, &o)
-	return o.Name, nil
+	return name, nil
 }
 
 // saved is the outcome of a write.
