@@ -65,7 +65,9 @@ var (
 // Problems with the Bundle itself fail the request; then each entry is
 // checked, and its problems are kept with the entry.
 func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, error) {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBundleBytes))
+	// Whitespace runs are collapsed as the body streams in (see
+	// fhir.CompactReader): the decoder would otherwise rescan them.
+	dec := json.NewDecoder(fhir.CompactReader(http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBundleBytes)))
 	b := &postedBundle{}
 	tok, err := dec.Token()
 	if err != nil {

@@ -703,3 +703,22 @@ func TestTransactionRefusedWithoutTransactions(t *testing.T) {
 	})
 	require.True(t, ran, "the embedded FerretDB has no transactions, so this must have run there")
 }
+
+// TestBundleWithWhitespaceRuns: whitespace between tokens means nothing, so
+// a Bundle padded with runs of it (which the reader collapses as it
+// streams) is applied exactly as the same Bundle without.
+func TestBundleWithWhitespaceRuns(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		body := bundleJSON("transaction", putPlanEntry(planSpec{id: "p1", nhs: nhsA, la: la1}))
+		var padded bytes.Buffer
+		require.NoError(t, json.Indent(&padded, []byte(body), strings.Repeat("\t", 4096), strings.Repeat(" \r\n", 4096)))
+		require.Greater(t, padded.Len(), 1<<20)
+		body = padded.String()
+		r := e.post(e.laToken(la1), body)
+		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+		assert.Equal(t, []string{"201 Created"}, r.statuses())
+		got := e.do(http.MethodGet, "EpisodeOfCare/p1", e.laToken(la1), "")
+		require.Equal(t, http.StatusOK, got.Code, got.Body.String())
+	})
+}
