@@ -60,8 +60,9 @@ func (e *configError) Error() string { return e.msg }
 
 func badConfig(format string, args ...any) error { return &configError{fmt.Sprintf(format, args...)} }
 
-// loadConfig reads the environment, then flags, and checks the result.
-func loadConfig(name string, args []string, getenv func(string) string, out io.Writer) (*config, *flag.FlagSet, error) {
+// loadConfig reads the environment, then flags, and checks the result;
+// extra adds a command's own flags.
+func loadConfig(name string, args []string, getenv func(string) string, out io.Writer, extra ...func(*flag.FlagSet)) (*config, *flag.FlagSet, error) {
 	c := &config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -77,6 +78,9 @@ func loadConfig(name string, args []string, getenv func(string) string, out io.W
 		retention = "365"
 	}
 	fs.StringVar(&retention, "retention-days", retention, "days after a plan's end date before it and its access history are purged (CPIS_RETENTION_DAYS)")
+	for _, f := range extra {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, badConfig("%s: %v", name, err)
 	}

@@ -17,7 +17,7 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, a := range recs {
 			res, err := tx.exec(ctx, sqlInsertAudit, a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), a.Body)
 			if err != nil {
@@ -38,6 +38,8 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 		}
 		return nil
 	})
+	s.noteWrite(ctx, err)
+	return err
 }
 
 const auditCols = `a.seq, a.id, a.recorded, a.subject, a.agent, a.notify, a.owners, a.body`

@@ -69,7 +69,7 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 			return err
 		}
 	}
-	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, w := range writes {
 			if err := apply(ctx, tx, w); err != nil {
 				return err
@@ -77,6 +77,8 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 		}
 		return nil
 	})
+	s.noteWrite(ctx, err)
+	return err
 }
 
 func apply(ctx context.Context, tx *writeTx, w store.Write) error {
