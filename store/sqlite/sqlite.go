@@ -78,6 +78,7 @@ type Store struct {
 	failure   atomic.Pointer[error] // set once the store has failed for good
 	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
 	walNext   time.Time             // writer only: no truncating checkpoint before
+	gate      sync.RWMutex          // reads start under RLock; boundWAL holds Lock
 }
 
 type op struct {
@@ -317,6 +318,11 @@ func (s *Store) boundWAL() {
 	if s.walSize() <= s.opts.WALLimit || time.Now().Before(s.walNext) {
 		return
 	}
+	// Hold new reads back while the checkpoint waits: readers that keep
+	// arriving would each take a snapshot of the log, and the checkpoint
+	// would wait for ever. Reads already running finish first.
+	s.gate.Lock()
+	defer s.gate.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), walWait)
 	defer cancel()
 	var busy, logged, done int
@@ -503,6 +509,8 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	if err := s.broken(); err != nil {
 		return nil, err
 	}
+	s.gate.RLock()
+	defer s.gate.RUnlock()
 	st, err := s.stmt(ctx, q)
 	if err != nil {
 		return nil, unavailableCtx(ctx, err)
