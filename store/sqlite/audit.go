@@ -65,7 +65,7 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		var recorded int64
 		var owners string
 		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body); err != nil {
-			return nil, 0, unavailable(err)
+			return nil, 0, unavailableCtx(ctx, err)
 		}
 		if a.Body, err = unpackBody(a.Body); err != nil {
 			return nil, 0, unavailable(err)
@@ -75,7 +75,7 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, unavailable(err)
+		return nil, 0, unavailableCtx(ctx, err)
 	}
 	return out, last, nil
 }
@@ -104,7 +104,7 @@ func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Tim
 	n := 0
 	if rows.Next() {
 		if err := rows.Scan(&n); err != nil {
-			return 0, unavailable(err)
+			return 0, unavailableCtx(ctx, err)
 		}
 	}
 	return n, rows.Err()

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,7 +91,7 @@ func writeAudits(t *testing.T, s *Store, dir string, n, readers int) int64 {
 func TestHazard_WALGrowsWithoutBound(t *testing.T) {
 	dir := t.TempDir()
 	const limit = 1 << 20
-	s, err := Open(dir, Options{WALLimit: limit, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	s, err := Open(dir, Options{WALLimit: limit})
 	require.NoError(t, err)
 	defer s.Close()
 	putPlan(t, s, "p1")
@@ -124,4 +123,27 @@ func TestAuditCostPerRead(t *testing.T) {
 	per := float64(size()-before) / n
 	t.Logf("bytes per audited read: %.0f (AuditEvent JSON: %d bytes)", per, len(auditEventBody(t)))
 	assert.Less(t, per, 2000.0, "an access record costs less than its JSON")
+}
+
+// TestAuditBodiesStoredCompressed: bodies are stored compressed and served
+// as written, and a body stored before compression (plain JSON) still is.
+func TestAuditBodiesStoredCompressed(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	body := auditEventBody(t)
+	require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: "new", Recorded: time.Unix(2, 0), Subject: "9449306753", Agent: "u", Notify: true, Owners: []string{"LA001"}, Body: body}}))
+	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('old', 1, '9449306753', 'u', 1, 'LA001', ?)`, body)
+	require.NoError(t, err)
+	var stored []byte
+	require.NoError(t, s.w.QueryRow(`SELECT body FROM audit WHERE id = 'new'`).Scan(&stored))
+	assert.Less(t, len(stored), len(body)/2, "stored compressed")
+
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 10)
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	for _, r := range recs {
+		assert.Equal(t, body, r.Body, r.ID)
+	}
 }
