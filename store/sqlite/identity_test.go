@@ -1,8 +1,10 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -180,4 +182,20 @@ func TestStartupCheckFindsADamagedIndex(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "resources_subject")
 	assert.Contains(t, err.Error(), "damaged")
+}
+
+// TestStartupCheckIsBoundedInTime: a check that runs out of time says what
+// it did not check and lets the start go on.
+func TestStartupCheckIsBoundedInTime(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	require.NoError(t, err)
+	putPlan(t, s, "p1")
+	require.NoError(t, s.Close())
+	var logs bytes.Buffer
+	s, err = Open(dir, Options{CheckTimeout: time.Nanosecond, Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Contains(t, logs.String(), "the start-up integrity check stopped at its time limit")
+	assert.Contains(t, logs.String(), `"level":"WARN"`)
 }
