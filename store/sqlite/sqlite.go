@@ -189,7 +189,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: %w", err)
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	// mode=rw: a reader connection opened after the file was deleted must
+	// fail, not create a new empty database at the path.
+	r, err := sql.Open("sqlite", "file:"+path+"?mode=rw&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: open readers: %w", err)
@@ -509,6 +511,10 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	if err := s.broken(); err != nil {
 		return nil, err
 	}
+	// The read's snapshot starts under the gate (see boundWAL). A caller
+	// must close its rows before it starts another query: a query waiting
+	// at the gate while holding a pooled connection could starve the
+	// queries the checkpoint waits for.
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	st, err := s.stmt(ctx, q)
