@@ -13,6 +13,11 @@ import (
 	"cpis/store"
 )
 
+// StatusClientClosedRequest is the status recorded (in the access log and
+// the metrics) for a request whose client went away before the answer: the
+// client's doing, not a server error (nginx's 499).
+const StatusClientClosedRequest = 499
+
 // fail is the one place an error becomes a response: an OperationOutcome
 // with the contract's code. Clients never see a Go error string; 5xx
 // answers name only the request id and the log has the cause.
@@ -29,6 +34,9 @@ func (s *Server) fail(c *gin.Context, err error) {
 // its cause, since the client sees only the request id.
 func (s *Server) outcome(c *gin.Context, err error) *fhir.Error {
 	fe := s.asFHIR(c, err)
+	if fe.Status == StatusClientClosedRequest {
+		s.Log.Info("the client went away before the answer", slog.String("request_id", requestIDOf(c)), slog.Int("status", fe.Status))
+	}
 	if fe.Status >= 500 {
 		s.Log.Error("request failed", slog.String("request_id", requestIDOf(c)), slog.Int("status", fe.Status), slog.String("error", err.Error()))
 	}
@@ -69,6 +77,9 @@ func (s *Server) asFHIR(c *gin.Context, err error) *fhir.Error {
 		return fe
 	case errors.Is(err, store.ErrInvalidCursor):
 		return fhir.Wrap(fhir.CodeInvalidSearchData, err, "The paging cursor is not valid; start the search again")
+	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
+		// The client closed the connection: its doing, not an outage.
+		return fhir.Wrap(fhir.CodeUnavailable, err, "The request was cancelled by the client (request %s)", rid).WithStatus(StatusClientClosedRequest)
 	case errors.Is(err, store.ErrTransactionsUnsupported):
 		return fhir.Wrap(fhir.CodeMethodNotAllowed, err, "This server's database cannot apply several resources atomically, so transaction Bundles are refused; send a batch Bundle instead").WithStatus(http.StatusNotImplemented)
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -8,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"cpis/store"
 )
 
 // Prometheus holds the server's metrics. Labels are route templates,
@@ -59,12 +63,28 @@ func (m *Prometheus) Request(route, method string, status int, d time.Duration) 
 	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
 }
 
-// StoreCall observes one store call (see store/observed).
+// StoreCall observes one store call (see store/observed). Only failures of
+// the store count as errors: not an answer such as not-found or a version
+// conflict, nor a call stopped because its client went away.
 func (m *Prometheus) StoreCall(op string, d time.Duration, err error) {
 	m.store.WithLabelValues(op).Observe(d.Seconds())
-	if err != nil {
+	if storeFault(err) {
 		m.errors.WithLabelValues(op).Inc()
 	}
+}
+
+func storeFault(err error) bool {
+	switch {
+	case err == nil,
+		errors.Is(err, context.Canceled),
+		errors.Is(err, store.ErrNotFound),
+		errors.Is(err, store.ErrVersionConflict),
+		errors.Is(err, store.ErrUniqueConflict),
+		errors.Is(err, store.ErrInvalidCursor),
+		errors.Is(err, store.ErrTransactionsUnsupported):
+		return false
+	}
+	return true
 }
 
 // GroupCommit observes how many operations shared one commit.

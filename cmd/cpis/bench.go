@@ -76,7 +76,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		Transactions: f.transactions, Scenarios: f.scenarios, Generator: f.generator,
 		RetentionDays: cfg.RetentionDays, Issuer: cfg.Issuer, Audience: cfg.Audience}
 	env := load.BenchEnv{Open: func(ctx context.Context) (store.Store, error) {
-		return openStore(ctx, cfg, handlers.NewPrometheus(version))
+		return openStore(ctx, cfg, handlers.NewPrometheus(version), newLogger(stdout, "error"), false)
 	}}
 	if f.target != "" {
 		if !dirGiven {
@@ -127,7 +127,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 // server's first sweep would, so that sweep does not run during the
 // measurements.
 func sweepBacklog(ctx context.Context, cfg *config, stdout io.Writer) error {
-	st, err := openStore(ctx, cfg, handlers.NewPrometheus(version))
+	st, err := openStore(ctx, cfg, handlers.NewPrometheus(version), newLogger(stdout, "error"), false)
 	if err != nil {
 		return err
 	}

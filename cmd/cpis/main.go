@@ -44,6 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return seed(ctx, args, getenv, stdout)
 	case "bench":
 		return bench(ctx, args, getenv, stdout)
+	case "store":
+		return storeCommand(ctx, args, getenv, stdout)
 	case "version":
 		_, err := fmt.Fprintln(stdout, version)
 		return err
@@ -51,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_, err := fmt.Fprint(stdout, usage)
 		return err
 	}
-	return badConfig("unknown command %q; the commands are serve, token, seed, bench and version", cmd)
+	return badConfig("unknown command %q; the commands are serve, token, seed, bench, store and version", cmd)
 }
 
 const usage = `cpis: the CP-IS FHIR R4 server
@@ -65,6 +67,9 @@ const usage = `cpis: the CP-IS FHIR R4 server
   cpis bench [--children N] [--audit-events M] [--concurrency C] [--duration D]
                               seed a store, start a server on it and measure its hot paths
                               against a bare gin route (with wrk if it is installed)
+  cpis store init [--force]   create the store; with --force, accept the database
+                              found (missing, empty or another store's) as this
+                              server's store after the server refused to start on it
   cpis version                print the version
 
 Configuration is by environment variable (CPIS_*), each with a matching flag

@@ -39,13 +39,16 @@ func newLogger(out io.Writer, level string) *slog.Logger {
 }
 
 // openStore opens the configured backend, with its calls timed for metrics.
-func openStore(ctx context.Context, cfg *config, m *handlers.Prometheus) (store.Store, error) {
+// reset accepts the database found as the data directory's store (cpis
+// store init --force); without it, a database that is not the store the
+// data directory has held stops the start (store.ErrStoreIdentity).
+func openStore(ctx context.Context, cfg *config, m *handlers.Prometheus, log *slog.Logger, reset bool) (store.Store, error) {
 	var s store.Store
 	var err error
 	if cfg.MongoURI != "" {
-		s, err = openMongo(ctx, cfg, m)
+		s, err = openMongo(ctx, cfg, m, log, reset)
 	} else {
-		s, err = sqlite.Open(cfg.DataDir, sqlite.Options{BatchObserver: m.GroupCommit})
+		s, err = sqlite.Open(cfg.DataDir, sqlite.Options{BatchObserver: m.GroupCommit, Log: log, ResetIdentity: reset})
 		if err != nil {
 			err = fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
 		}
@@ -192,7 +195,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	metrics := handlers.NewPrometheus(version)
-	st, err := openStore(ctx, cfg, metrics)
+	st, err := openStore(ctx, cfg, metrics, log, false)
 	if err != nil {
 		return nil, err
 	}

@@ -96,6 +96,15 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if err := s.broken(); err != nil {
+		return err
+	}
+	err := s.audit1(ctx, recs)
+	s.noteWrite(ctx, err)
+	return err
+}
+
+func (s *Store) audit1(ctx context.Context, recs []store.AuditRecord) error {
 	op := &auditOp{ctx: ctx, recs: recs, done: make(chan error, 1)}
 	s.closing.RLock()
 	if s.isClosed {
@@ -410,6 +419,9 @@ func (s *Store) fence(ctx context.Context, seq int64) (bool, error) {
 // AuditBySubject returns the notifying access records about subject since a
 // time, oldest first: one find on the subject_recorded index.
 func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]store.AuditRecord, error) {
+	if err := s.broken(); err != nil {
+		return nil, err
+	}
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -433,6 +445,9 @@ func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.T
 // AuditFeedTotal counts the records AuditFeed serves owner from since, up to
 // the feed horizon.
 func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error) {
+	if err := s.broken(); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.run(ctx, func(ctx context.Context) error {
 		h, err := s.horizon(ctx)
@@ -477,6 +492,9 @@ func (s *Store) auditRecords(ctx context.Context, f, sort bson.D, limit int) ([]
 // AuditFeed pages through the access records that touched owner's records,
 // in sequence order up to the horizon (see the comment at the top).
 func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]store.AuditRecord, string, error) {
+	if err := s.broken(); err != nil {
+		return nil, "", err
+	}
 	after := int64(0)
 	if cursor != "" {
 		n, err := strconv.ParseInt(strings.TrimPrefix(cursor, "s"), 10, 64)

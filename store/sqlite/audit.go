@@ -1,11 +1,15 @@
 package sqlite
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"cpis/store"
@@ -18,15 +22,19 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-		for _, a := range recs {
-			q, args := sqlInsertAudit, []any{a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), a.Body}
+	bodies := make([][]byte, len(recs))
+	for i, a := range recs {
+		bodies[i] = packBody(a.Body)
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+		for i, a := range recs {
+			q, args := sqlInsertAudit, []any{a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), bodies[i]}
 			if len(a.Views) > 0 {
 				views, err := encodeViews(a.Views)
 				if err != nil {
 					return err
 				}
-				q, args = sqlInsertAuditViews, append(args, views)
+				q, args = sqlInsertAuditViews, append(args, packBody(views))
 			}
 			res, err := tx.exec(ctx, q, args...)
 			if err != nil {
@@ -47,6 +55,8 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 		}
 		return nil
 	})
+	s.noteWrite(ctx, err)
+	return err
 }
 
 // sqlInsertAuditViews stores an access record with per-authority views, a
@@ -98,6 +108,12 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		var owners string
 		var views []byte
 		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body, &views); err != nil {
+			return nil, 0, unavailableCtx(ctx, err)
+		}
+		if a.Body, err = unpackBody(a.Body); err != nil {
+			return nil, 0, unavailable(err)
+		}
+		if views, err = unpackBody(views); err != nil {
 			return nil, 0, unavailable(err)
 		}
 		a.Recorded = time.Unix(0, recorded).UTC()
@@ -108,7 +124,7 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, unavailable(err)
+		return nil, 0, unavailableCtx(ctx, err)
 	}
 	return out, last, nil
 }
@@ -137,7 +153,7 @@ func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Tim
 	n := 0
 	if rows.Next() {
 		if err := rows.Scan(&n); err != nil {
-			return 0, unavailable(err)
+			return 0, unavailableCtx(ctx, err)
 		}
 	}
 	return n, rows.Err()
@@ -253,4 +269,44 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 		}
 	}
 	return stats, nil
+}
+
+// Access-record bodies are stored compressed: an AuditEvent is about 3 KB
+// of JSON with much repeated text, and every audited read writes one, so
+// its size is most of what an audited read costs the disk and the log.
+// A stored body is either JSON as written before compression (it starts
+// with '{') or packedBody followed by a DEFLATE stream.
+const packedBody = 0x01
+
+var deflaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+func packBody(b []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(b)/2 + 16)
+	buf.WriteByte(packedBody)
+	w := deflaters.Get().(*flate.Writer)
+	w.Reset(&buf)
+	_, err := w.Write(b)
+	if err == nil {
+		err = w.Close()
+	}
+	deflaters.Put(w)
+	if err != nil || buf.Len() >= len(b) {
+		return b
+	}
+	return buf.Bytes()
+}
+
+func unpackBody(b []byte) ([]byte, error) {
+	if len(b) == 0 || b[0] != packedBody {
+		return b, nil
+	}
+	out, err := io.ReadAll(flate.NewReader(bytes.NewReader(b[1:])))
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
+	}
+	return out, nil
 }

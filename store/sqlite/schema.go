@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 5
+const schemaVersion = 6
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -128,6 +128,11 @@ var migrations = [][]string{
 	// own plans only). NULL for every other access, so it costs them nothing.
 	{
 		`ALTER TABLE audit ADD COLUMN views BLOB`,
+	},
+	// 5 → 6: facts about the store itself: its identity (see identity.go)
+	// and the readiness probe's heartbeat.
+	{
+		`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
 	},
 }
 
