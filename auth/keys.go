@@ -94,13 +94,14 @@ func (k jwk) public() (crypto.PublicKey, error) {
 		if k.Crv != "P-256" {
 			return nil, nil
 		}
-		x, err1 := b64int(k.X)
-		y, err2 := b64int(k.Y)
-		if err1 != nil || err2 != nil {
+		x, err1 := base64.RawURLEncoding.DecodeString(k.X)
+		y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
+		if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
 			return nil, fmt.Errorf("bad EC point")
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-		if !pub.Curve.IsOnCurve(x, y) {
+		// ParseUncompressedPublicKey checks the point is on P-256.
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
 			return nil, fmt.Errorf("EC point is not on P-256")
 		}
 		return pub, nil

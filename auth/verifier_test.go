@@ -67,7 +67,11 @@ func rsaJWK(kid string, k *rsa.PublicKey) map[string]string {
 }
 
 func ecJWK(kid string, k *ecdsa.PublicKey) map[string]string {
-	return map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": b64(k.X.FillBytes(make([]byte, 32))), "y": b64(k.Y.FillBytes(make([]byte, 32)))}
+	b, err := k.Bytes() // 0x04 || X || Y
+	if err != nil {
+		panic(err)
+	}
+	return map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": b64(b[1:33]), "y": b64(b[33:])}
 }
 
 func jwks(entries ...map[string]string) []byte {
