@@ -181,7 +181,18 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		if errors.Is(err, ErrKeysUnavailable) {
 			return nil, refuse("the token signing keys are unavailable", ErrKeysUnavailable)
 		}
+		if err == nil && k == c.key { // the same key object: no reload since
+			return c.p, nil
+		}
 		if err == nil && sameKey(k, c.key) {
+			// Reloaded, the same key: remember the new object so the next
+			// check is the cheap one.
+			v.mu.Lock()
+			if e, ok := v.cache[sum]; ok {
+				e.key = k
+				v.cache[sum] = e
+			}
+			v.mu.Unlock()
 			return c.p, nil
 		}
 		v.mu.Lock()
