@@ -1,11 +1,13 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -75,8 +77,12 @@ func URLKeys(ctx context.Context, url string, o KeyOptions) (*RemoteKeys, error)
 }
 
 // fetchWatch marks each fetch as started (clearing the last error, which
-// the storage's error handler sets again if the fetch fails) and bounds the
-// document's size.
+// the storage's error handler sets again if the fetch fails), bounds the
+// document's size, and passes on only the keys ParseJWKS admits. jwkset
+// empties its whole set when one key fails to parse, so one key of a kind
+// the server does not use (an encryption key, an Ed25519 key) would
+// otherwise stop every token; and a document with no usable key is passed
+// on as a failed fetch, which keeps the keys already held.
 type fetchWatch struct {
 	k    *RemoteKeys
 	next http.RoundTripper
@@ -88,11 +94,49 @@ func (f fetchWatch) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	f.k.setErr(nil)
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.LimitReader(resp.Body, maxJWKSBytes), resp.Body}
+	if resp.StatusCode != http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxJWKSBytes {
+		return nil, fmt.Errorf("the JWKS is larger than %d bytes", maxJWKSBytes)
+	}
+	kept, err := usableKeys(b)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(kept))
+	resp.ContentLength = int64(len(kept))
 	return resp, nil
+}
+
+// usableKeys rewrites a JWKS document to hold only the signing keys
+// ParseJWKS admits.
+func usableKeys(b []byte) ([]byte, error) {
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("JWKS is not a JSON Web Key Set")
+	}
+	kept := make([]json.RawMessage, 0, len(doc.Keys))
+	for _, raw := range doc.Keys {
+		var k jwk
+		if json.Unmarshal(raw, &k) != nil || k.Kid == "" || (k.Use != "" && k.Use != "sig") {
+			continue
+		}
+		if pub, err := k.public(); err == nil && pub != nil {
+			kept = append(kept, raw)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("JWKS holds no RSA or EC P-256 signing key with a kid")
+	}
+	return json.Marshal(map[string]any{"keys": kept})
 }
 
 func (k *RemoteKeys) setErr(err error) {

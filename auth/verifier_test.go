@@ -544,3 +544,35 @@ func waitForFetches(t *testing.T, fetches *atomic.Int32, n int32) {
 	}
 	time.Sleep(20 * time.Millisecond) // the last fetch's document is stored
 }
+
+// A JWKS that also holds keys the server does not use (an encryption key,
+// an Ed25519 key, a malformed key) still verifies with its signing keys,
+// when fetched first and when fetched again.
+func TestJWKSWithKeysTheServerDoesNotUse(t *testing.T) {
+	testKeys(t)
+	others := []map[string]string{
+		{"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+		{"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"},
+		{"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
+	}
+	var current atomic.Value
+	current.Store(jwks(append([]map[string]string{rsaJWK("k1", &keys.rsa.PublicKey)}, others...)...))
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Write(current.Load().([]byte))
+	}))
+	defer srv.Close()
+	ks, err := auth.URLKeys(t.Context(), srv.URL, auth.KeyOptions{RefreshInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	now := time.Now()
+	v := verifier(t, ks, now)
+	_, err = v.Verify(context.Background(), signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now, nil)))
+	require.NoError(t, err)
+
+	// The provider now publishes nothing usable: the keys held stay.
+	current.Store(jwks(others...))
+	waitForFetches(t, &fetches, 2)
+	_, err = v.Verify(context.Background(), signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now.Add(time.Second), nil)))
+	require.NoError(t, err, "a JWKS with no usable key is a failed fetch, not an empty key set")
+}
