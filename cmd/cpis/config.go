@@ -28,10 +28,13 @@ type config struct {
 	Audience      string
 	RBACFile      string
 	RetentionDays int
-	LogLevel      string
-	DebugAddr     string
-	CORSOrigins   []string
-	corsOrigins   string // as configured: comma-separated
+	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
+	MaxTokenLifetime time.Duration
+	maxTokenLifetime string
+	LogLevel         string
+	DebugAddr        string
+	CORSOrigins      []string
+	corsOrigins      string // as configured: comma-separated
 
 	// The HTTP server's timeouts (see timeouts).
 	ReadHeaderTimeout time.Duration
@@ -78,6 +81,7 @@ func (c *config) settings() []setting {
 		{"CPIS_JWKS_URL", "jwks-url", "", "URL of trusted token-signing keys (JWKS); turns local mode off", &c.JWKSURL},
 		{"CPIS_JWT_ISSUER", "jwt-issuer", "", "required token iss (local mode: " + auth.LocalIssuer + ")", &c.Issuer},
 		{"CPIS_JWT_AUDIENCE", "jwt-audience", "", "required token aud (local mode: " + auth.LocalAudience + ")", &c.Audience},
+		{"CPIS_MAX_TOKEN_LIFETIME", "max-token-lifetime", auth.DefaultMaxLifetime.String(), "longest token lifetime accepted (exp - iat, or exp ahead of now without iat), a Go duration such as 24h or 8h", &c.maxTokenLifetime},
 		{"CPIS_RBAC_FILE", "rbac-file", "", "activity-code to permission table (JSON) replacing the built-in one", &c.RBACFile},
 		{"CPIS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", &c.LogLevel},
 		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
@@ -214,6 +218,11 @@ func (c *config) check() error {
 		}
 		c.CORSOrigins = append(c.CORSOrigins, n)
 	}
+	d, err := time.ParseDuration(c.maxTokenLifetime)
+	if err != nil || d < time.Minute || d > 30*24*time.Hour {
+		return badConfig("CPIS_MAX_TOKEN_LIFETIME must be a Go duration from 1m to 720h (such as 24h or 8h), not %q", c.maxTokenLifetime)
+	}
+	c.MaxTokenLifetime = d
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -174,7 +174,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := auth.NewVerifier(auth.Config{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, RBAC: rbac})
+	verifier, err := auth.NewVerifier(auth.Config{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, RBAC: rbac, MaxLifetime: cfg.MaxTokenLifetime})
 	if err != nil {
 		return nil, err
 	}
