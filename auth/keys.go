@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -94,13 +93,14 @@ func (k jwk) public() (crypto.PublicKey, error) {
 		if k.Crv != "P-256" {
 			return nil, nil
 		}
-		x, err1 := b64int(k.X)
-		y, err2 := b64int(k.Y)
-		if err1 != nil || err2 != nil {
+		x, err1 := base64.RawURLEncoding.DecodeString(k.X)
+		y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
+		if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
 			return nil, fmt.Errorf("bad EC point")
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-		if !pub.Curve.IsOnCurve(x, y) {
+		// ParseUncompressedPublicKey checks the point is on P-256.
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
 			return nil, fmt.Errorf("EC point is not on P-256")
 		}
 		return pub, nil
@@ -149,19 +149,31 @@ type RefreshingKeys struct {
 
 // KeyOptions tune refreshing.
 type KeyOptions struct {
-	MinInterval time.Duration // default 30 s
-	MaxAge      time.Duration // default 1 h
-	Timeout     time.Duration // HTTP timeout, default 5 s
-	Client      *http.Client
-	Now         func() time.Time
+	// MinInterval is the least time between two reloads made because a
+	// token named an unknown kid (default 30 s).
+	MinInterval time.Duration
+	// RefreshInterval is how often the JWKS is read again whatever tokens
+	// arrive, so that a key removed from it stops verifying (default 5 min).
+	// A file is read again on the first use after this; a URL is fetched
+	// in the background.
+	RefreshInterval time.Duration
+	// MaxAge is kept for callers that set it: the file is read again when
+	// its keys are older than the smaller of MaxAge and RefreshInterval.
+	MaxAge  time.Duration
+	Timeout time.Duration // HTTP timeout, default 5 s
+	Client  *http.Client
+	Now     func() time.Time
 }
 
 func (o KeyOptions) withDefaults() KeyOptions {
 	if o.MinInterval <= 0 {
 		o.MinInterval = 30 * time.Second
 	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = time.Hour
+	if o.RefreshInterval <= 0 {
+		o.RefreshInterval = 5 * time.Minute
+	}
+	if o.MaxAge <= 0 || o.MaxAge > o.RefreshInterval {
+		o.MaxAge = o.RefreshInterval
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
@@ -176,7 +188,9 @@ func (o KeyOptions) withDefaults() KeyOptions {
 }
 
 // FileKeys reads a JWKS file now (an unreadable or invalid file is an
-// error) and again when a token names an unknown kid.
+// error), again when a token names an unknown kid (at most once per
+// MinInterval), and again on the first use once its keys are older than
+// RefreshInterval, so a key removed from the file stops verifying.
 func FileKeys(path string, o KeyOptions) (*RefreshingKeys, error) {
 	o = o.withDefaults()
 	k := newRefreshing(func(context.Context) ([]byte, error) { return os.ReadFile(path) }, o)
@@ -184,33 +198,6 @@ func FileKeys(path string, o KeyOptions) (*RefreshingKeys, error) {
 		return nil, err
 	}
 	return k, nil
-}
-
-// URLKeys fetches a JWKS from url, with timeouts. A first fetch that fails
-// is not fatal: it is retried when tokens arrive, and until it succeeds
-// key lookups return ErrKeysUnavailable.
-func URLKeys(ctx context.Context, url string, o KeyOptions) (*RefreshingKeys, error) {
-	o = o.withDefaults()
-	client := o.Client
-	k := newRefreshing(func(ctx context.Context) ([]byte, error) {
-		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Accept", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("JWKS URL answered %d", resp.StatusCode)
-		}
-		return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	}, o)
-	return k, k.load(ctx)
 }
 
 func newRefreshing(f fetcher, o KeyOptions) *RefreshingKeys {

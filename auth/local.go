@@ -59,7 +59,8 @@ func LoadOrCreateLocalKey(dir string) (k *LocalKey, created bool, err error) {
 		return nil, false, fmt.Errorf("auth: writing the local signing key: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
+	err = tmp.Chmod(0o600)
+	if err == nil {
 		err = pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
 		if err == nil {
 			err = tmp.Sync()

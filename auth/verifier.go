@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +69,13 @@ type Config struct {
 	// CacheTTL bounds how long a verified token is trusted without
 	// checking its signature again (default 5 minutes).
 	CacheTTL time.Duration
+	// MaxLifetime bounds a token's exp - iat, or without iat how far ahead
+	// its exp may be (default DefaultMaxLifetime).
+	MaxLifetime time.Duration
 }
+
+// DefaultMaxLifetime is the longest token lifetime accepted by default.
+const DefaultMaxLifetime = 24 * time.Hour
 
 // Verifier checks bearer tokens and builds principals. Verified tokens are
 // cached by their SHA-256, so a client reusing a token is not verified again
@@ -80,10 +88,15 @@ type Verifier struct {
 	cache map[[32]byte]cached
 }
 
+// cached is a verified token: its principal, its validity, and the key
+// that verified it, so that it stops being trusted once that key is gone
+// from the key set.
 type cached struct {
 	p        *Principal
 	exp, nbf time.Time
 	until    time.Time
+	kid      string
+	key      crypto.PublicKey
 }
 
 // NewVerifier builds a verifier. Issuer, Audience, Keys and RBAC are required.
@@ -99,6 +112,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 5 * time.Minute
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = DefaultMaxLifetime
 	}
 	p := jwt.NewParser(
 		jwt.WithValidMethods(Algorithms()),
@@ -159,22 +175,54 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		case !c.nbf.IsZero() && now.Add(Leeway).Before(c.nbf):
 			return nil, refuse("the access token is not valid yet", nil)
 		}
-		return c.p, nil
+		// The key that verified it must still be trusted: a key removed
+		// from the JWKS ends the tokens it signed, cached or not.
+		k, err := v.cfg.Keys.Key(ctx, c.kid)
+		if errors.Is(err, ErrKeysUnavailable) {
+			return nil, refuse("the token signing keys are unavailable", ErrKeysUnavailable)
+		}
+		if err == nil && k == c.key { // the same key object: no reload since
+			return c.p, nil
+		}
+		if err == nil && sameKey(k, c.key) {
+			// Reloaded, the same key: remember the new object so the next
+			// check is the cheap one.
+			v.mu.Lock()
+			if e, ok := v.cache[sum]; ok {
+				e.key = k
+				v.cache[sum] = e
+			}
+			v.mu.Unlock()
+			return c.p, nil
+		}
+		v.mu.Lock()
+		delete(v.cache, sum)
+		v.mu.Unlock()
 	}
 
-	if err := checkAlgorithm(raw); err != nil {
+	if err := checkRaw(raw); err != nil {
 		return nil, err
 	}
 	var cl claims
-	_, err := v.parser.ParseWithClaims(raw, &cl, func(t *jwt.Token) (any, error) { return v.key(ctx, t) })
+	var kid string
+	var key crypto.PublicKey
+	_, err := v.parser.ParseWithClaims(raw, &cl, func(t *jwt.Token) (any, error) {
+		k, err := v.key(ctx, t)
+		kid, _ = t.Header["kid"].(string)
+		key = k
+		return k, err
+	})
 	if err != nil {
 		return nil, classify(err)
+	}
+	if err := v.checkLifetime(&cl, now); err != nil {
+		return nil, err
 	}
 	p, err := v.principal(&cl)
 	if err != nil {
 		return nil, err
 	}
-	entry := cached{p: p, exp: cl.ExpiresAt.Time, until: now.Add(v.cfg.CacheTTL)}
+	entry := cached{p: p, exp: cl.ExpiresAt.Time, until: now.Add(v.cfg.CacheTTL), kid: kid, key: key}
 	if cl.NotBefore != nil {
 		entry.nbf = cl.NotBefore.Time
 	}
@@ -194,10 +242,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	return p, nil
 }
 
-// checkAlgorithm reads the token header's alg before anything else, so that
-// none, HMAC and other algorithms are refused for what they are.
-func checkAlgorithm(raw string) error {
-	head, _, ok := strings.Cut(raw, ".")
+// checkRaw reads the token's header and payload before the signature is
+// checked, for what golang-jwt does not refuse: algorithms other than the
+// accepted ones (so none and HMAC are refused for what they are), critical
+// header parameters (RFC 7515 §4.1.11: the server understands none, so a
+// token that names any is refused), and exp, nbf or iat that are not JSON
+// numbers (golang-jwt reads a string "1700000000" as a date).
+func checkRaw(raw string) error {
+	head, rest, ok := strings.Cut(raw, ".")
 	if !ok {
 		return refuse("the access token is malformed", nil)
 	}
@@ -206,17 +258,60 @@ func checkAlgorithm(raw string) error {
 		return refuse("the access token is malformed", err)
 	}
 	var h struct {
-		Alg string `json:"alg"`
+		Alg  string          `json:"alg"`
+		Crit json.RawMessage `json:"crit"`
 	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return refuse("the access token is malformed", err)
 	}
-	for _, a := range Algorithms() {
-		if h.Alg == a {
-			return nil
+	if !slices.Contains(Algorithms(), h.Alg) {
+		return refuse("the access token cannot be verified (algorithm not accepted)", nil)
+	}
+	if h.Crit != nil {
+		return refuse("the access token names critical header parameters (crit) the server does not understand", nil)
+	}
+	body, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return refuse("the access token is malformed", nil)
+	}
+	if b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(body, "=")); err != nil {
+		return refuse("the access token is malformed", err)
+	}
+	var times struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &times); err != nil {
+		return refuse("the access token is malformed", err)
+	}
+	for _, t := range []json.RawMessage{times.Exp, times.Nbf, times.Iat} {
+		if t != nil && (len(t) == 0 || (t[0] != '-' && (t[0] < '0' || t[0] > '9'))) {
+			return refuse("the access token's exp, nbf and iat must be JSON numbers", nil)
 		}
 	}
-	return refuse("the access token cannot be verified (algorithm not accepted)", nil)
+	return nil
+}
+
+// checkLifetime refuses a token that lives longer than MaxLifetime: by
+// exp - iat, or without iat by how far ahead its exp is.
+func (v *Verifier) checkLifetime(cl *claims, now time.Time) error {
+	if cl.IssuedAt != nil {
+		if cl.ExpiresAt.Sub(cl.IssuedAt.Time) > v.cfg.MaxLifetime {
+			return refuse("the access token's lifetime (exp - iat) is longer than this server accepts", nil)
+		}
+		return nil
+	}
+	if cl.ExpiresAt.Sub(now) > v.cfg.MaxLifetime+Leeway {
+		return refuse("the access token expires further ahead than this server accepts", nil)
+	}
+	return nil
+}
+
+// sameKey reports whether two public keys are the same key.
+func sameKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && b != nil && k.Equal(b)
 }
 
 // key finds the verification key for a token and checks it suits the
@@ -313,6 +408,9 @@ func (v *Verifier) user(cl *claims) (*Principal, error) {
 	}
 	if sel.OrgCode == "" {
 		return nil, refuse("the access token's selected role has no org_code", nil)
+	}
+	if !slices.ContainsFunc(cl.UserOrgs, func(o userOrg) bool { return o.OrgCode == sel.OrgCode }) {
+		return nil, refuse("the access token's selected role is at an organisation not among its nhsid_user_orgs", nil)
 	}
 	p := Principal{
 		Kind: User, Subject: cl.Subject, Name: cl.Name, UserID: cl.UserUID,

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,7 +68,11 @@ func rsaJWK(kid string, k *rsa.PublicKey) map[string]string {
 }
 
 func ecJWK(kid string, k *ecdsa.PublicKey) map[string]string {
-	return map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": b64(k.X.FillBytes(make([]byte, 32))), "y": b64(k.Y.FillBytes(make([]byte, 32)))}
+	b, err := k.Bytes() // 0x04 || X || Y
+	if err != nil {
+		panic(err)
+	}
+	return map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": b64(b[1:33]), "y": b64(b[33:])}
 }
 
 func jwks(entries ...map[string]string) []byte {
@@ -181,6 +186,32 @@ func TestTokens(t *testing.T) {
 		{"system-bad-org", rs256.sign(t, func() jwt.MapClaims { c := systemClaims(now); c["org_code"] = "la 1"; return c }()), "org_code"},
 		{"wrong-claim-type", rs256.sign(t, mod(func(c jwt.MapClaims) { c["nhsid_nrbac_roles"] = "admin" })), "malformed"},
 		{"too-long", strings.Repeat("a", auth.MaxTokenLength+1), "too long"},
+		{"crit-header", func() string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, userClaims(now, func(c jwt.MapClaims) { c["exp_policy"] = "x" }))
+			tok.Header["kid"] = "rsa"
+			tok.Header["crit"] = []string{"exp_policy"}
+			s, err := tok.SignedString(keys.rsa)
+			require.NoError(t, err)
+			return s
+		}(), "crit"},
+		{"exp-as-string", rs256.sign(t, mod(func(c jwt.MapClaims) { c["exp"] = strconv.FormatInt(now.Add(time.Hour).Unix(), 10) })), "JSON numbers"},
+		{"nbf-as-string", rs256.sign(t, mod(func(c jwt.MapClaims) { c["nbf"] = strconv.FormatInt(now.Unix(), 10) })), "JSON numbers"},
+		{"iat-as-string", rs256.sign(t, mod(func(c jwt.MapClaims) { c["iat"] = strconv.FormatInt(now.Unix(), 10) })), "JSON numbers"},
+		{"lifetime-24h-ok", rs256.sign(t, mod(func(c jwt.MapClaims) { c["exp"] = now.Add(24 * time.Hour).Unix() })), ""},
+		{"lifetime-too-long", rs256.sign(t, mod(func(c jwt.MapClaims) {
+			c["iat"] = now.Add(-time.Hour).Unix()
+			c["exp"] = now.Add(24 * time.Hour).Unix()
+		})), "lifetime"},
+		{"lifetime-a-year", rs256.sign(t, mod(func(c jwt.MapClaims) { c["exp"] = now.AddDate(1, 0, 0).Unix() })), "lifetime"},
+		{"no-iat-exp-near-ok", rs256.sign(t, mod(func(c jwt.MapClaims) { delete(c, "iat") })), ""},
+		{"no-iat-exp-far-ahead", rs256.sign(t, mod(func(c jwt.MapClaims) {
+			delete(c, "iat")
+			c["exp"] = now.Add(48 * time.Hour).Unix()
+		})), "further ahead"},
+		{"selected-role-org-not-a-user-org", rs256.sign(t, mod(func(c jwt.MapClaims) {
+			c["nhsid_user_orgs"] = []any{map[string]any{"org_code": "X26", "org_name": "Another Trust"}}
+		})), "nhsid_user_orgs"},
+		{"selected-role-org-no-user-orgs", rs256.sign(t, mod(func(c jwt.MapClaims) { delete(c, "nhsid_user_orgs") })), "nhsid_user_orgs"},
 		{"empty", "", "no access token"},
 	}
 	v := verifier(t, ks, now)
@@ -384,4 +415,164 @@ func TestLocalKey(t *testing.T) {
 	ks, err := auth.ParseJWKS(k.JWKS())
 	require.NoError(t, err)
 	assert.Contains(t, ks, k.KID())
+}
+
+// TestHazard_RemovedJWKSKeyStillVerifies: the identity provider removes a
+// key (compromised, retired) from its JWKS. Within the refresh interval the
+// server stops accepting tokens signed with it, including tokens it had
+// already verified and cached; tokens of the keys that stay still verify.
+func TestHazard_RemovedJWKSKeyStillVerifies(t *testing.T) {
+	testKeys(t)
+	var current atomic.Value
+	current.Store(jwks(rsaJWK("k1", &keys.rsa.PublicKey), rsaJWK("k2", &keys.rsa2.PublicKey)))
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(current.Load().([]byte))
+	}))
+	defer srv.Close()
+	// Unknown kids may not fetch again within the test: only the periodic
+	// refresh can notice the removal.
+	ks, err := auth.URLKeys(t.Context(), srv.URL, auth.KeyOptions{RefreshInterval: 100 * time.Millisecond, MinInterval: time.Hour})
+	require.NoError(t, err)
+	now := time.Now()
+	v := verifier(t, ks, now)
+	k1 := signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now, nil))
+	k2 := signer{"k2", jwt.SigningMethodRS256, keys.rsa2}.sign(t, userClaims(now, nil))
+	for _, tok := range []string{k1, k2} {
+		_, err = v.Verify(context.Background(), tok)
+		require.NoError(t, err)
+	}
+
+	current.Store(jwks(rsaJWK("k2", &keys.rsa2.PublicKey)))
+	waitForFetches(t, &fetches, 2)
+
+	_, err = v.Verify(context.Background(), k1)
+	require.Error(t, err, "a cached token whose key was removed is no longer trusted")
+	assert.ErrorIs(t, err, auth.ErrUnauthorised)
+	assert.NotErrorIs(t, err, auth.ErrKeysUnavailable)
+	_, err = v.Verify(context.Background(), signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now.Add(time.Second), nil)))
+	require.Error(t, err, "a new token signed with the removed key is refused")
+	_, err = v.Verify(context.Background(), k2)
+	require.NoError(t, err, "the key that stays still verifies")
+}
+
+// A key replaced under the same kid ends the tokens the old key signed.
+func TestHazard_ReplacedJWKSKeyStillVerifiesCachedToken(t *testing.T) {
+	testKeys(t)
+	var current atomic.Value
+	current.Store(jwks(rsaJWK("k1", &keys.rsa.PublicKey)))
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Write(current.Load().([]byte))
+	}))
+	defer srv.Close()
+	ks, err := auth.URLKeys(t.Context(), srv.URL, auth.KeyOptions{RefreshInterval: 100 * time.Millisecond, MinInterval: time.Hour})
+	require.NoError(t, err)
+	now := time.Now()
+	v := verifier(t, ks, now)
+	old := signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now, nil))
+	_, err = v.Verify(context.Background(), old)
+	require.NoError(t, err)
+	current.Store(jwks(rsaJWK("k1", &keys.rsa2.PublicKey)))
+	waitForFetches(t, &fetches, 2)
+	_, err = v.Verify(context.Background(), old)
+	require.Error(t, err, "the cached token was verified with a key that is no longer k1")
+	_, err = v.Verify(context.Background(), signer{"k1", jwt.SigningMethodRS256, keys.rsa2}.sign(t, userClaims(now, nil)))
+	require.NoError(t, err)
+}
+
+// The same for a JWKS file: it is read again once its keys are older than
+// the refresh interval.
+func TestHazard_RemovedFileKeyStillVerifies(t *testing.T) {
+	testKeys(t)
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	require.NoError(t, os.WriteFile(path, jwks(rsaJWK("k1", &keys.rsa.PublicKey), rsaJWK("k2", &keys.rsa2.PublicKey)), 0o600))
+	ks, err := auth.FileKeys(path, auth.KeyOptions{RefreshInterval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	now := time.Now()
+	v := verifier(t, ks, now)
+	k1 := signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now, nil))
+	k2 := signer{"k2", jwt.SigningMethodRS256, keys.rsa2}.sign(t, userClaims(now, nil))
+	_, err = v.Verify(context.Background(), k1)
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(path, jwks(rsaJWK("k2", &keys.rsa2.PublicKey)), 0o600))
+	time.Sleep(100 * time.Millisecond)
+	_, err = v.Verify(context.Background(), k1)
+	require.Error(t, err, "a cached token whose key was removed from the file is no longer trusted")
+	_, err = v.Verify(context.Background(), k2)
+	require.NoError(t, err)
+}
+
+// The JWKS becoming unreachable after a start keeps the known keys (no
+// outage for every user) and answers unknown kids with 503, not 401.
+func TestJWKSUnreachableLater(t *testing.T) {
+	testKeys(t)
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.Write(jwks(rsaJWK("k1", &keys.rsa.PublicKey)))
+	}))
+	defer srv.Close()
+	ks, err := auth.URLKeys(t.Context(), srv.URL, auth.KeyOptions{RefreshInterval: 50 * time.Millisecond, MinInterval: time.Millisecond})
+	require.NoError(t, err)
+	now := time.Now()
+	v := verifier(t, ks, now)
+	down.Store(true)
+	time.Sleep(150 * time.Millisecond)
+	_, err = v.Verify(context.Background(), signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now, nil)))
+	require.NoError(t, err, "the keys already fetched stay in use")
+	_, err = v.Verify(context.Background(), signer{"k9", jwt.SigningMethodRS256, keys.rsa2}.sign(t, userClaims(now, nil)))
+	assert.ErrorIs(t, err, auth.ErrKeysUnavailable)
+}
+
+// waitForFetches waits (at most 2 s) until the JWKS has been fetched n more
+// times, so the latest document has been read at least once.
+func waitForFetches(t *testing.T, fetches *atomic.Int32, n int32) {
+	t.Helper()
+	start := fetches.Load()
+	deadline := time.Now().Add(2 * time.Second)
+	for fetches.Load() < start+n {
+		require.True(t, time.Now().Before(deadline), "the JWKS was not fetched again within 2 s")
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the last fetch's document is stored
+}
+
+// A JWKS that also holds keys the server does not use (an encryption key,
+// an Ed25519 key, a malformed key) still verifies with its signing keys,
+// when fetched first and when fetched again.
+func TestJWKSWithKeysTheServerDoesNotUse(t *testing.T) {
+	testKeys(t)
+	others := []map[string]string{
+		{"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+		{"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"},
+		{"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
+	}
+	var current atomic.Value
+	current.Store(jwks(append([]map[string]string{rsaJWK("k1", &keys.rsa.PublicKey)}, others...)...))
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Write(current.Load().([]byte))
+	}))
+	defer srv.Close()
+	ks, err := auth.URLKeys(t.Context(), srv.URL, auth.KeyOptions{RefreshInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	now := time.Now()
+	v := verifier(t, ks, now)
+	_, err = v.Verify(context.Background(), signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now, nil)))
+	require.NoError(t, err)
+
+	// The provider now publishes nothing usable: the keys held stay.
+	current.Store(jwks(others...))
+	waitForFetches(t, &fetches, 2)
+	_, err = v.Verify(context.Background(), signer{"k1", jwt.SigningMethodRS256, keys.rsa}.sign(t, userClaims(now.Add(time.Second), nil)))
+	require.NoError(t, err, "a JWKS with no usable key is a failed fetch, not an empty key set")
 }

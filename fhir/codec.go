@@ -54,10 +54,19 @@ func (r *Resource) ID() string {
 func (r *Resource) SetID(id string) { r.Fields["id"] = id }
 
 // Decode parses body as one FHIR R4 resource and validates it against the base
-// specification. It returns every problem it finds, each with the path of the
-// element; a nil Resource means the body was not a JSON object with a
-// resourceType.
+// specification. It returns every problem it finds (up to MaxIssues, then
+// their count), each with the path of the element; a nil Resource means the
+// body was not a JSON object with a resourceType.
+//
+// A body has one reading: a key not spelt exactly as a FHIR element, a key
+// twice in one object, or nesting deeper than MaxJSONDepth is refused
+// (CheckJSON) before google/fhir sees it. Fields is then the one tree every
+// later reader (the profile validator, the plan and the LA, the search
+// keys, the stored body) works from.
 func (c *Codec) Decode(body []byte) (*Resource, []Issue) {
+	if issues := CheckJSON(body, ""); issues != nil {
+		return nil, rootedAt(issues, body)
+	}
 	fields, issues := decodeObject(body)
 	if issues != nil {
 		return nil, issues
@@ -68,22 +77,42 @@ func (c *Codec) Decode(body []byte) (*Resource, []Issue) {
 	}
 	delete(fields, "resourceType")
 	res := &Resource{Type: rt, Fields: fields, Body: body}
-	return res, c.validate(body)
+	return res, c.validate(body, rt)
+}
+
+// rootedAt prefixes the expressions of CheckJSON's issues with the body's
+// resourceType, when it has a well-formed one.
+func rootedAt(issues []Issue, body []byte) []Issue {
+	var head map[string]json.RawMessage
+	var rt string
+	if json.Unmarshal(body, &head) != nil || json.Unmarshal(head["resourceType"], &rt) != nil || !ValidID(rt) {
+		return issues
+	}
+	for i := range issues {
+		for j, e := range issues[i].Expression {
+			if strings.HasPrefix(e, "[") {
+				issues[i].Expression[j] = rt + e
+			} else {
+				issues[i].Expression[j] = joinPath(rt, e)
+			}
+		}
+	}
+	return issues
 }
 
 // validate checks resource JSON against the base R4 specification and
-// returns every problem found.
-func (c *Codec) validate(body []byte) []Issue {
-	var rep reporter
-	var issues []Issue
-	if _, err := c.um.UnmarshalWithErrorReporter(body, &rep); err != nil {
-		issues = unmarshalIssues(err)
-	} else {
-		issues = rep.issues
+// returns the problems found: the MaxIssues first by expression, then
+// their count, whatever order google/fhir finds them in.
+func (c *Codec) validate(body []byte, rt string) []Issue {
+	rep := reporter{c: Collector{Sorted: true}}
+	msg, err := c.um.UnmarshalWithErrorReporter(body, &rep)
+	if err != nil {
+		rep.c = Collector{Sorted: true}
+		addUnmarshalIssues(&rep.c, err)
+		return rep.c.Issues()
 	}
-	// google/fhir walks objects in map order: sort for a stable answer.
-	sort.SliceStable(issues, func(i, j int) bool { return firstExpr(issues[i]) < firstExpr(issues[j]) })
-	return issues
+	checkYears(msg, rt, &rep.c)
+	return rep.c.Issues()
 }
 
 func firstExpr(is Issue) string {
@@ -142,15 +171,15 @@ func position(body []byte, off int64) (line, col int) {
 }
 
 // reporter collects google/fhir validation findings as issues.
-type reporter struct{ issues []Issue }
+type reporter struct{ c Collector }
 
 func (r *reporter) ReportValidationError(path string, err error) error {
-	r.issues = append(r.issues, findingIssue(path, err, "error"))
+	r.c.Add(findingIssue(path, err, "error"))
 	return nil
 }
 
 func (r *reporter) ReportValidationWarning(path string, err error) error {
-	r.issues = append(r.issues, findingIssue(path, err, "warning"))
+	r.c.Add(findingIssue(path, err, "warning"))
 	return nil
 }
 
@@ -164,6 +193,18 @@ func findingIssue(path string, err error, severity string) Issue {
 		return list[0]
 	}
 	return Issue{Severity: severity, Kind: KindUnprocessable, Diagnostics: "Invalid element", Expression: []string{path}}
+}
+
+// addUnmarshalIssues adds google/fhir's errors to c, one at a time.
+func addUnmarshalIssues(c *Collector, err error) {
+	v := reflect.ValueOf(err)
+	if v.Kind() == reflect.Slice {
+		for i := 0; i < v.Len(); i++ {
+			c.Add(unmarshalIssue(v.Index(i)))
+		}
+		return
+	}
+	c.Add(unmarshalIssue(v))
 }
 
 // unmarshalIssues turns google/fhir's errors into issues. Its error types are

@@ -34,6 +34,7 @@ const (
 	KindTooLarge                // the body is larger than the server accepts (413)
 	KindUnsupportedMedia        // the body is not FHIR JSON (415)
 	KindUnprocessable           // a resource breaks a rule of its profile (422)
+	KindHeaderTooLarge          // the request line and headers are too large (431)
 	KindClientClosed            // the client went away before the answer (499)
 	KindInternal                // a bug (500)
 	KindNotImplemented          // the database cannot do what was asked (501)
@@ -52,7 +53,7 @@ func Kinds() []Kind {
 
 var kindNames = [...]string{"none", "invalid", "invalid-search", "invalid-header", "unauthorised", "forbidden",
 	"not-found", "method-not-allowed", "not-acceptable", "conflict", "gone", "precondition-failed", "too-large",
-	"unsupported-media", "unprocessable", "client-closed", "internal", "not-implemented", "unavailable"}
+	"unsupported-media", "unprocessable", "header-too-large", "client-closed", "internal", "not-implemented", "unavailable"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -68,6 +69,7 @@ type Issue struct {
 	Kind        Kind   // KindNone for warnings and information without a code
 	Diagnostics string
 	Expression  []string
+	More        int // > 0: this issue stands for More problems not shown (see Collector)
 }
 
 // Error is the one error type that reaches clients: a kind with one or more
@@ -131,9 +133,11 @@ func As(err error) *Error {
 
 // Join gathers the issues of several errors into one error whose kind is
 // the first of theirs in the order of kinds; nil if there are none. The
-// first internal cause is kept.
+// first internal cause is kept; the issues are bounded like any answer's
+// (Collector).
 func Join(errs ...*Error) error {
 	var out *Error
+	var issues Collector
 	for _, e := range errs {
 		if e == nil {
 			continue
@@ -144,7 +148,7 @@ func Join(errs ...*Error) error {
 		if e.Kind < out.Kind {
 			out.Kind = e.Kind
 		}
-		out.Issues = append(out.Issues, e.Issues...)
+		issues.AddAll(e.Issues)
 		if out.Err == nil {
 			out.Err = e.Err
 		}
@@ -152,6 +156,7 @@ func Join(errs ...*Error) error {
 	if out == nil {
 		return nil
 	}
+	out.Issues = issues.Issues()
 	return out
 }
 

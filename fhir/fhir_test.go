@@ -1,6 +1,7 @@
 package fhir_test
 
 import (
+	"io"
 	"math/big"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ func TestValidNHSNumber(t *testing.T) {
 		{" 449306753", false},
 		{"", false},
 		{"1000000010", false}, // check digit would be 10
+		{"0000000000", false}, // passes Modulus 11, but is no one's NHS number
 	} {
 		t.Run(tc.in, func(t *testing.T) { assert.Equal(t, tc.want, fhir.ValidNHSNumber(tc.in)) })
 	}
@@ -35,7 +37,7 @@ func TestValidNHSNumber(t *testing.T) {
 // referenceCheck is the NHS Data Dictionary algorithm written out plainly,
 // with big-number arithmetic, to compare the fast check against.
 func referenceCheck(s string) bool {
-	if len(s) != 10 {
+	if len(s) != 10 || s == "0000000000" { // all zeros passes the sum but is not issued
 		return false
 	}
 	sum := new(big.Int)
@@ -201,4 +203,16 @@ func TestBundleEncoding(t *testing.T) {
 	assert.JSONEq(t, `{"resourceType":"Bundle","type":"searchset","total":1,"link":[{"relation":"self","url":"http://x/Flag?a=1&b=2"}],
 	  "entry":[{"fullUrl":"http://x/Flag/1","resource":{"resourceType":"Flag","id":"1"},"search":{"mode":"match"}}]}`, string(b.AppendJSON(nil)))
 	assert.Equal(t, `"a\"b\\c\n\u0001<&>\u2028"`, string(fhir.AppendString(nil, "a\"b\\c\n\x01<&>\u2028")))
+}
+
+func TestCompactReaderKeepsTheMeaning(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"  {\n\t\"a\" :  [1 ,  2]  }  ", ` { "a" : [1 , 2] } `},
+		{`{"s":"  keep \"  these  \\"  }`, `{"s":"  keep \"  these  \\" }`},
+		{"[1    2]", "[1 2]"}, // still two tokens, still invalid
+	} {
+		b, err := io.ReadAll(fhir.CompactReader(strings.NewReader(tc.in)))
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, string(b))
+	}
 }

@@ -1,9 +1,10 @@
 package fhir
 
 // ValidNHSNumber reports whether s is a 10-digit NHS number whose last digit
-// is the Modulus 11 check digit of the first nine.
+// is the Modulus 11 check digit of the first nine. 0000000000 passes the
+// check but is no one's NHS number, so it is not valid.
 func ValidNHSNumber(s string) bool {
-	if len(s) != 10 {
+	if len(s) != 10 || s == "0000000000" {
 		return false
 	}
 	sum := 0
@@ -29,7 +30,7 @@ func ValidNHSNumber(s string) bool {
 // NHSNumberCheckDigit returns the check digit for the first nine digits of
 // an NHS number, or -1 if those nine digits cannot start a valid number.
 func NHSNumberCheckDigit(nine string) int {
-	if len(nine) != 9 {
+	if len(nine) != 9 || nine == "000000000" {
 		return -1
 	}
 	sum := 0

@@ -30,10 +30,11 @@ type Describe func(Kind) (issueType, code, display string)
 
 // Outcome builds the OperationOutcome for issues, describing their kinds
 // with describe. An empty list gives a single informational "all OK" issue,
-// as FHIR requires at least one.
+// as FHIR requires at least one. At most MaxIssues problems are listed,
+// then one issue counting the rest.
 func Outcome(issues []Issue, describe Describe) *OperationOutcome {
 	oo := &OperationOutcome{ResourceType: "OperationOutcome", Meta: &Meta{Profile: []string{UKCoreOperationOutcome}}}
-	for _, is := range issues {
+	for _, is := range Capped(issues) {
 		sev := is.Severity
 		if sev == "" {
 			sev = "error"

@@ -257,7 +257,7 @@ func ParseDateTime(v string, loc *time.Location) (low, high time.Time, ok bool) 
 	for _, l := range layouts {
 		if len(v) == len(l.layout) {
 			t, err := time.ParseInLocation(l.layout, v, loc)
-			if err != nil {
+			if err != nil || t.Year() < 1 { // FHIR dates start at year 0001
 				return low, high, false
 			}
 			return t, l.step(t), true
@@ -265,7 +265,7 @@ func ParseDateTime(v string, loc *time.Location) (low, high time.Time, ok bool) 
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04"} {
 		t, err := time.ParseInLocation(layout, v, loc)
-		if err == nil {
+		if err == nil && t.Year() >= 1 {
 			step := time.Second
 			if layout == "2006-01-02T15:04" {
 				step = time.Minute

@@ -58,5 +58,5 @@ func parseBool(s string) (bool, bool) {
 // caller is who asks and how, as the registry needs it: the principal,
 // the silent switch, and what names the request in the logs.
 func caller(c *gin.Context, silent bool) registry.Caller {
-	return registry.Caller{P: principal(c), Silent: silent, RequestID: requestIDOf(c), Route: c.FullPath()}
+	return registry.Caller{P: principal(c), Silent: silent, RequestID: requestIDOf(c), Route: c.FullPath(), TraceID: traceIDOf(c)}
 }

@@ -78,7 +78,7 @@ func TestSilentReadsAreNotAudited(t *testing.T) {
 		e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
 		gp := e.gp()
 		require.Equal(t, http.StatusOK, e.do(http.MethodGet, flagSearch(nhsA)+"&silent=true", gp, "").Code)
-		require.Equal(t, http.StatusOK, e.do(http.MethodGet, "Flag/a1", gp, "", "IsUnscheduledAccessEvent", "false").Code)
+		require.Equal(t, http.StatusOK, e.do(http.MethodGet, flagSearch(nhsA), gp, "", "IsUnscheduledAccessEvent", "false").Code)
 		assert.Empty(t, e.auditOf(nhsA))
 		feed := e.do(http.MethodGet, "AuditEvent?date=ge2026-01-01", e.laToken(la1), "")
 		assert.Empty(t, feed.entries("match"), "the LA is not told of silent reads")
@@ -300,8 +300,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnv(t, backend{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }})
 	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
-	eng, ok := e.h.(*gin.Engine)
-	require.True(t, ok, "handlers.New serves a *gin.Engine")
+	eng := e.engine()
 	reads := patientReads(t, eng)
 	require.GreaterOrEqual(t, len(reads), 12, "Flag and EpisodeOfCare read, vread, history and search (GET and POST), AuditEvent search: %v", reads)
 

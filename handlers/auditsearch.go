@@ -53,14 +53,13 @@ func (s *Server) searchAudit(c *gin.Context) error {
 // accessHistory answers the registry's access history of a patient, newest
 // first.
 func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string, since time.Time) error {
-	self := s.selfQuery(sr, "")
-	kept, err := s.reg.AccessHistory(c.Request.Context(), caller(c, sr.silent), subject, since, "AuditEvent?"+self)
+	kept, err := s.reg.AccessHistory(c.Request.Context(), caller(c, sr.silent), subject, since, "AuditEvent?"+s.selfQuery(sr, ""))
 	if err != nil {
 		return err
 	}
 	total := len(kept)
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
-		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + self}}}
+		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, searchCursorTTL)}}}
 	for i := len(kept) - 1; i >= 0; i-- {
 		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", kept[i].ID), Resource: kept[i].Body, Search: &fhir.EntrySearch{Mode: "match"}})
 	}
@@ -79,9 +78,9 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error 
 	}
 	total := page.Total
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
-		Link: []fhir.Link{{Relation: "self", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, sr.q.Cursor)}}}
+		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, feedCursorTTL)}}}
 	if len(page.Events) > 0 && page.Next != "" {
-		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/AuditEvent?" + s.selfQuery(sr, page.Next)})
+		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink("AuditEvent", sr, page.Next, feedCursorTTL)})
 	}
 	for _, r := range page.Events {
 		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})

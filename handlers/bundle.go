@@ -43,6 +43,11 @@ func (s *Server) transaction(c *gin.Context, b *postedBundle) {
 			errs = append(errs, fhir.As(e.err))
 		}
 	}
+	if b.unchecked > 0 {
+		// First, so that the cap on the answer's issues keeps it.
+		errs = append([]*fhir.Error{{Kind: fhir.KindInvalid, Issues: []fhir.Issue{{Severity: "information", Type: "informational",
+			Diagnostics: fmt.Sprintf("%d further entries were not checked: the entries before them already have %d problems or more", b.unchecked, fhir.MaxIssues)}}}}, errs...)
+	}
 	errs = append(errs, duplicates(b.entries)...)
 	errs = append(errs, references(b.entries)...)
 	if err := fhir.Join(errs...); err != nil {
@@ -97,11 +102,22 @@ func (s *Server) batch(c *gin.Context, b *postedBundle) {
 		}
 	}
 	out := &fhir.Bundle{Type: "batch-response", Timestamp: fhir.Instant(s.now())}
+	shown := 0 // issues in the answer so far, bounded by batchIssueBudget
 	for i, e := range b.entries {
 		if errs[i] != nil {
 			fe := fhir.As(fhir.Under(entryPath(e.index), "", s.outcome(c, errs[i])))
+			issues := fhir.Capped(fe.Issues)
+			if shown >= batchIssueBudget && len(issues) > 1 {
+				// The answer already lists batchIssueBudget problems: from
+				// here on each failed entry shows its first, and a count.
+				var rest fhir.Collector
+				rest.AddAll(issues[1:])
+				issues = []fhir.Issue{issues[0], {Severity: "information", Type: "informational", More: rest.Len(),
+					Diagnostics: fmt.Sprintf("%d further problems with this entry not shown: the answer to one batch lists at most about %d", rest.Len(), batchIssueBudget)}}
+			}
+			shown += len(issues)
 			out.Entry = append(out.Entry, fhir.Entry{Response: &fhir.EntryResponse{
-				Status: statusLine(row(fe.Kind).status), Outcome: outcomeJSON(fe.Issues),
+				Status: statusLine(row(fe.Kind).status), Outcome: outcomeJSON(issues),
 			}})
 			continue
 		}
@@ -109,6 +125,10 @@ func (s *Server) batch(c *gin.Context, b *postedBundle) {
 	}
 	s.writeBundle(c, out)
 }
+
+// batchIssueBudget bounds the problems one batch-response lists in full;
+// beyond it each failed entry shows its first problem and a count.
+const batchIssueBudget = 10 * fhir.MaxIssues
 
 // resultEntry is the response entry of an applied entry, with the resource
 // or an OperationOutcome as Prefer: return= asks.

@@ -20,6 +20,10 @@ import (
 type postedBundle struct {
 	typ     string // transaction or batch
 	entries []*bundleEntry
+	// unchecked counts the entries of a transaction left unchecked because
+	// those before them already had fhir.MaxIssues problems: the
+	// transaction is refused anyway, and checking more is work for nothing.
+	unchecked int
 }
 
 // bundleEntry is one entry of a posted Bundle, read and checked on its own:
@@ -62,7 +66,9 @@ var (
 // Problems with the Bundle itself fail the request; then each entry is
 // checked, and its problems are kept with the entry.
 func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, error) {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBundleBytes))
+	// Whitespace runs are collapsed as the body streams in (see
+	// fhir.CompactReader): the decoder would otherwise rescan them.
+	dec := json.NewDecoder(fhir.CompactReader(http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBundleBytes)))
 	b := &postedBundle{}
 	tok, err := dec.Token()
 	if err != nil {
@@ -122,9 +128,18 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 		return nil, err
 	}
 	// Only a Bundle within the limits is checked entry by entry.
-	b.entries = make([]*bundleEntry, len(raws))
+	b.entries = make([]*bundleEntry, 0, len(raws))
+	problems := 0
 	for i, raw := range raws {
-		b.entries[i] = s.readEntry(p, i, raw)
+		if b.typ == "transaction" && problems >= fhir.MaxIssues {
+			b.unchecked = len(raws) - i
+			break
+		}
+		e := s.readEntry(p, i, raw)
+		if e.err != nil {
+			problems += len(fhir.As(e.err).Issues)
+		}
+		b.entries = append(b.entries, e)
 		raws[i] = nil
 	}
 	return b, nil
@@ -186,6 +201,13 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 		return e
 	}
 
+	// One reading of the entry: no key twice, every key spelt exactly
+	// (the maps below match keys exactly, and the resource goes through
+	// the codec, which checks again).
+	if issues := fhir.CheckJSON(raw, at); issues != nil {
+		errs = append(errs, fhir.As(fhir.Invalid(issues)))
+		return done()
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
 		bad(fhir.KindInvalid, at, "Each entry must be a JSON object")

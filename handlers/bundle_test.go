@@ -274,12 +274,12 @@ func TestTransactionPermissions(t *testing.T) {
 		}{
 			{"names-another-la-403", la, putPlanEntry(planSpec{id: "p3", nhs: nhsC, la: la2}), 403,
 				[]string{"ACCESS_DENIED@Bundle.entry[3].resource.managingOrganization.identifier.value"}},
-			{"overwrites-another-las-id-403", la, putPlanEntry(planSpec{id: "theirs", nhs: nhsC, la: la1}), 403,
-				[]string{"ACCESS_DENIED@Bundle.entry[3]"}},
+			{"overwrites-another-las-id-409", la, putPlanEntry(planSpec{id: "theirs", nhs: nhsC, la: la1}), 409,
+				[]string{"INVALID_VALUE@Bundle.entry[3]"}},
 			{"another-las-organization-403", la, entry{method: "PUT", url: "Organization/org2", resource: orgJSON("org2", la2, "Two")}, 403,
 				[]string{"ACCESS_DENIED@Bundle.entry[3].resource.identifier"}},
-			{"deletes-another-las-plan-403", la, entry{method: "DELETE", url: "EpisodeOfCare/theirs"}, 403,
-				[]string{"ACCESS_DENIED@Bundle.entry[3]"}},
+			{"deletes-another-las-plan-404", la, entry{method: "DELETE", url: "EpisodeOfCare/theirs"}, 404,
+				[]string{"RESOURCE_NOT_FOUND@Bundle.entry[3]"}},
 			{"no-organization-scope-403", e.laToken(la1, "system/EpisodeOfCare.write"), putPlanEntry(planSpec{id: "p3", nhs: nhsC, la: la1}), 403,
 				[]string{"ACCESS_DENIED@Bundle.entry[0]"}},
 		}
@@ -529,7 +529,7 @@ func TestBatch(t *testing.T) {
 		))
 		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 		assert.Equal(t, "batch-response", r.json()["type"])
-		assert.Equal(t, []string{"201 Created", "422 Unprocessable Entity", "403 Forbidden", "403 Forbidden", "404 Not Found",
+		assert.Equal(t, []string{"201 Created", "422 Unprocessable Entity", "403 Forbidden", "409 Conflict", "404 Not Found",
 			"405 Method Not Allowed", "201 Created", "200 OK", "400 Bad Request"}, r.statuses())
 		rs := r.responses()
 		outcome := func(i int) string {
@@ -540,7 +540,7 @@ func TestBatch(t *testing.T) {
 		}
 		assert.Equal(t, "VALIDATION_ERROR@Bundle.entry[1].resource.patient.identifier.value", outcome(1))
 		assert.Equal(t, "ACCESS_DENIED@Bundle.entry[2].resource.managingOrganization.identifier.value", outcome(2))
-		assert.Equal(t, "ACCESS_DENIED@Bundle.entry[3]", outcome(3))
+		assert.Equal(t, "INVALID_VALUE@Bundle.entry[3]", outcome(3))
 		assert.Equal(t, "RESOURCE_NOT_FOUND@Bundle.entry[4]", outcome(4))
 		assert.Equal(t, "METHOD_NOT_ALLOWED@Bundle.entry[5].request.method", outcome(5))
 		assert.Equal(t, "INVALID_VALUE@Bundle.entry[8].resource.managingOrganization.reference", outcome(8))
@@ -702,4 +702,23 @@ func TestTransactionRefusedWithoutTransactions(t *testing.T) {
 		assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "Flag/p2", e.nurse(), "").Code)
 	})
 	require.True(t, ran, "the embedded FerretDB has no transactions, so this must have run there")
+}
+
+// TestBundleWithWhitespaceRuns: whitespace between tokens means nothing, so
+// a Bundle padded with runs of it (which the reader collapses as it
+// streams) is applied exactly as the same Bundle without.
+func TestBundleWithWhitespaceRuns(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		body := bundleJSON("transaction", putPlanEntry(planSpec{id: "p1", nhs: nhsA, la: la1}))
+		var padded bytes.Buffer
+		require.NoError(t, json.Indent(&padded, []byte(body), strings.Repeat("\t", 4096), strings.Repeat(" \r\n", 4096)))
+		require.Greater(t, padded.Len(), 1<<20)
+		body = padded.String()
+		r := e.post(e.laToken(la1), body)
+		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+		assert.Equal(t, []string{"201 Created"}, r.statuses())
+		got := e.do(http.MethodGet, "EpisodeOfCare/p1", e.laToken(la1), "")
+		require.Equal(t, http.StatusOK, got.Code, got.Body.String())
+	})
 }

@@ -69,10 +69,10 @@ func (s *Server) searchConformance(typ string) gin.HandlerFunc {
 			limit = 0
 		}
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
-		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, sr.q.Cursor)})
+		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.selfLink(typ, sr, searchCursorTTL)})
 		if limit > 0 && len(found) > limit {
 			found = found[:limit]
-			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, found[limit-1].ID)})
+			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, found[limit-1].ID, searchCursorTTL)})
 		} else if limit == 0 {
 			found = nil
 		}

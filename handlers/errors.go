@@ -12,6 +12,11 @@ import (
 	"cpis/fhir"
 )
 
+// StatusClientClosedRequest is the status recorded (in the access log and
+// the metrics) for a request whose client went away before the answer: the
+// client's doing, not a server error (nginx's 499).
+const StatusClientClosedRequest = 499
+
 // kindRow is how one error kind answers: the HTTP status, the FHIR issue
 // type, and the NHS error code with its display.
 type kindRow struct {
@@ -33,13 +38,14 @@ var kinds = map[fhir.Kind]kindRow{
 	fhir.KindNotFound:           {http.StatusNotFound, "not-found", "RESOURCE_NOT_FOUND", "Resource not found"},
 	fhir.KindMethodNotAllowed:   {http.StatusMethodNotAllowed, "not-supported", "METHOD_NOT_ALLOWED", "Method not allowed"},
 	fhir.KindNotAcceptable:      {http.StatusNotAcceptable, "invalid", "INVALID_VALUE", "Invalid value"},
-	fhir.KindConflict:           {http.StatusConflict, "conflict", "PRECONDITION_FAILED", "Precondition failed"},
+	fhir.KindConflict:           {http.StatusConflict, "conflict", "INVALID_VALUE", "Invalid value"},
 	fhir.KindGone:               {http.StatusGone, "not-found", "RESOURCE_NOT_FOUND", "Resource not found"},
 	fhir.KindPreconditionFailed: {http.StatusPreconditionFailed, "conflict", "PRECONDITION_FAILED", "Precondition failed"},
 	fhir.KindTooLarge:           {http.StatusRequestEntityTooLarge, "invalid", "INVALID_VALUE", "Invalid value"},
 	fhir.KindUnsupportedMedia:   {http.StatusUnsupportedMediaType, "invalid", "INVALID_VALUE", "Invalid value"},
 	fhir.KindUnprocessable:      {http.StatusUnprocessableEntity, "processing", "VALIDATION_ERROR", "Validation error"},
-	fhir.KindClientClosed:       {499, "transient", "SERVICE_UNAVAILABLE", "Service unavailable"},
+	fhir.KindHeaderTooLarge:     {http.StatusRequestHeaderFieldsTooLarge, "invalid", "INVALID_VALUE", "Invalid value"},
+	fhir.KindClientClosed:       {StatusClientClosedRequest, "transient", "SERVICE_UNAVAILABLE", "Service unavailable"},
 	fhir.KindInternal:           {http.StatusInternalServerError, "exception", "INTERNAL_SERVER_ERROR", "Internal server error"},
 	fhir.KindNotImplemented:     {http.StatusNotImplemented, "not-supported", "METHOD_NOT_ALLOWED", "Method not allowed"},
 	fhir.KindUnavailable:        {http.StatusServiceUnavailable, "transient", "SERVICE_UNAVAILABLE", "Service unavailable"},
@@ -80,6 +86,9 @@ func (s *Server) fail(c *gin.Context, err error) {
 // client sees only the request id.
 func (s *Server) outcome(c *gin.Context, err error) *fhir.Error {
 	fe := asFHIR(c, err)
+	if fe.Kind == fhir.KindClientClosed {
+		s.Log.Info("the client went away before the answer", slog.String("request_id", requestIDOf(c)), slog.Int("status", row(fe.Kind).status))
+	}
 	if status := row(fe.Kind).status; status >= 500 {
 		s.Log.Error("request failed", slog.String("request_id", requestIDOf(c)), slog.Int("status", status), slog.String("error", err.Error()))
 	}
@@ -99,11 +108,10 @@ func asFHIR(c *gin.Context, err error) *fhir.Error {
 		err = fhir.Wrap(fhir.KindUnavailable, err, "The token signing keys cannot be fetched; try again shortly (request %s)", rid)
 	case errors.As(err, &te):
 		err = fhir.Wrap(fhir.KindUnauthorised, err, "Unauthorised: %s", te.Reason)
-	case errors.Is(err, context.Canceled):
-		// The client went away: nobody reads the answer, and it is not
-		// the server's failure.
-		err = fhir.Wrap(fhir.KindClientClosed, err, "The request was cancelled (request %s)", rid)
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
+		// The client closed the connection: its doing, not an outage.
+		err = fhir.Wrap(fhir.KindClientClosed, err, "The request was cancelled by the client (request %s)", rid)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		err = fhir.Wrap(fhir.KindUnavailable, err, "The service is unavailable; try again shortly (request %s)", rid)
 	default:
 		err = fhir.Wrap(fhir.KindInternal, err, "Internal server error (request %s)", rid)

@@ -504,3 +504,14 @@ func jpath[T any](t testing.TB, v any, path ...any) T {
 	}
 	return out
 }
+
+// engine rebuilds the env's server as the bare gin engine (without the
+// response compression in front of it), over the same store, and sends the
+// env's requests to it: for tests that list or add routes.
+func (e *env) engine() *gin.Engine {
+	e.t.Helper()
+	eng, err := handlers.NewEngine(e.deps)
+	require.NoError(e.t, err)
+	e.h = eng
+	return eng
+}

@@ -24,7 +24,7 @@ func (s *Server) readyz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
-// ping answers GET /FHIR/R4/_ping for any valid token with a fixed
+// ping answers GET [base]/_ping for any valid token with a fixed
 // OperationOutcome, encoded once.
 func (s *Server) ping(c *gin.Context) {
 	s.writeJSON(c, http.StatusOK, s.pong)

@@ -54,9 +54,11 @@ func TestDeletedPlanHiddenFromHealthUsers(t *testing.T) {
 				assert.Equal(t, "RESOURCE_NOT_FOUND", r.code())
 				assert.NotContains(t, r.Body.String(), nhsB)
 			})
-			t.Run("gp-silent-"+path+"-410", func(t *testing.T) {
+			t.Run("gp-silent-"+path+"-403", func(t *testing.T) {
+				// A silent read must name the patient: never by id.
 				r := e.do(http.MethodGet, path+"?silent=true", gp, "")
-				require.Equal(t, http.StatusGone, r.Code, r.Body.String())
+				require.Equal(t, http.StatusForbidden, r.Code, r.Body.String())
+				assert.NotContains(t, r.Body.String(), nhsB)
 			})
 		}
 		r := e.do(http.MethodGet, "EpisodeOfCare/d1/_history", la, "")

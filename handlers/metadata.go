@@ -101,14 +101,28 @@ func (s *Server) capabilityStatement() []byte {
 		"system scopes (system/EpisodeOfCare.write, system/EpisodeOfCare.read, system/Flag.read, system/Organization.write, system/Organization.read, " +
 		"system/AuditEvent.read; .* and v2 .cruds forms accepted). A local authority reads and writes only what it manages. " +
 		"The CP-IS definitions (StructureDefinition, CodeSystem, ValueSet) and $validate need only a valid token of either kind."
+	if len(s.corsOrigins) > 0 {
+		security += fmt.Sprintf(" Browser apps may call the API from %d configured origin(s) (CORS); preflights need no token.", len(s.corsOrigins))
+	} else {
+		security += " CORS is off: browser apps on other origins cannot call the API."
+	}
 	if s.LocalMode {
 		security += " This server runs in local mode: tokens are self-issued with `cpis token` (issuer " + auth.LocalIssuer + ")."
 	}
 	limits := fmt.Sprintf("JSON only (application/fhir+json). Limits: single resource body %d bytes; Bundle body %d bytes and %d entries; "+
 		"search _count default %d, maximum %d; a $validate body is bounded like a single resource. Unknown search parameters are ignored (reported in an OperationOutcome entry) unless the request "+
 		"sends Prefer: handling=strict, which makes them a 400. Searches may also be POSTed to [type]/_search as a form, keeping NHS numbers out of URLs. "+
-		"Plans whose period ended more than %d days ago are not served and are purged with their Flags, history and access history.",
-		s.Limits.MaxResourceBytes, s.Limits.MaxBundleBytes, s.Limits.MaxBundleEntries, fhir.DefaultCount, fhir.MaxCount, s.RetentionDays)
+		"Plans whose period ended more than %d days ago are not served and are purged with their Flags, history and access history. "+
+		"_format accepts json, application/json and application/fhir+json (with fhirVersion=4.0). Answers of 1 KiB or more are gzipped for clients "+
+		"that send Accept-Encoding: gzip; request bodies may be sent with Content-Encoding: gzip (the limits count the decompressed bytes). "+
+		"Request headers (with the request line) are limited to %d bytes (431). Headers: X-Request-ID (echoed, or made), X-Correlation-ID and "+
+		"TraceID (1 to 128 printable ASCII characters) are echoed, and TraceID is recorded in the AuditEvent of an audited read; "+
+		"IsUnscheduledAccessEvent: true (or absent) is an unscheduled read that is audited and notifies the local authority, false a scheduled, silent "+
+		"read (B0170); any other value is 400 PRECONDITION_FAILED.",
+		s.Limits.MaxResourceBytes, s.Limits.MaxBundleBytes, s.Limits.MaxBundleEntries, fhir.DefaultCount, fhir.MaxCount, s.RetentionDays, s.Limits.MaxHeaderBytes)
+	if s.RequestTimeout > 0 {
+		limits += fmt.Sprintf(" A request still running after %s is answered 503 SERVICE_UNAVAILABLE.", s.RequestTimeout)
+	}
 	bundleLimits := fmt.Sprintf("At most %d entries and %d bytes; more is refused with 413 and nothing is written.", s.Limits.MaxBundleEntries, s.Limits.MaxBundleBytes)
 	rest := csRest{
 		Mode:          "server",
@@ -125,6 +139,7 @@ func (s *Server) capabilityStatement() []byte {
 				"read and search with their own requests. " + bundleLimits},
 		},
 		Security: csSecurity{
+			CORS: len(s.corsOrigins) > 0,
 			Service: []fhir.CodeableConcept{{Coding: []fhir.Coding{{
 				System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR", Display: "SMART-on-FHIR",
 			}}}},

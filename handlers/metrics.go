@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cpis/handlers/registry"
 	"net/http"
 	"strconv"
 	"time"
@@ -59,10 +60,12 @@ func (m *Prometheus) Request(route, method string, status int, d time.Duration) 
 	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
 }
 
-// StoreCall observes one store call (see store/observed).
+// StoreCall observes one store call (see store/observed). Only failures of
+// the store count as errors: not an answer such as not-found or a version
+// conflict, nor a call stopped because its client went away.
 func (m *Prometheus) StoreCall(op string, d time.Duration, err error) {
 	m.store.WithLabelValues(op).Observe(d.Seconds())
-	if err != nil {
+	if registry.StoreFault(err) {
 		m.errors.WithLabelValues(op).Inc()
 	}
 }

@@ -178,7 +178,7 @@ func TestOrganization(t *testing.T) {
 		t.Run("read", func(t *testing.T) {
 			assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "Organization/org1", e.nurse(), "").Code)
 			assert.Equal(t, http.StatusOK, e.do(http.MethodGet, "Organization/org1", e.laToken(la1), "").Code)
-			assert.Equal(t, http.StatusForbidden, e.do(http.MethodGet, "Organization/org1", e.laToken(la2), "").Code)
+			assert.Equal(t, http.StatusNotFound, e.do(http.MethodGet, "Organization/org1", e.laToken(la2), "").Code, "another LA's is not found, as a missing id")
 		})
 	})
 }

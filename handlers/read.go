@@ -12,7 +12,9 @@ import (
 )
 
 // readTarget runs what every read of one resource shares: the silent
-// switch, the caller's permission to read the type in that mode, and the id.
+// switch, the caller's permission to read the type, and the id. A read by
+// id is never silent (the registry refuses it: a silent read must name the
+// patient); it is refused here first, before the id is read.
 func readTarget(c *gin.Context, typ string) (registry.Caller, string, error) {
 	silentParam, has := c.GetQuery("silent")
 	silent, err := silentMode(c, silentParam, has)
@@ -20,7 +22,7 @@ func readTarget(c *gin.Context, typ string) (registry.Caller, string, error) {
 		return registry.Caller{}, "", err
 	}
 	who := caller(c, silent)
-	if err := registry.MayRead(who.P, typ, silent); err != nil {
+	if err := registry.ByID(who, typ); err != nil {
 		return registry.Caller{}, "", err
 	}
 	id, err := idParam(c)

@@ -24,11 +24,10 @@ func TestHazard_NewReadRouteShowsAChildUnaudited(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnv(t, backend{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }})
 	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
-	eng, ok := e.h.(*gin.Engine)
-	require.True(t, ok, "handlers.New serves a *gin.Engine")
+	eng := e.engine()
 
 	reg, err := registry.New(registry.Config{Store: e.store, Location: e.deps.Location, RetentionDays: e.deps.RetentionDays,
-		Now: e.deps.Now, SecurityLog: e.deps.SecurityLog, SubjectKey: e.deps.SubjectKey})
+		Now: e.deps.Now, Log: e.deps.Log, SecurityLog: e.deps.SecurityLog, SubjectKey: e.deps.SubjectKey})
 	require.NoError(t, err)
 	const route = "/FHIR/R4/Flag/:id/_unaudited"
 	deny := func(c *gin.Context, err error) { c.AbortWithStatus(http.StatusUnauthorized) }

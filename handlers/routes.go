@@ -11,9 +11,21 @@ import (
 
 // routes lists the whole API.
 func (s *Server) routes(e *gin.Engine) {
-	e.Use(s.requestID, s.accessLog, s.recovery)
+	// Every request, also preflights and unknown paths: request id, access
+	// log and recovery; CORS; then the checks that need no route: header
+	// size (431), the national headers (TraceID, IsUnscheduledAccessEvent),
+	// request body decoding (gzip) and the request deadline. Compression
+	// wraps the whole engine (New).
+	e.Use(s.requestID, s.noStore, s.accessLog, s.recovery)
+	if len(s.corsOrigins) > 0 {
+		e.Use(s.cors)
+	}
+	e.Use(s.headerLimit, s.nationalHeaders, s.decodeBody)
+	if s.RequestTimeout > 0 {
+		e.Use(s.deadline)
+	}
 	e.NoRoute(func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.KindNotFound, "No such endpoint; the FHIR base is /FHIR/R4"))
+		s.fail(c, fhir.Errorf(fhir.KindNotFound, "No such endpoint; the FHIR base is %s", s.basePath))
 	})
 	e.NoMethod(func(c *gin.Context) {
 		s.fail(c, fhir.Errorf(fhir.KindMethodNotAllowed, "Method %s is not supported here", c.Request.Method))
@@ -25,7 +37,7 @@ func (s *Server) routes(e *gin.Engine) {
 		e.GET("/metrics", gin.WrapH(s.MetricsHandler))
 	}
 
-	api := e.Group("/FHIR/R4", s.negotiate)
+	api := e.Group(s.basePath, s.negotiate)
 	api.GET("/metadata", s.metadata)
 
 	r := api.Group("", auth.Middleware(s.Verifier, s.fail))

@@ -74,6 +74,22 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 	if err != nil {
 		return nil, err
 	}
+	if q.Cursor != "" {
+		// A paging link: the search it carries, for the caller it was
+		// issued to, from the store's position.
+		if !onlyCursor(raw) {
+			return nil, fhir.At(fhir.KindInvalidSearch, "_cursor", "A paging link carries the whole search; follow it as given, without other parameters")
+		}
+		pc, err := s.cursors.open(q.Cursor, principal(c), typ, s.now())
+		if err != nil {
+			return nil, err
+		}
+		format, pretty := q.Format, q.Pretty
+		if q, err = fhir.ParseSearch(pc.Query); err != nil {
+			return nil, err
+		}
+		q.Cursor, q.Format, q.Pretty = pc.Store, format, pretty
+	}
 	sr := &searchRequest{q: q, p: principal(c), spec: s.specs[typ]}
 	silentValue, hasSilent := "", false
 	for _, prm := range q.Params {
@@ -168,6 +184,9 @@ func (s *Server) registrySearch(typ string, sr *searchRequest) (registry.Search,
 			if err != nil {
 				return q, err
 			}
+			if q.Identifier != "" && q.Identifier != token {
+				return q, fhir.At(fhir.KindInvalidSearch, prm.Raw, "Search by one identifier at a time")
+			}
 			q.Identifier = token
 		case paramID:
 			for _, id := range prm.Values {
@@ -203,13 +222,9 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		}
 		total := page.Total
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
-		self := q.Query[len(typ)+1:] // the applied parameters, as audited
-		if sr.q.Cursor != "" {
-			self = s.selfQuery(sr, sr.q.Cursor)
-		}
-		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.BaseURL + "/" + typ + "?" + self})
+		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.selfLink(typ, sr, searchCursorTTL)})
 		if q.Limit > 0 && len(page.Matches) == q.Limit {
-			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.BaseURL + "/" + typ + "?" + s.selfQuery(sr, page.Matches[len(page.Matches)-1].ID)})
+			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, page.Matches[len(page.Matches)-1].ID, searchCursorTTL)})
 		}
 		for _, r := range page.Matches {
 			b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL(r.Type, r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
@@ -234,7 +249,8 @@ func ignoredEntry(sr *searchRequest) fhir.Entry {
 }
 
 // selfQuery renders the applied parameters (and the paging cursor) as a
-// query string, keeping ':' and '|' readable.
+// query string, keeping ':' and '|' readable: what an AuditEvent records
+// as the query, and what a sealed paging link carries.
 func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 	var parts []string
 	for _, p := range sr.applied {

@@ -6,6 +6,7 @@ package handlers
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -29,12 +30,20 @@ type Limits struct {
 	MaxBundleBytes int64
 	// MaxBundleEntries bounds the entries of a Bundle.
 	MaxBundleEntries int
+	// MaxHeaderBytes bounds the request line and headers (431 beyond it).
+	MaxHeaderBytes int
 }
 
 // DefaultLimits are the limits the CapabilityStatement and README state.
 func DefaultLimits() Limits {
-	return Limits{MaxResourceBytes: 1 << 20, MaxBundleBytes: 32 << 20, MaxBundleEntries: 5000}
+	return Limits{MaxResourceBytes: 1 << 20, MaxBundleBytes: 32 << 20, MaxBundleEntries: 5000, MaxHeaderBytes: 64 << 10}
 }
+
+// ServerMaxHeaderBytes is the MaxHeaderBytes to give the http.Server: well
+// above Limits.MaxHeaderBytes, so that the handlers answer an oversized
+// request with a 431 OperationOutcome. Only a request beyond this gets Go's
+// own plain-text 431.
+const ServerMaxHeaderBytes = 1 << 20
 
 // Deps is everything the handlers need, built once by the caller.
 type Deps struct {
@@ -51,8 +60,19 @@ type Deps struct {
 	SecurityLog *slog.Logger
 	// SubjectKey keys the hash of NHS numbers in the security log.
 	SubjectKey []byte
+	// CursorKey (32 bytes) seals paging cursors; when nil a random key is
+	// made, and paging links then last only as long as the process.
+	CursorKey []byte
 	// BaseURL is the public FHIR base, e.g. http://localhost:8080/FHIR/R4.
+	// Its path is where the API is served (/FHIR/R4, or /cpis/FHIR/R4 as
+	// the national API has it).
 	BaseURL string
+	// CORSOrigins are the browser origins (scheme://host[:port]) allowed to
+	// call the API; none (the default) turns CORS off.
+	CORSOrigins []string
+	// RequestTimeout, if set, bounds the time a request may take: a request
+	// still waiting on the store then is answered 503.
+	RequestTimeout time.Duration
 	// Location is where plan dates are read (Europe/London).
 	Location      *time.Location
 	RetentionDays int
@@ -79,19 +99,46 @@ type Server struct {
 	Deps
 	reg           *registry.Registry
 	specs         map[string]*resourceSpec
-	started       string // the CapabilityStatement date: when the server started
+	cursors       *sealer
+	basePath      string          // the path of BaseURL: where the API is served
+	corsOrigins   map[string]bool // allowed browser origins, as browsers send them
+	started       string          // the CapabilityStatement date: when the server started
 	capabilityDoc []byte
 	pong          []byte
 }
 
-// New builds the gin engine with every route of the API.
-func New(d Deps) (*gin.Engine, error) {
+// New builds the HTTP handler: the gin engine with every route of the API,
+// behind response compression.
+func New(d Deps) (http.Handler, error) {
+	e, err := NewEngine(d)
+	if err != nil {
+		return nil, err
+	}
+	return compressed(e)
+}
+
+// NewEngine builds the gin engine with every route of the API, without the
+// response compression New puts in front of it. Its Routes() are what the
+// server serves (the fail-closed audit test derives its reads from them).
+func NewEngine(d Deps) (*gin.Engine, error) {
 	if d.Store == nil || d.Codec == nil || d.Verifier == nil || d.Log == nil || d.Location == nil {
 		return nil, errors.New("handlers: store, codec, verifier, log and location are required")
 	}
 	u, err := url.Parse(d.BaseURL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, errors.New("handlers: the base URL must be absolute")
+	}
+	basePath, err := BasePath(d.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	origins := map[string]bool{}
+	for _, o := range d.CORSOrigins {
+		n, err := CORSOrigin(o)
+		if err != nil {
+			return nil, fmt.Errorf("handlers: CORS origin: %w", err)
+		}
+		origins[n] = true
 	}
 	if len(d.SubjectKey) < 16 {
 		return nil, errors.New("handlers: the security-log key must be at least 16 bytes: an unkeyed hash of an NHS number can be reversed")
@@ -108,6 +155,9 @@ func New(d Deps) (*gin.Engine, error) {
 	if d.Limits == (Limits{}) {
 		d.Limits = DefaultLimits()
 	}
+	if d.Limits.MaxHeaderBytes <= 0 {
+		d.Limits.MaxHeaderBytes = DefaultLimits().MaxHeaderBytes
+	}
 	if d.RetentionDays <= 0 {
 		d.RetentionDays = 365
 	}
@@ -116,14 +166,19 @@ func New(d Deps) (*gin.Engine, error) {
 			return nil, err
 		}
 	}
+	cursors, err := newSealer(d.CursorKey)
+	if err != nil {
+		return nil, err
+	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
 	reg, err := registry.New(registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
-		Now: d.Now, NewID: d.NewID, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey})
+		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey})
 	if err != nil {
 		return nil, err
 	}
 	d.Store = nil // the registry's alone
-	s := &Server{Deps: d, reg: reg, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02")}
+	s := &Server{Deps: d, reg: reg, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02"),
+		basePath: basePath, corsOrigins: origins, cursors: cursors}
 	for _, sp := range specs() {
 		sp := sp
 		s.specs[sp.Type] = &sp
@@ -139,6 +194,27 @@ func New(d Deps) (*gin.Engine, error) {
 	e.ContextWithFallback = true
 	s.routes(e)
 	return e, nil
+}
+
+// BasePath is the path of a FHIR base URL, where the API is served: one or
+// more segments of letters, digits and "-._~", such as /FHIR/R4 or
+// /cpis/FHIR/R4. The root is refused: the API has a path of its own, apart
+// from /healthz, /readyz and /metrics.
+func BasePath(baseURL string) (string, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return "", fmt.Errorf("handlers: the base URL: %w", err)
+	}
+	p := strings.TrimSuffix(u.EscapedPath(), "/")
+	if p == "" {
+		return "", errors.New("the base URL needs a path, such as /FHIR/R4 or /cpis/FHIR/R4")
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.Trim(seg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~") != "" {
+			return "", fmt.Errorf("the base URL's path %q is not one this server can serve: use segments of letters, digits and -._~, such as /FHIR/R4", p)
+		}
+	}
+	return p, nil
 }
 
 // now is the server's clock, in UTC.

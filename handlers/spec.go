@@ -68,7 +68,8 @@ func conformanceSpec(typ, doc string) resourceSpec {
 
 const silentDoc = "The silent-read switch: silent=true (or the header IsUnscheduledAccessEvent: false) marks a scheduled-care read. " +
 	"It needs activity code B0170, writes no AuditEvent and sends the local authority no access notification. " +
-	"Without it a read is unscheduled: it needs B0107 and is audited before the response is sent."
+	"Without it a read is unscheduled: it needs B0107 and is audited before the response is sent. " +
+	"A silent read must name the patient: it is a search by NHS number; reads, vreads and history by id are always audited, and the switch there is 403."
 
 func nhsParam(accepted ...string) searchParam {
 	return searchParam{Name: "patient", Type: "token", Accepted: accepted, Kind: paramNHSNumber,

@@ -72,42 +72,62 @@ func validateRequest(body []byte, id string) (*validateInput, error) {
 	if id != "" {
 		in.mode = "update"
 	}
-	var head struct {
-		ResourceType string `json:"resourceType"`
-		Parameter    []struct {
-			Name           string          `json:"name"`
-			Resource       json.RawMessage `json:"resource"`
-			ValueURI       *string         `json:"valueUri"`
-			ValueCanonical *string         `json:"valueCanonical"`
-			ValueCode      *string         `json:"valueCode"`
-		} `json:"parameter"`
-	}
-	if json.Unmarshal(body, &head) != nil || head.ResourceType != "Parameters" {
+	// Keys are matched exactly (maps, not structs: encoding/json matches
+	// struct fields case-insensitively), and a Parameters body must have
+	// one reading, as a resource must.
+	var head map[string]json.RawMessage
+	var rt string
+	if json.Unmarshal(body, &head) != nil || json.Unmarshal(head["resourceType"], &rt) != nil || rt != "Parameters" {
 		return in, nil // not Parameters: the resource itself, validated as sent
 	}
+	if issues := fhir.CheckJSON(body, "Parameters"); issues != nil {
+		return nil, fhir.Invalid(issues)
+	}
+	var params []map[string]json.RawMessage
+	if p, ok := head["parameter"]; ok && json.Unmarshal(p, &params) != nil {
+		return nil, fhir.At(fhir.KindInvalid, "Parameters.parameter", "Parameters.parameter must be an array of parameters")
+	}
 	in.resource = nil
-	for i, p := range head.Parameter {
+	for i, p := range params {
 		expr := fmt.Sprintf("Parameters.parameter[%d]", i)
+		var name string
+		var value *string
+		valueKey := ""
+		malformed := json.Unmarshal(p["name"], &name) != nil
+		for k, raw := range p {
+			switch k {
+			case "name", "resource":
+			case "valueUri", "valueCanonical", "valueCode":
+				var v string
+				if value != nil || json.Unmarshal(raw, &v) != nil {
+					malformed = true
+				}
+				value, valueKey = &v, k
+			default:
+				malformed = true
+			}
+		}
+		res := p["resource"]
 		switch {
-		case p.Name == "resource" && len(bytes.TrimSpace(p.Resource)) > 0 && in.resource == nil:
-			in.resource = p.Resource
-		case p.Name == "resource":
+		case malformed:
+			return nil, fhir.At(fhir.KindInvalid, expr, "Unknown or malformed $validate parameter %q: the parameters are resource, profile (valueUri or valueCanonical) and mode (valueCode)", clip(name))
+		case name == "resource" && len(bytes.TrimSpace(res)) > 0 && in.resource == nil:
+			in.resource = res
+		case name == "resource":
 			return nil, fhir.At(fhir.KindInvalid, expr, "Give exactly one resource parameter, holding the resource to validate")
-		case p.Name == "profile" && p.ValueURI != nil:
-			in.profiles = append(in.profiles, *p.ValueURI)
-		case p.Name == "profile" && p.ValueCanonical != nil:
-			in.profiles = append(in.profiles, *p.ValueCanonical)
-		case p.Name == "mode" && p.ValueCode != nil:
-			switch *p.ValueCode {
+		case name == "profile" && value != nil && (valueKey == "valueUri" || valueKey == "valueCanonical"):
+			in.profiles = append(in.profiles, *value)
+		case name == "mode" && value != nil && valueKey == "valueCode":
+			switch *value {
 			case "create", "update":
-				in.mode = *p.ValueCode
+				in.mode = *value
 			case "delete":
 				return nil, fhir.At(fhir.KindInvalid, expr+".valueCode", "mode delete is not supported: $validate checks content; a delete has none")
 			default:
 				return nil, fhir.At(fhir.KindInvalid, expr+".valueCode", "mode must be create or update")
 			}
 		default:
-			return nil, fhir.At(fhir.KindInvalid, expr, "Unknown or malformed $validate parameter %q: the parameters are resource, profile (valueUri or valueCanonical) and mode (valueCode)", clip(p.Name))
+			return nil, fhir.At(fhir.KindInvalid, expr, "Unknown or malformed $validate parameter %q: the parameters are resource, profile (valueUri or valueCanonical) and mode (valueCode)", clip(name))
 		}
 	}
 	if in.resource == nil {

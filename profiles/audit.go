@@ -2,6 +2,8 @@ package profiles
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -10,6 +12,10 @@ import (
 
 // ClientIDSystem identifies a local authority system by its token's client id.
 const ClientIDSystem = Base + "/Id/client-id"
+
+// TraceIDSystem identifies the request an access was made in by the TraceID
+// header its client sent (the national CP-IS API's trace id).
+const TraceIDSystem = Base + "/Id/trace-id"
 
 // Access is one read or search of a patient's records, as the CP-IS
 // AuditEvent profile records it.
@@ -22,6 +28,7 @@ type Access struct {
 	Resource    string // Type/id for reads
 	Results     int    // plans found for this patient
 	Silent      bool   // never stored: silent reads are not audited
+	TraceID     string // the client's TraceID header, if it sent one
 
 	// The user (or, for a system, the client) who accessed.
 	System   bool
@@ -158,9 +165,39 @@ func AuditEvent(a Access) []byte {
 			Query:       base64.StdEncoding.EncodeToString([]byte(a.Query)),
 		})
 	}
+	if a.TraceID != "" {
+		e.Entity = append(e.Entity, auditEntity{
+			What:        &fhir.Reference{Identifier: &fhir.Identifier{System: TraceIDSystem, Value: a.TraceID}},
+			Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
+			Description: "TraceID of the request",
+		})
+	}
 	b, err := fhir.Marshal(&e)
 	if err != nil {
 		panic("profiles: encoding AuditEvent: " + err.Error())
 	}
 	return b
+}
+
+// RedactAuditEvent re-renders a stored AuditEvent without its outcome
+// description (the count of plans found) and with its query passed through
+// redact: how an access recorded before each local authority had its own
+// view is shown to one of several authorities it touched.
+func RedactAuditEvent(body []byte, redact func(query string) string) ([]byte, error) {
+	var e auditEvent
+	if err := json.Unmarshal(body, &e); err != nil {
+		return nil, fmt.Errorf("profiles: decoding a stored AuditEvent: %w", err)
+	}
+	e.OutcomeDesc = ""
+	for i, en := range e.Entity {
+		if en.Query == "" {
+			continue
+		}
+		q, err := base64.StdEncoding.DecodeString(en.Query)
+		if err != nil {
+			return nil, fmt.Errorf("profiles: decoding a stored AuditEvent's query: %w", err)
+		}
+		e.Entity[i].Query = base64.StdEncoding.EncodeToString([]byte(redact(string(q))))
+	}
+	return fhir.Marshal(&e)
 }

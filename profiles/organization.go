@@ -1,10 +1,6 @@
 package profiles
 
-import (
-	"encoding/json"
-
-	"cpis/fhir"
-)
+import "cpis/fhir"
 
 // LA is what the server keeps of a local authority Organization.
 type LA struct {
@@ -13,19 +9,13 @@ type LA struct {
 	Name string
 }
 
-type organization struct {
-	Identifier []fhir.Identifier `json:"identifier"`
-	Name       string            `json:"name"`
-}
-
 // ParseLA reads the local authority out of an Organization that
-// Catalog.Validate found valid: its ODS code and name.
+// Catalog.Validate found valid: its ODS code and name, from the decoded
+// tree the validator checked.
 func ParseLA(res *fhir.Resource) *LA {
-	var o organization
-	_ = json.Unmarshal(res.Body, &o) // validated: the shape is right
-	la := &LA{ID: res.ID(), Name: o.Name}
-	for _, id := range o.Identifier {
-		if id.System == fhir.ODSSystem {
+	la := &LA{ID: res.ID(), Name: str(res.Fields, "name")}
+	for _, raw := range list(res.Fields, "identifier") {
+		if id := identifier(asObject(raw)); id.System == fhir.ODSSystem {
 			la.ODS = id.Value
 			break
 		}

@@ -4,7 +4,6 @@
 package profiles
 
 import (
-	"encoding/json"
 	"time"
 
 	"cpis/fhir"
@@ -99,43 +98,36 @@ type Plan struct {
 	Identifiers []fhir.Identifier
 }
 
-// episodeOfCare is the part of an EpisodeOfCare the server keeps.
-type episodeOfCare struct {
-	Identifier           []fhir.Identifier      `json:"identifier"`
-	Status               string                 `json:"status"`
-	Type                 []fhir.CodeableConcept `json:"type"`
-	Patient              *fhir.Reference        `json:"patient"`
-	ManagingOrganization *fhir.Reference        `json:"managingOrganization"`
-	Period               *fhir.Period           `json:"period"`
-}
-
 // ParsePlan reads the plan out of an EpisodeOfCare that Catalog.Validate
-// found valid. Dates without a time are read in loc (Europe/London): a
-// plan that ends on a date is current until midnight at the end of that
-// day.
+// found valid. It reads the decoded tree the validator checked (never the
+// body again), so the plan, its Flag and its search keys are what was
+// validated. Dates without a time are read in loc (Europe/London): a plan
+// that ends on a date is current until midnight at the end of that day.
 func ParsePlan(res *fhir.Resource, loc *time.Location) *Plan {
-	var e episodeOfCare
-	_ = json.Unmarshal(res.Body, &e) // validated: the shape is right
-	p := &Plan{ID: res.ID(), Status: e.Status, Identifiers: e.Identifier}
-	if len(e.Type) > 0 {
-		for _, c := range e.Type[0].Coding {
-			if pt, ok := planTypeOf(c); ok {
+	f := res.Fields
+	p := &Plan{ID: res.ID(), Status: str(f, "status")}
+	for _, id := range list(f, "identifier") {
+		p.Identifiers = append(p.Identifiers, identifier(asObject(id)))
+	}
+	if types := list(f, "type"); len(types) > 0 {
+		for _, c := range list(asObject(types[0]), "coding") {
+			if pt, ok := planTypeOf(coding(asObject(c))); ok {
 				p.Type = pt
 				break
 			}
 		}
 	}
-	if r := e.Patient; r != nil && r.Identifier != nil {
-		p.NHSNumber = r.Identifier.Value
+	if id := obj(obj(f, "patient"), "identifier"); id != nil {
+		p.NHSNumber = str(id, "value")
 	}
-	if r := e.ManagingOrganization; r != nil && r.Identifier != nil {
-		p.LA, p.LAName = r.Identifier.Value, r.Display
+	if r := obj(f, "managingOrganization"); r != nil && obj(r, "identifier") != nil {
+		p.LA, p.LAName = str(obj(r, "identifier"), "value"), str(r, "display")
 	}
-	if e.Period != nil {
-		p.Period = *e.Period
-		p.Start, _, _ = fhir.ParseDateTime(e.Period.Start, loc)
-		if e.Period.End != "" {
-			_, p.End, _ = fhir.ParseDateTime(e.Period.End, loc)
+	if per := obj(f, "period"); per != nil {
+		p.Period = fhir.Period{Start: str(per, "start"), End: str(per, "end")}
+		p.Start, _, _ = fhir.ParseDateTime(p.Period.Start, loc)
+		if p.Period.End != "" {
+			_, p.End, _ = fhir.ParseDateTime(p.Period.End, loc)
 		}
 	}
 	return p

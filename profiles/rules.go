@@ -2,7 +2,6 @@ package profiles
 
 import (
 	"fmt"
-	"strings"
 
 	"cpis/fhir"
 )
@@ -78,33 +77,4 @@ func coding(m map[string]any) fhir.Coding {
 	s, _ := m["system"].(string)
 	c, _ := m["code"].(string)
 	return fhir.Coding{System: s, Code: c}
-}
-
-// activeContent says what makes a narrative unsafe to show, or "".
-func activeContent(div string) string {
-	if len(div) > maxNarrativeCharacters {
-		return "The narrative is too long"
-	}
-	low := strings.ToLower(div)
-	for _, bad := range []string{"<script", "javascript:", "<iframe", "<object", "<embed", "<form", "<style", "<link", "<meta"} {
-		if strings.Contains(low, bad) {
-			return "The narrative holds active content, which is not accepted"
-		}
-	}
-	for i := strings.Index(low, " on"); i >= 0; {
-		rest := low[i+3:]
-		j := 0
-		for j < len(rest) && rest[j] >= 'a' && rest[j] <= 'z' {
-			j++
-		}
-		if j > 0 && strings.HasPrefix(strings.TrimLeft(rest[j:], " "), "=") {
-			return "The narrative holds event-handler attributes, which are not accepted"
-		}
-		next := strings.Index(rest, " on")
-		if next < 0 {
-			break
-		}
-		i += 3 + next
-	}
-	return ""
 }

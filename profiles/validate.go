@@ -281,7 +281,7 @@ func (c *Catalog) Validate(res *fhir.Resource, named ...string) []fhir.Issue {
 	if own != nil {
 		v.object(res.Fields, own.root, t)
 	}
-	return v.issues
+	return v.issues.Issues()
 }
 
 // knownProfile reports a profile the resource cannot be checked against.
@@ -303,7 +303,7 @@ func (v *validation) knownProfile(t, url, expr string, own *profile) {
 
 type validation struct {
 	c      *Catalog
-	issues []fhir.Issue
+	issues fhir.Collector // at most fhir.MaxIssues kept, the rest counted
 }
 
 func (v *validation) add(expr, format string, args ...any) {
@@ -311,7 +311,7 @@ func (v *validation) add(expr, format string, args ...any) {
 	if expr != "" {
 		is.Expression = []string{expr}
 	}
-	v.issues = append(v.issues, is)
+	v.issues.Add(is)
 }
 
 // item is one value of an element in the resource JSON, with its
@@ -406,11 +406,11 @@ func (v *validation) sliced(e *element, items []item, where string) {
 			}
 		}
 	}
-	before := len(v.issues)
+	before := v.issues.Len()
 	for j, s := range e.slices {
 		v.count(s, counts[j], where, s.id[strings.LastIndex(s.id, ":")+1:])
 	}
-	if len(v.issues) == before {
+	if v.issues.Len() == before {
 		// A missing slice says more than the element's own count.
 		v.count(e, len(items), where, "")
 	}

@@ -109,6 +109,12 @@ type Query struct {
 	Subject string   // NHS number
 	Owner   string   // ODS code of the managing organisation
 	Key     string   // one identifier key, system|value
+	// OwnKey is an identifier (system|value) the caller cannot scope to an
+	// owner: it matches a record holding the key Owner+"|"+OwnKey, its own
+	// managing organisation's. (The server writes identifier keys scoped by
+	// the managing organisation, whose ODS code holds no '|'.) Like Key it
+	// matches primary records only.
+	OwnKey string
 	// RetainedSince excludes records whose End is before it (zero: no limit).
 	RetainedSince time.Time
 	// After is the id to continue after (keyset paging).
@@ -128,7 +134,11 @@ type AuditRecord struct {
 	Owners   []string // ODS codes of the local authorities whose records were touched
 	Agent    string   // who accessed (user id), for the access-history de-duplication
 	Notify   bool     // shown in access history and LA feeds (health users' accesses)
-	Body     []byte   // the AuditEvent JSON as served
+	Body     []byte   // the AuditEvent JSON as served to health users
+	// Views holds, by ODS code, the AuditEvent a local authority is served
+	// where it differs from Body: the access also showed other authorities'
+	// plans, and each sees only its own part. Nil for most accesses.
+	Views map[string][]byte
 }
 
 // Store is the persistence interface both backends implement.

@@ -3,35 +3,69 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"cpis/cmd/cpis/internal/load"
 )
 
 // TestBenchAgainstARunningServer runs the load command briefly against a
-// server started through run, seeding a few children over HTTP: every
-// scenario answers without errors.
+// server started through run, with the Go client (wrk is not needed),
+// seeding a few children over HTTP and access records through the store:
+// every scenario answers without errors, each has its share of the gin
+// ceiling and of /_ping, and the sweep purges what it wrote expired.
 func TestBenchAgainstARunningServer(t *testing.T) {
 	dir := t.TempDir()
 	vars := map[string]string{"CPIS_DATA_DIR": dir}
 	s := start(t, vars)
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"bench", "--target", "http://" + s.addr, "--data-dir", dir,
-		"--children", "60", "--concurrency", "4", "--duration", "200ms", "--warmup", "0s", "--transactions", "1"}, env(vars), &out)
+	err := run(context.Background(), []string{"bench", "--target", "http://" + s.addr, "--data-dir", dir, "--generator", "go",
+		"--children", "60", "--audit-events", "600", "--concurrency", "4", "--duration", "200ms", "--warmup", "0s", "--transactions", "1"}, env(vars), &out)
 	require.NoError(t, err, out.String())
 	report := out.String()
 	assert.Contains(t, report, "seeded 60 children")
-	for _, name := range scenarioNames() {
-		var line string
-		for _, l := range strings.Split(report, "\n") {
-			if f := strings.Fields(l); len(f) > 7 && f[0] == name {
-				line = l
+	assert.Contains(t, report, "access records: 600 written through the store")
+	// The sweep purges the 10 expired plans and 100 access records it
+	// wrote, and whatever of the seed had expired if the server's own
+	// sweeper has not purged it yet.
+	m := regexp.MustCompile(`the sweep purged (\d+) plans \(with their Flags\) and (\d+) access records`).FindStringSubmatch(report)
+	require.NotNil(t, m, report)
+	assert.GreaterOrEqual(t, atoi(t, m[1]), 10)
+	assert.GreaterOrEqual(t, atoi(t, m[2]), 100)
+	lines := strings.Split(report, "\n")
+	var header []string
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "scenario" {
+			header = f
+		}
+	}
+	require.NotEmpty(t, header, report)
+	col := func(name string) int {
+		for i, h := range header {
+			if h == name {
+				return i
 			}
 		}
-		require.NotEmpty(t, line, "a row for %s in:\n%s", name, report)
-		f := strings.Fields(line)
-		assert.Equal(t, "0", f[len(f)-2], "%s had errors: %s", name, line)
+		t.Fatalf("no %s column in %v", name, header)
+		return -1
+	}
+	share := regexp.MustCompile(`^\d+\.\d%$`)
+	for _, name := range load.ScenarioNames() {
+		var row []string
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) == len(header) && f[0] == name {
+				row = f
+			}
+		}
+		require.NotEmpty(t, row, "a row for %s in:\n%s", name, report)
+		assert.Equal(t, "0", row[col("errors")], "%s had errors: %v", name, row)
+		assert.NotEqual(t, "0", row[col("requests")], "%s ran", name)
+		if name != "gin-ceiling" {
+			assert.Regexp(t, share, row[col("vs-gin")], "%s as a share of the ceiling", name)
+		}
 	}
 }

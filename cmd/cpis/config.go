@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"cpis/auth"
+	"cpis/handlers"
 )
 
 // config is the server's configuration: environment variables, each with a
@@ -26,8 +28,40 @@ type config struct {
 	Audience      string
 	RBACFile      string
 	RetentionDays int
-	LogLevel      string
-	DebugAddr     string
+	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
+	MaxTokenLifetime time.Duration
+	maxTokenLifetime string
+	LogLevel         string
+	DebugAddr        string
+	CORSOrigins      []string
+	corsOrigins      string // as configured: comma-separated
+
+	// The HTTP server's timeouts (see timeouts).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	RequestTimeout    time.Duration
+}
+
+// duration is one configuration item that is a duration.
+type duration struct {
+	env, flag, def, usage string
+	dst                   *time.Duration
+}
+
+// timeouts are the HTTP server's timeouts. The write timeout runs from the
+// end of the request's headers to the end of the answer, so it covers
+// reading a Bundle's body and applying it too: a 32 MiB Bundle must arrive
+// and be applied within it. The request timeout answers 503 before then.
+func (c *config) timeouts() []duration {
+	return []duration{
+		{"CPIS_READ_HEADER_TIMEOUT", "read-header-timeout", "10s", "time allowed to read a request's headers", &c.ReadHeaderTimeout},
+		{"CPIS_READ_TIMEOUT", "read-timeout", "2m", "time allowed to read a whole request, body included", &c.ReadTimeout},
+		{"CPIS_WRITE_TIMEOUT", "write-timeout", "2m", "time from the end of a request's headers to the end of its answer; the connection is closed after it", &c.WriteTimeout},
+		{"CPIS_IDLE_TIMEOUT", "idle-timeout", "2m", "time a kept-alive connection may wait for its next request", &c.IdleTimeout},
+		{"CPIS_REQUEST_TIMEOUT", "request-timeout", "90s", "time a request may take before it is answered 503; less than the write timeout", &c.RequestTimeout},
+	}
 }
 
 // setting is one configuration item.
@@ -47,9 +81,11 @@ func (c *config) settings() []setting {
 		{"CPIS_JWKS_URL", "jwks-url", "", "URL of trusted token-signing keys (JWKS); turns local mode off", &c.JWKSURL},
 		{"CPIS_JWT_ISSUER", "jwt-issuer", "", "required token iss (local mode: " + auth.LocalIssuer + ")", &c.Issuer},
 		{"CPIS_JWT_AUDIENCE", "jwt-audience", "", "required token aud (local mode: " + auth.LocalAudience + ")", &c.Audience},
+		{"CPIS_MAX_TOKEN_LIFETIME", "max-token-lifetime", auth.DefaultMaxLifetime.String(), "longest token lifetime accepted (exp - iat, or exp ahead of now without iat), a Go duration such as 24h or 8h", &c.maxTokenLifetime},
 		{"CPIS_RBAC_FILE", "rbac-file", "", "activity-code to permission table (JSON) replacing the built-in one", &c.RBACFile},
 		{"CPIS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", &c.LogLevel},
 		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
+		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
 	}
 }
 
@@ -62,9 +98,18 @@ func badConfig(format string, args ...any) error { return &configError{fmt.Sprin
 
 // loadConfig reads the environment, then flags, and checks the result.
 func loadConfig(name string, args []string, getenv func(string) string, out io.Writer) (*config, *flag.FlagSet, error) {
+	return loadConfigWith(name, args, getenv, out, nil)
+}
+
+// loadConfigWith is loadConfig for a command with flags of its own besides
+// the shared ones: command adds them to the flag set before parsing.
+func loadConfigWith(name string, args []string, getenv func(string) string, out io.Writer, command func(*flag.FlagSet)) (*config, *flag.FlagSet, error) {
 	c := &config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
+	if command != nil {
+		command(fs)
+	}
 	for _, s := range c.settings() {
 		v := getenv(s.env)
 		if v == "" {
@@ -77,8 +122,25 @@ func loadConfig(name string, args []string, getenv func(string) string, out io.W
 		retention = "365"
 	}
 	fs.StringVar(&retention, "retention-days", retention, "days after a plan's end date before it and its access history are purged (CPIS_RETENTION_DAYS)")
+	durations := map[string]*string{}
+	for _, d := range c.timeouts() {
+		v := getenv(d.env)
+		if v == "" {
+			v = d.def
+		}
+		durations[d.env] = &v
+		fs.StringVar(&v, d.flag, v, d.usage+" ("+d.env+")")
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, badConfig("%s: %v", name, err)
+	}
+	for _, d := range c.timeouts() {
+		v := *durations[d.env]
+		t, err := time.ParseDuration(v)
+		if err != nil || t <= 0 || t > 24*time.Hour {
+			return nil, fs, badConfig("%s must be a duration such as 30s or 2m, more than 0 and at most 24h, not %q", d.env, v)
+		}
+		*d.dst = t
 	}
 	n, err := strconv.Atoi(retention)
 	if err != nil || n < 1 || n > 36500 {
@@ -139,6 +201,28 @@ func (c *config) check() error {
 			return badConfig("CPIS_DEBUG_ADDR must be a loopback host:port such as 127.0.0.1:6060: profiles are not for the network")
 		}
 	}
+	if c.RequestTimeout >= c.WriteTimeout {
+		return badConfig("CPIS_REQUEST_TIMEOUT (%s) must be less than CPIS_WRITE_TIMEOUT (%s), so a request that runs out of time is answered before the connection is closed", c.RequestTimeout, c.WriteTimeout)
+	}
+	if _, err := handlers.BasePath(c.BaseURL); err != nil {
+		return badConfig("CPIS_BASE_URL: %v", err)
+	}
+	c.CORSOrigins = nil
+	for _, o := range strings.Split(c.corsOrigins, ",") {
+		if strings.TrimSpace(o) == "" {
+			continue
+		}
+		n, err := handlers.CORSOrigin(o)
+		if err != nil {
+			return badConfig("CPIS_CORS_ORIGINS: %v", err)
+		}
+		c.CORSOrigins = append(c.CORSOrigins, n)
+	}
+	d, err := time.ParseDuration(c.maxTokenLifetime)
+	if err != nil || d < time.Minute || d > 30*24*time.Hour {
+		return badConfig("CPIS_MAX_TOKEN_LIFETIME must be a Go duration from 1m to 720h (such as 24h or 8h), not %q", c.maxTokenLifetime)
+	}
+	c.MaxTokenLifetime = d
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

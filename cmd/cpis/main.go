@@ -44,6 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return seed(ctx, args, getenv, stdout)
 	case "bench":
 		return bench(ctx, args, getenv, stdout)
+	case "store":
+		return storeCommand(ctx, args, getenv, stdout)
 	case "version":
 		_, err := fmt.Fprintln(stdout, version)
 		return err
@@ -51,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_, err := fmt.Fprint(stdout, usage)
 		return err
 	}
-	return badConfig("unknown command %q; the commands are serve, token, seed, bench and version", cmd)
+	return badConfig("unknown command %q; the commands are serve, token, seed, bench, store and version", cmd)
 }
 
 const usage = `cpis: the CP-IS FHIR R4 server
@@ -59,12 +61,18 @@ const usage = `cpis: the CP-IS FHIR R4 server
   cpis [serve] [flags]        run the server (the default command)
   cpis token --kind user|system [flags]
                               mint a token signed with the local key (local mode only)
-  cpis seed --children N [--la-count K]
-                              load N synthetic children with plans and local authorities
-  cpis bench [--children N] [--concurrency C] [--duration D]
-                              start a server, seed it and measure its hot paths
+  cpis seed --children N [--la-count K] [--audit-events M]
+                              load N synthetic children with plans and local authorities,
+                              and M access records about them over the past year
+  cpis bench [--children N] [--audit-events M] [--concurrency C] [--duration D]
+                              seed a store, start a server on it and measure its hot paths
+                              against a bare gin route (with wrk if it is installed)
+  cpis store init [--force]   create the store; with --force, accept the database
+                              found (missing, empty or another store's) as this
+                              server's store after the server refused to start on it
   cpis version                print the version
 
-Configuration is by environment variable (CPIS_*), each with a matching flag;
-run "cpis serve -h" or "cpis token -h" for the list.
+Configuration is by environment variable (CPIS_*), each with a matching flag
+that every command takes; run "cpis serve -h" for the list, and "cpis token -h",
+"cpis seed -h" or "cpis bench -h" for a command's own flags as well.
 `

@@ -221,6 +221,17 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"rbac-file-bad", map[string]string{"CPIS_RBAC_FILE": "/nonexistent/rbac.json"}, "CPIS_RBAC_FILE"},
 		{"mongo-uri", map[string]string{"CPIS_MONGODB_URI": "postgres://x"}, "CPIS_MONGODB_URI"},
 		{"log-level", map[string]string{"CPIS_LOG_LEVEL": "loud"}, "CPIS_LOG_LEVEL"},
+		{"cors-any-origin", map[string]string{"CPIS_CORS_ORIGINS": "https://app.example, *"}, "CPIS_CORS_ORIGINS"},
+		{"cors-not-an-origin", map[string]string{"CPIS_CORS_ORIGINS": "app.example"}, "CPIS_CORS_ORIGINS"},
+		{"base-url-without-path", map[string]string{"CPIS_BASE_URL": "https://cpis.example"}, "CPIS_BASE_URL"},
+		{"base-url-odd-path", map[string]string{"CPIS_BASE_URL": "https://cpis.example/FHIR/:x"}, "CPIS_BASE_URL"},
+		{"read-header-timeout", map[string]string{"CPIS_READ_HEADER_TIMEOUT": "10"}, "CPIS_READ_HEADER_TIMEOUT"},
+		{"read-timeout", map[string]string{"CPIS_READ_TIMEOUT": "0s"}, "CPIS_READ_TIMEOUT"},
+		{"write-timeout", map[string]string{"CPIS_WRITE_TIMEOUT": "-1m"}, "CPIS_WRITE_TIMEOUT"},
+		{"idle-timeout", map[string]string{"CPIS_IDLE_TIMEOUT": "forever"}, "CPIS_IDLE_TIMEOUT"},
+		{"request-not-under-write-timeout", map[string]string{"CPIS_WRITE_TIMEOUT": "30s"}, "CPIS_REQUEST_TIMEOUT"},
+		{"max-token-lifetime", map[string]string{"CPIS_MAX_TOKEN_LIFETIME": "1 day"}, "CPIS_MAX_TOKEN_LIFETIME"},
+		{"max-token-lifetime-zero", map[string]string{"CPIS_MAX_TOKEN_LIFETIME": "0s"}, "CPIS_MAX_TOKEN_LIFETIME"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -262,4 +273,16 @@ func decodeSegment(s string) (map[string]any, error) {
 	}
 	var m map[string]any
 	return m, json.Unmarshal(b, &m)
+}
+
+// CPIS_MAX_TOKEN_LIFETIME reaches the verifier: a token that lives longer
+// is refused, a shorter one accepted.
+func TestMaxTokenLifetimeIsEnforced(t *testing.T) {
+	vars := map[string]string{"CPIS_DATA_DIR": t.TempDir(), "CPIS_MAX_TOKEN_LIFETIME": "30m"}
+	s := start(t, vars)
+	ping := "http://" + s.addr + "/FHIR/R4/_ping"
+	code, body := call(t, "GET", ping, mint(t, vars, "--kind", "user", "--activity", "B0107", "--lifetime", "20m"), "")
+	assert.Equal(t, 200, code, body)
+	code, body = call(t, "GET", ping, mint(t, vars, "--kind", "user", "--activity", "B0107", "--lifetime", "1h"), "")
+	assert.Equal(t, 401, code, body)
 }

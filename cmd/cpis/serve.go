@@ -39,13 +39,16 @@ func newLogger(out io.Writer, level string) *slog.Logger {
 }
 
 // openStore opens the configured backend, with its calls timed for metrics.
-func openStore(ctx context.Context, cfg *config, m *handlers.Prometheus) (store.Store, error) {
+// reset accepts the database found as the data directory's store (cpis
+// store init --force); without it, a database that is not the store the
+// data directory has held stops the start (store.ErrStoreIdentity).
+func openStore(ctx context.Context, cfg *config, m *handlers.Prometheus, log *slog.Logger, reset bool) (store.Store, error) {
 	var s store.Store
 	var err error
 	if cfg.MongoURI != "" {
-		s, err = openMongo(ctx, cfg, m)
+		s, err = openMongo(ctx, cfg, m, log, reset)
 	} else {
-		s, err = sqlite.Open(cfg.DataDir, sqlite.Options{BatchObserver: m.GroupCommit})
+		s, err = sqlite.Open(cfg.DataDir, sqlite.Options{BatchObserver: m.GroupCommit, Log: log, ResetIdentity: reset})
 		if err != nil {
 			err = fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
 		}
@@ -89,25 +92,38 @@ func keySource(ctx context.Context, cfg *config, log *slog.Logger) (auth.KeySour
 // not 32 bytes stops start-up: an empty key would make the hash unkeyed, and
 // NHS numbers could be recovered from the log by trying every valid one.
 func subjectKey(dir string) ([]byte, error) {
-	path := filepath.Join(dir, "log-hash.key")
+	return dataKey(dir, "log-hash.key", "the security-log key")
+}
+
+// cursorKey is the secret that seals paging cursors (handlers.Deps.CursorKey),
+// kept in the data directory and made like the security-log key. Removing
+// it only invalidates the paging links already handed out.
+func cursorKey(dir string) ([]byte, error) {
+	return dataKey(dir, "cursor.key", "the paging-cursor key")
+}
+
+// dataKey reads the 32-byte secret in the data directory's file name,
+// creating it on first start.
+func dataKey(dir, name, what string) ([]byte, error) {
+	path := filepath.Join(dir, name)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		b, err = createSubjectKey(dir, path)
+		b, err = createDataKey(dir, path)
 	}
 	if err != nil {
-		return nil, badConfig("CPIS_DATA_DIR: the security-log key: %v", err)
+		return nil, badConfig("CPIS_DATA_DIR: %s: %v", what, err)
 	}
 	if len(b) != subjectKeySize {
-		return nil, badConfig("CPIS_DATA_DIR: the security-log key %s holds %d bytes, not %d; remove it to have a new one made", path, len(b), subjectKeySize)
+		return nil, badConfig("CPIS_DATA_DIR: %s %s holds %d bytes, not %d; remove it to have a new one made", what, path, len(b), subjectKeySize)
 	}
 	return b, nil
 }
 
 const subjectKeySize = 32
 
-// createSubjectKey makes a new key at path, or reads the one another
-// process linked there first.
-func createSubjectKey(dir, path string) ([]byte, error) {
+// createDataKey makes a new key at path (mode 0600), or reads the one
+// another process linked there first.
+func createDataKey(dir, path string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -115,7 +131,7 @@ func createSubjectKey(dir, path string) ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(dir, ".log-hash.key-*")
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +174,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := auth.NewVerifier(auth.Config{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, RBAC: rbac})
+	verifier, err := auth.NewVerifier(auth.Config{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, RBAC: rbac, MaxLifetime: cfg.MaxTokenLifetime})
 	if err != nil {
 		return nil, err
 	}
@@ -174,15 +190,20 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	pagingKey, err := cursorKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	metrics := handlers.NewPrometheus(version)
-	st, err := openStore(ctx, cfg, metrics)
+	st, err := openStore(ctx, cfg, metrics, log, false)
 	if err != nil {
 		return nil, err
 	}
 	h, err := handlers.New(handlers.Deps{
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
-		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey,
-		BaseURL: cfg.BaseURL, Location: london, RetentionDays: cfg.RetentionDays,
+		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey, CursorKey: pagingKey,
+		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
+		Location: london, RetentionDays: cfg.RetentionDays,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
 	})
@@ -212,11 +233,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv := &http.Server{
 		Handler:           a.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    handlers.ServerMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
@@ -232,7 +253,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("base_url", cfg.BaseURL),
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("base_url", cfg.BaseURL), slog.Int("cors_origins", len(cfg.CORSOrigins)),
 		slog.String("store", storeName(cfg)), slog.Bool("local_mode", a.local != nil), slog.String("version", version))
 
 	select {

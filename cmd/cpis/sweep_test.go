@@ -46,7 +46,10 @@ func TestSweeperPurgesExpiredPlans(t *testing.T) {
 	}
 	assert.Eventually(t, func() bool {
 		_, err := st.Get(ctx, "Flag", "old")
-		return err != nil
+		// The access records go in the sweep's next step: wait for it too
+		// before cancelling the sweep.
+		old, aerr := st.AuditBySubject(ctx, "9449306753", time.Time{}, 1000)
+		return err != nil && aerr == nil && len(old) == 0
 	}, 15*time.Second, 50*time.Millisecond, "the expired plan is purged")
 	cancel()
 	for _, typ := range []string{"EpisodeOfCare", "Flag"} {

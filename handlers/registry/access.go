@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"fmt"
+
 	"cpis/auth"
 	"cpis/fhir"
 	"cpis/store"
@@ -58,16 +60,29 @@ func MayPostBundle(p *auth.Principal) error {
 }
 
 // mayReadRecord checks the caller may see a stored record: a local
-// authority sees only what it manages.
+// authority sees only what it manages. Another's record is not found, the
+// very answer a missing id gets, so ids cannot be probed for existence.
 func mayReadRecord(p *auth.Principal, r store.Record) error {
 	if p.Kind == auth.System && r.Owner != p.OrgCode {
-		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: %s/%s is managed by another organisation", r.Type, r.ID)
+		return fhir.Wrap(fhir.KindNotFound, fmt.Errorf("registry: %s/%s is managed by another organisation: %w", r.Type, r.ID, store.ErrNotFound), "Resource not found")
 	}
 	return nil
 }
 
-// visible checks the caller may see the record and that it has not passed
-// retention (then it is treated as gone even before the sweeper purges it).
+// ByID checks a read by id (read, vread, history): it is never silent. Ids
+// are chosen by local authorities and can be guessed; a silent read by id
+// would show a child's NHS number with no access notification, so a silent
+// read must name the patient (a search by NHS number).
+func ByID(c Caller, typ string) error {
+	if c.Silent {
+		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: a silent read must name the patient; search by NHS number with silent=true (reads by id are always audited)")
+	}
+	return MayRead(c.P, typ, false)
+}
+
+// visible checks the caller may see the record (another's is not found,
+// exactly as a missing id) and that it has not passed retention (then it is
+// treated as gone even before the sweeper purges it).
 func (r *Registry) visible(p *auth.Principal, rec store.Record) error {
 	if err := mayReadRecord(p, rec); err != nil {
 		return err

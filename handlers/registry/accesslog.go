@@ -18,7 +18,7 @@ const (
 	historyWindow = 2000
 )
 
-// AccessHistory returns the 25 most recent accesses to a patient's records
+// AccessHistory returns, as the caller may see them (shownTo), the 25 most recent accesses to a patient's records
 // recorded at or after since, oldest first, counting one user's repeat
 // accesses within 24 hours once (the first). A local authority sees only
 // accesses to its own children. The history tells whether the child is on a
@@ -35,12 +35,18 @@ func (r *Registry) AccessHistory(ctx context.Context, c Caller, subject string, 
 	if err != nil {
 		return nil, storeErr(c, err)
 	}
+	if err := r.checkAuditSubjects(ctx, c, subject, recs); err != nil {
+		return nil, err
+	}
 	// Once no plan of the patient is retained, accesses older than the
 	// retention period are not served (the sweeper purges them).
 	cutoff := r.RetainedSince()
 	planRecs, plans, err := r.st.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: subject, RetainedSince: cutoff, Limit: fhir.MaxCount, Count: true})
 	if err != nil {
 		return nil, storeErr(c, err)
+	}
+	if err := r.checkSubjects(ctx, c, subject, planRecs); err != nil {
+		return nil, err
 	}
 	if plans == 0 && since.Before(cutoff) {
 		since = cutoff
@@ -65,12 +71,12 @@ func (r *Registry) AccessHistory(ctx context.Context, c Caller, subject string, 
 	t := touched{}
 	t.see(subject)
 	for _, p := range planRecs {
-		t.add(p.Subject, p.Owner)
+		t.add(p)
 	}
 	if err := r.audited(ctx, c, "search-type", query, "", t); err != nil {
 		return nil, err
 	}
-	return kept, nil
+	return shownAll(c, kept)
 }
 
 // FeedPage is one page of a local authority's notification feed.
@@ -104,5 +110,21 @@ func (r *Registry) Feed(ctx context.Context, c Caller, since time.Time, cursor s
 	if err != nil {
 		return FeedPage{}, storeErr(c, err)
 	}
+	if recs, err = shownAll(c, recs); err != nil {
+		return FeedPage{}, err
+	}
 	return FeedPage{Events: recs, Next: next, Total: total}, nil
+}
+
+// shownAll gives each access record the body the caller is shown of it: a
+// health user the whole AuditEvent, a local authority its own view.
+func shownAll(c Caller, recs []store.AuditRecord) ([]store.AuditRecord, error) {
+	for i := range recs {
+		body, err := shownTo(c.P, recs[i])
+		if err != nil {
+			return nil, err
+		}
+		recs[i].Body = body
+	}
+	return recs, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"sort"
+	"strings"
 
 	"cpis/auth"
 	"cpis/fhir"
@@ -19,23 +20,37 @@ import (
 type touched map[string]*touch
 
 type touch struct {
-	owners map[string]bool
+	owners map[string]*part
 	plans  int
 }
 
-func (t touched) add(subject, owner string) {
-	x := t.see(subject)
-	if owner != "" && !x.owners[owner] {
-		x.owners[owner] = true
-	}
+// part is what one read or search showed of one local authority's plans.
+type part struct {
+	plans int
+	ids   map[string]bool
+}
+
+// add records that r was shown.
+func (t touched) add(r store.Record) {
+	x := t.see(r.Subject)
 	x.plans++
+	if r.Owner == "" {
+		return
+	}
+	o, ok := x.owners[r.Owner]
+	if !ok {
+		o = &part{ids: map[string]bool{}}
+		x.owners[r.Owner] = o
+	}
+	o.plans++
+	o.ids[r.ID] = true
 }
 
 // see records that subject was looked up, even if nothing was found.
 func (t touched) see(subject string) *touch {
 	x, ok := t[subject]
 	if !ok {
-		x = &touch{owners: map[string]bool{}}
+		x = &touch{owners: map[string]*part{}}
 		t[subject] = x
 	}
 	return x
@@ -79,7 +94,7 @@ func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, re
 			ID: r.newID(), Recorded: now, Interaction: interaction, Query: query, Resource: resource,
 			NHSNumber: subject, Results: x.plans,
 			System: p.Kind == auth.System, UserName: p.Name, UserID: p.UserID, RoleID: p.RoleID, RoleName: p.RoleName,
-			OrgCode: p.OrgCode, OrgName: p.OrgName,
+			OrgCode: p.OrgCode, OrgName: p.OrgName, TraceID: c.TraceID,
 		}
 		agent := "user:" + p.UserID
 		if a.System {
@@ -91,10 +106,14 @@ func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, re
 			owners = append(owners, o)
 		}
 		sort.Strings(owners)
-		recs = append(recs, store.AuditRecord{
+		rec := store.AuditRecord{
 			ID: a.ID, Recorded: now, Subject: subject, Owners: owners, Agent: agent,
 			Notify: p.Kind == auth.User, Body: profiles.AuditEvent(a),
-		})
+		}
+		if rec.Notify {
+			rec.Views = laViews(a, x)
+		}
+		recs = append(recs, rec)
 	}
 	if err := r.st.Audit(ctx, recs); err != nil {
 		return fhir.Wrap(fhir.KindUnavailable, err, "The access could not be recorded, so no record is shown; try again shortly (request %s)", c.RequestID)
@@ -108,4 +127,76 @@ func (r *Registry) subjectHash(subject string) string {
 	m := hmac.New(sha256.New, r.subjectKey)
 	m.Write([]byte(subject))
 	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
+// laViews renders the AuditEvent each local authority is shown of an access,
+// where it differs from the whole: an LA sees only what was disclosed about
+// its own plans (contract section 4), so its view counts only its plans and
+// its query names only their ids. An access that showed one authority's
+// plans, found by NHS number, needs no view: nearly every access.
+func laViews(a profiles.Access, x *touch) map[string][]byte {
+	var views map[string][]byte
+	for o, own := range x.owners {
+		v := a
+		v.Results = own.plans
+		v.Query = onlyIDs(a.Query, own.ids)
+		if v.Results == a.Results && v.Query == a.Query {
+			continue
+		}
+		if views == nil {
+			views = map[string][]byte{}
+		}
+		views[o] = profiles.AuditEvent(v)
+	}
+	return views
+}
+
+// onlyIDs narrows the _id parameters of an audited query (Type?a=b&...,
+// as selfQuery renders it) to the ids in keep; a parameter left with none
+// is dropped. Ids are plain ([A-Za-z0-9-.]), so they need no unescaping.
+func onlyIDs(query string, keep map[string]bool) string {
+	path, params, ok := strings.Cut(query, "?")
+	if !ok || !strings.Contains(params, "_id=") {
+		return query
+	}
+	parts := strings.Split(params, "&")
+	out := parts[:0]
+	for _, prm := range parts {
+		vals, isID := strings.CutPrefix(prm, "_id=")
+		if !isID {
+			out = append(out, prm)
+			continue
+		}
+		var kept []string
+		for _, id := range strings.Split(vals, ",") {
+			if keep[id] {
+				kept = append(kept, id)
+			}
+		}
+		if len(kept) > 0 {
+			out = append(out, "_id="+strings.Join(kept, ","))
+		}
+	}
+	return path + "?" + strings.Join(out, "&")
+}
+
+// shownTo is the AuditEvent of an access as p is served it: a health user
+// the whole record, a local authority its own view. A record from before
+// views were kept that showed several authorities' plans is served to an
+// LA without its count and without ids in its query, never whole.
+func shownTo(p *auth.Principal, r store.AuditRecord) ([]byte, error) {
+	if !p.IsLA() {
+		return r.Body, nil
+	}
+	if v, ok := r.Views[p.OrgCode]; ok {
+		return v, nil
+	}
+	if len(r.Owners) <= 1 {
+		return r.Body, nil
+	}
+	body, err := profiles.RedactAuditEvent(r.Body, func(q string) string { return onlyIDs(q, nil) })
+	if err != nil {
+		return nil, fhir.Wrap(fhir.KindInternal, err, "An access record could not be read")
+	}
+	return body, nil
 }

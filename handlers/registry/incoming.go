@@ -123,11 +123,12 @@ func (r *Registry) laName(ctx context.Context, in *Incoming, names laNames) (str
 	}
 	name := ""
 	if len(orgs) > 0 {
-		var o struct {
-			Name string `json:"name"`
+		// Read with exact keys (a map, not a struct: encoding/json matches
+		// struct fields case-insensitively); the server wrote this body.
+		var o map[string]json.RawMessage
+		if json.Unmarshal(orgs[0].Body, &o) == nil {
+			_ = json.Unmarshal(o["name"], &name)
 		}
-		_ = json.Unmarshal(orgs[0].Body, &o)
-		name = o.Name
 	}
 	names[in.Plan.LA] = name
 	return name, nil

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 
 	"cpis/fhir"
@@ -40,7 +39,7 @@ func (r *Registry) auditRecords(ctx context.Context, c Caller, interaction strin
 			continue
 		}
 		if _, ok := t[rec.Subject]; !ok {
-			t.add(rec.Subject, rec.Owner)
+			t.add(rec)
 		}
 	}
 	return r.audited(ctx, c, interaction, "", recs[0].Type+"/"+recs[0].ID, t)
@@ -48,7 +47,7 @@ func (r *Registry) auditRecords(ctx context.Context, c Caller, interaction strin
 
 // Read returns the current version of typ/id.
 func (r *Registry) Read(ctx context.Context, c Caller, typ, id string) (store.Record, error) {
-	if err := MayRead(c.P, typ, c.Silent); err != nil {
+	if err := ByID(c, typ); err != nil {
 		return store.Record{}, err
 	}
 	rec, err := r.st.Get(ctx, typ, id)
@@ -71,7 +70,7 @@ func (r *Registry) Read(ctx context.Context, c Caller, typ, id string) (store.Re
 // current version; for clinicians a version written before a delete is gone,
 // as the delete said the plan was recorded in error.
 func (r *Registry) VRead(ctx context.Context, c Caller, typ, id string, vid int64) (store.Record, error) {
-	if err := MayRead(c.P, typ, c.Silent); err != nil {
+	if err := ByID(c, typ); err != nil {
 		return store.Record{}, err
 	}
 	cur, err := r.st.Get(ctx, typ, id)
@@ -125,7 +124,7 @@ func (r *Registry) deletedSince(ctx context.Context, c Caller, typ, id string, v
 // The current version decides who may see it; clinicians see only the
 // versions written since the last delete (none if it is deleted now: gone).
 func (r *Registry) History(ctx context.Context, c Caller, typ, id string) ([]store.Record, error) {
-	if err := MayRead(c.P, typ, c.Silent); err != nil {
+	if err := ByID(c, typ); err != nil {
 		return nil, err
 	}
 	recs, err := r.st.History(ctx, typ, id)
@@ -200,19 +199,20 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 		return Page{}, err
 	}
 	q := store.Query{Type: s.Type, Subject: s.Subject, IDs: s.IDs, RetainedSince: r.RetainedSince(), Limit: s.Limit, After: s.After, Count: true}
-	narrow := ""
 	if s.Identifier != "" {
 		// Identifiers are unique within the organisation that manages the
 		// resource: a local authority searches its own; an LA's
 		// Organization is managed by its own ODS code; a health user's
-		// search of plans (by NHS number) is narrowed afterwards.
+		// search of plans (by NHS number) matches the identifier under
+		// whichever LA manages each plan. The store applies it before
+		// paging and counting, like every other condition.
 		switch {
 		case c.P.IsLA():
 			q.Key = storeKey(c.P.OrgCode, s.Identifier)
 		case s.Type == "Organization":
 			q.Key = storeKey(fhir.ParseToken(s.Identifier).Code, s.Identifier)
 		default:
-			narrow = s.Identifier
+			q.OwnKey = s.Identifier
 		}
 	}
 	if c.P.IsLA() {
@@ -224,9 +224,10 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 	if err != nil {
 		return Page{}, storeErr(c, err)
 	}
-	if narrow != "" {
-		recs = withIdentifier(recs, narrow)
-		total = len(recs)
+	if q.Subject != "" {
+		if err := r.checkSubjects(ctx, c, q.Subject, recs); err != nil {
+			return Page{}, err
+		}
 	}
 	if PatientType(s.Type) {
 		seen, err := r.allMatches(ctx, c, q, recs, total)
@@ -238,7 +239,7 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 			t.see(q.Subject)
 		}
 		for _, rec := range seen {
-			t.add(rec.Subject, rec.Owner)
+			t.add(rec)
 		}
 		if err := r.audited(ctx, c, "search-type", s.Query, "", t); err != nil {
 			return Page{}, err
@@ -269,7 +270,10 @@ func (r *Registry) allMatches(ctx context.Context, c Caller, q store.Query, recs
 	all := q
 	all.Limit, all.After, all.Count = total, "", false
 	matches, _, err := r.st.Search(ctx, all)
-	return matches, storeErr(c, err)
+	if err != nil {
+		return nil, storeErr(c, err)
+	}
+	return matches, r.checkSubjects(ctx, c, q.Subject, matches)
 }
 
 // include finds the Organizations of the local authorities managing the
@@ -297,28 +301,6 @@ func (r *Registry) include(ctx context.Context, c Caller, recs []store.Record) (
 		}
 	}
 	return out, nil
-}
-
-// withIdentifier keeps the records whose resource carries the identifier.
-// Only a health user's search of a patient's plans uses it, a handful of
-// records.
-func withIdentifier(recs []store.Record, token string) []store.Record {
-	out := recs[:0]
-	for _, r := range recs {
-		var res struct {
-			Identifier []fhir.Identifier `json:"identifier"`
-		}
-		if json.Unmarshal(r.Body, &res) != nil {
-			continue
-		}
-		for _, id := range res.Identifier {
-			if id.Token() == token {
-				out = append(out, r)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // laKey is the store key of a local authority's Organization.

@@ -29,6 +29,8 @@ type Config struct {
 	Now           func() time.Time
 	// NewID makes ids for created resources and audit events.
 	NewID func() string
+	// Log receives errors that name only records (an index mismatch).
+	Log *slog.Logger
 	// SecurityLog receives silent reads; it never carries an NHS number (a
 	// keyed hash instead) or a name.
 	SecurityLog *slog.Logger
@@ -43,6 +45,7 @@ type Registry struct {
 	retentionDays int
 	clock         func() time.Time
 	newID         func() string
+	log           *slog.Logger
 	security      *slog.Logger
 	subjectKey    []byte
 }
@@ -55,8 +58,8 @@ func New(c Config) (*Registry, error) {
 	if len(c.SubjectKey) < 16 {
 		return nil, errors.New("registry: the security-log key must be at least 16 bytes: an unkeyed hash of an NHS number can be reversed")
 	}
-	if c.SecurityLog == nil {
-		return nil, errors.New("registry: a security log is required")
+	if c.Log == nil || c.SecurityLog == nil {
+		return nil, errors.New("registry: a log and a security log are required")
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -68,7 +71,7 @@ func New(c Config) (*Registry, error) {
 		c.RetentionDays = 365
 	}
 	return &Registry{st: c.Store, loc: c.Location, retentionDays: c.RetentionDays, clock: c.Now,
-		newID: c.NewID, security: c.SecurityLog, subjectKey: c.SubjectKey}, nil
+		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey}, nil
 }
 
 // Caller is who asks and how: everything the permission checks, the audit
@@ -81,6 +84,8 @@ type Caller struct {
 	RequestID string
 	// Route is the route template (never the path's values).
 	Route string
+	// TraceID is the client's TraceID header, recorded in the AuditEvent.
+	TraceID string
 }
 
 // Now is the registry's clock, in UTC.
@@ -114,14 +119,37 @@ func storeErr(c Caller, err error) error {
 	case errors.As(err, &ue):
 		return fhir.Wrap(fhir.KindPreconditionFailed, err, "The identifier %s already identifies another %s", keyToken(ue.Key), ue.Type)
 	case errors.Is(err, store.ErrVersionConflict):
-		return fhir.Wrap(fhir.KindPreconditionFailed, err, "The resource was changed by another request; read it again and retry")
+		// A write that kept losing races to others. 412 is only for a
+		// version the client pinned with If-Match (the writes say so).
+		return fhir.Wrap(fhir.KindConflict, err, "The resource was changed by other requests at the same time; send the request again")
 	case errors.Is(err, store.ErrInvalidCursor):
 		return fhir.Wrap(fhir.KindInvalidSearch, err, "The paging cursor is not valid; start the search again")
 	case errors.Is(err, store.ErrTransactionsUnsupported):
 		return fhir.Wrap(fhir.KindNotImplemented, err, "This server's database cannot apply several resources atomically, so transaction Bundles are refused; send a batch Bundle instead")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The client went away, or the request ran out of time: the
+		// handlers' one table tells them apart by the request's context.
+		return err
 	case errors.Is(err, store.ErrUnavailable):
 		return fhir.Wrap(fhir.KindUnavailable, err, "The service is unavailable; try again shortly (request %s)", c.RequestID)
 	}
 	// Context errors and bugs: the handlers' one table maps them.
 	return err
+}
+
+// StoreFault reports whether a store call's error is a failure of the store,
+// for the metrics: not an answer such as not-found or a version conflict,
+// nor a call stopped because its client went away.
+func StoreFault(err error) bool {
+	switch {
+	case err == nil,
+		errors.Is(err, context.Canceled),
+		errors.Is(err, store.ErrNotFound),
+		errors.Is(err, store.ErrVersionConflict),
+		errors.Is(err, store.ErrUniqueConflict),
+		errors.Is(err, store.ErrInvalidCursor),
+		errors.Is(err, store.ErrTransactionsUnsupported):
+		return false
+	}
+	return true
 }

@@ -289,6 +289,9 @@ func (r *Registry) target(ctx context.Context, c Caller, ch Change) (target, err
 	}
 	cur, err := r.st.Get(ctx, ch.Type, t.id)
 	switch {
+	case err == nil && ch.Op == Delete && cur.Owner != c.P.OrgCode:
+		// Another's resource is not found, the very answer a missing id gets.
+		return t, fhir.Errorf(fhir.KindNotFound, "%s/%s does not exist", ch.Type, t.id)
 	case err == nil:
 		t.cur, t.exists = cur, true
 	case !errors.Is(err, store.ErrNotFound):
@@ -334,14 +337,19 @@ func (r *Registry) conditionalTarget(ctx context.Context, p *auth.Principal, ch 
 }
 
 // putCheck checks a write of typ/id over its current record (exists: there
-// is one, perhaps a tombstone): the caller must manage it, and If-Match, if
-// given, must name its version.
+// is one, perhaps a tombstone): If-Match, if given, must name its version,
+// and the caller must manage it. A resource another organisation manages
+// is told apart from a missing one only where it must be: with If-Match
+// both are 412 alike; without, the id cannot be created, so the answer is
+// 409 (the id is in use), which names no organisation and shows nothing of
+// the resource.
 func putCheck(p *auth.Principal, typ, id string, cur store.Record, exists bool, ifMatch *int64) error {
-	if exists && cur.Owner != p.OrgCode {
-		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: %s/%s is managed by another organisation", typ, id)
-	}
-	if ifMatch != nil && (!exists || cur.Deleted || cur.Version != *ifMatch) {
+	foreign := exists && cur.Owner != p.OrgCode
+	if ifMatch != nil && (!exists || foreign || cur.Deleted || cur.Version != *ifMatch) {
 		return fhir.Errorf(fhir.KindPreconditionFailed, "If-Match names version %d, but %s/%s is not at that version", *ifMatch, typ, id)
+	}
+	if foreign {
+		return fhir.Errorf(fhir.KindConflict, "The id %s/%s is already in use; choose another id, or write by identifier (PUT %s?identifier=system|value)", typ, id, typ)
 	}
 	return nil
 }

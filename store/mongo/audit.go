@@ -61,6 +61,9 @@ type auditDoc struct {
 	Notify   bool     `bson:"notify"`
 	Body     []byte   `bson:"body,omitempty"`
 	Fence    bool     `bson:"fence,omitempty"`
+	// Views: the AuditEvent each local authority is served, by ODS code,
+	// where it differs from Body (see store.AuditRecord).
+	Views map[string][]byte `bson:"views,omitempty"`
 }
 
 func newAuditDoc(a store.AuditRecord) auditDoc {
@@ -72,12 +75,12 @@ func newAuditDoc(a store.AuditRecord) auditDoc {
 	}
 	slices.Sort(owners)
 	return auditDoc{ID: a.ID, Recorded: a.Recorded.UnixNano(), Subject: a.Subject, Owners: owners,
-		Agent: a.Agent, Notify: a.Notify, Body: a.Body}
+		Agent: a.Agent, Notify: a.Notify, Body: a.Body, Views: a.Views}
 }
 
 func (d *auditDoc) record() store.AuditRecord {
 	return store.AuditRecord{ID: d.ID, Recorded: time.Unix(0, d.Recorded).UTC(), Subject: d.Subject,
-		Owners: d.Owners, Agent: d.Agent, Notify: d.Notify, Body: d.Body}
+		Owners: d.Owners, Agent: d.Agent, Notify: d.Notify, Body: d.Body, Views: d.Views}
 }
 
 type auditOp struct {
@@ -93,6 +96,15 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if err := s.broken(); err != nil {
+		return err
+	}
+	err := s.audit1(ctx, recs)
+	s.noteWrite(ctx, err)
+	return err
+}
+
+func (s *Store) audit1(ctx context.Context, recs []store.AuditRecord) error {
 	op := &auditOp{ctx: ctx, recs: recs, done: make(chan error, 1)}
 	s.closing.RLock()
 	if s.isClosed {
@@ -407,6 +419,9 @@ func (s *Store) fence(ctx context.Context, seq int64) (bool, error) {
 // AuditBySubject returns the notifying access records about subject since a
 // time, oldest first: one find on the subject_recorded index.
 func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]store.AuditRecord, error) {
+	if err := s.broken(); err != nil {
+		return nil, err
+	}
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -430,6 +445,9 @@ func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.T
 // AuditFeedTotal counts the records AuditFeed serves owner from since, up to
 // the feed horizon.
 func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error) {
+	if err := s.broken(); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.run(ctx, func(ctx context.Context) error {
 		h, err := s.horizon(ctx)
@@ -474,6 +492,9 @@ func (s *Store) auditRecords(ctx context.Context, f, sort bson.D, limit int) ([]
 // AuditFeed pages through the access records that touched owner's records,
 // in sequence order up to the horizon (see the comment at the top).
 func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]store.AuditRecord, string, error) {
+	if err := s.broken(); err != nil {
+		return nil, "", err
+	}
 	after := int64(0)
 	if cursor != "" {
 		n, err := strconv.ParseInt(strings.TrimPrefix(cursor, "s"), 10, 64)

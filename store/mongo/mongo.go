@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -57,6 +59,18 @@ type Options struct {
 	// (default 10s). It trades feed latency after a crashed writer against
 	// retries by slow writers; it has no bearing on correctness.
 	FeedHoleGrace time.Duration
+	// Log receives the store's own events (a failed store). Nil discards
+	// them.
+	Log *slog.Logger
+	// MarkerDir, if set, is the data directory holding the store marker
+	// (store.MarkerFile): a database that was dropped does not come back
+	// empty without the operator saying so (see identity.go).
+	MarkerDir string
+	// ResetIdentity accepts the database found as the store and rewrites
+	// the marker (cpis store init --force).
+	ResetIdentity bool
+	// WatchInterval is how often the identity is re-read (default 5s).
+	WatchInterval time.Duration
 }
 
 // Store is the MongoDB backend.
@@ -97,6 +111,11 @@ type Store struct {
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	closed   sync.Once
+
+	log       *slog.Logger
+	id        string
+	failure   atomic.Pointer[error] // set once the store has failed for good
+	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
 }
 
 // Open connects to uri, checks the server answers, creates the indexes (an
@@ -131,6 +150,12 @@ func Open(ctx context.Context, uri, database string, opts Options) (*Store, erro
 	if opts.FeedHoleGrace <= 0 {
 		opts.FeedHoleGrace = defaultHoleGrace
 	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.WatchInterval <= 0 {
+		opts.WatchInterval = defaultWatchInterval
+	}
 	// Every write waits for a journaled majority, so no acknowledged write is
 	// rolled back by a failover; reads see only majority-committed data from
 	// the primary, and (on replica sets) are causally after every write this
@@ -143,12 +168,16 @@ func Open(ctx context.Context, uri, database string, opts Options) (*Store, erro
 	s := &Store{
 		client: client, db: db,
 		res: db.Collection(resourcesColl), audit: db.Collection(auditColl), meta: db.Collection(metaColl),
-		opts:   opts,
+		opts: opts, log: opts.Log,
 		auditq: make(chan *auditOp, maxAuditBatch),
 		quit:   make(chan struct{}),
 	}
 	s.holes.seen = map[int64]time.Time{}
 	if err := s.detect(ctx); err != nil {
+		client.Disconnect(context.Background())
+		return nil, err
+	}
+	if err := s.identify(ctx); err != nil {
 		client.Disconnect(context.Background())
 		return nil, err
 	}
@@ -160,6 +189,8 @@ func Open(ctx context.Context, uri, database string, opts Options) (*Store, erro
 		s.wg.Add(1)
 		go s.auditWriter()
 	}
+	s.wg.Add(1)
+	go s.watch()
 	return s, nil
 }
 
@@ -291,8 +322,12 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Ping checks the primary answers.
+// Ping checks the store has not failed and the primary answers; after a
+// refused write, it also needs a probe write to succeed.
 func (s *Store) Ping(ctx context.Context) error {
+	if err := s.broken(); err != nil {
+		return err
+	}
 	select {
 	case <-s.quit:
 		return fmt.Errorf("store/mongo: ping: %w: closed", store.ErrUnavailable)
@@ -300,6 +335,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
 		return s.fail("ping", err)
+	}
+	if s.lastWrite.Load() != nil {
+		err := s.probe(ctx)
+		s.noteWrite(ctx, err)
+		if err != nil {
+			return fmt.Errorf("store/mongo: ping: writes are refused: %w", err)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"time"
 
@@ -159,6 +160,9 @@ var errKeyRace = errors.New("store/mongo: unique key taken concurrently")
 // write, atomic on every topology; several need a transaction, which only
 // replica sets and sharded clusters have.
 func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
+	if err := s.broken(); err != nil {
+		return err
+	}
 	if len(writes) == 0 {
 		return nil
 	}
@@ -167,6 +171,12 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 			return err
 		}
 	}
+	err := s.commit(ctx, writes)
+	s.noteWrite(ctx, err)
+	return err
+}
+
+func (s *Store) commit(ctx context.Context, writes []store.Write) error {
 	if len(writes) > 1 {
 		if !s.transactions {
 			return fmt.Errorf("store/mongo: commit of %d records: %w", len(writes), store.ErrTransactionsUnsupported)
@@ -387,6 +397,9 @@ func (s *Store) find(ctx context.Context, typ, id string, projection bson.D) (*r
 
 // Get returns the current version of a record or of a derived record.
 func (s *Store) Get(ctx context.Context, typ, id string) (store.Record, error) {
+	if err := s.broken(); err != nil {
+		return store.Record{}, err
+	}
 	var rec store.Record
 	err := s.run(ctx, func(ctx context.Context) error {
 		d, err := s.find(ctx, typ, id, noHistory)
@@ -403,6 +416,9 @@ var historyOnly = bson.D{{Key: "type", Value: 1}, {Key: "id", Value: 1}, {Key: "
 
 // GetVersion returns one version of a record or of a derived record.
 func (s *Store) GetVersion(ctx context.Context, typ, id string, v int64) (store.Record, error) {
+	if err := s.broken(); err != nil {
+		return store.Record{}, err
+	}
 	var rec store.Record
 	err := s.run(ctx, func(ctx context.Context) error {
 		d, err := s.find(ctx, typ, id, historyOnly)
@@ -423,6 +439,9 @@ func (s *Store) GetVersion(ctx context.Context, typ, id string, v int64) (store.
 
 // History returns every version, newest first.
 func (s *Store) History(ctx context.Context, typ, id string) ([]store.Record, error) {
+	if err := s.broken(); err != nil {
+		return nil, err
+	}
 	var out []store.Record
 	err := s.run(ctx, func(ctx context.Context) error {
 		d, err := s.find(ctx, typ, id, historyOnly)
@@ -446,6 +465,9 @@ func (s *Store) History(ctx context.Context, typ, id string) ([]store.Record, er
 // Search returns live records matching q: one indexed find (and a count if
 // asked for).
 func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int, error) {
+	if err := s.broken(); err != nil {
+		return nil, 0, err
+	}
 	f := bson.D{{Key: "types", Value: q.Type}, {Key: "deleted", Value: false}}
 	if q.Subject != "" {
 		f = append(f, bson.E{Key: "subject", Value: q.Subject})
@@ -455,6 +477,11 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 	}
 	if q.Key != "" {
 		f = append(f, bson.E{Key: "keys", Value: searchKey(q.Type, q.Key)})
+	}
+	if q.OwnKey != "" {
+		// A key type|owner|system|value with any owner segment: keys are
+		// written under the record's own owner (store.Query.OwnKey).
+		f = append(f, bson.E{Key: "keys", Value: bson.D{{Key: "$regex", Value: "^" + regexp.QuoteMeta(searchKey(q.Type, "")) + `[^|]*\|` + regexp.QuoteMeta(q.OwnKey) + "$"}}})
 	}
 	if !q.RetainedSince.IsZero() {
 		f = append(f, bson.E{Key: "end", Value: bson.D{{Key: "$gte", Value: q.RetainedSince.UnixNano()}}})
@@ -511,6 +538,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 // subjects left with no record. Deletes are per document, so processes
 // purging at once each count only what they removed.
 func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, error) {
+	if err := s.broken(); err != nil {
+		return store.PurgeStats{}, err
+	}
 	var stats store.PurgeStats
 	err := s.run(ctx, func(ctx context.Context) error {
 		res, err := s.res.DeleteMany(ctx, bson.D{{Key: "end", Value: bson.D{{Key: "$lt", Value: cutoff.UnixNano()}}}})

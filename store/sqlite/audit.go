@@ -1,10 +1,15 @@
 package sqlite
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"cpis/store"
@@ -17,9 +22,21 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-		for _, a := range recs {
-			res, err := tx.exec(ctx, sqlInsertAudit, a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), a.Body)
+	bodies := make([][]byte, len(recs))
+	for i, a := range recs {
+		bodies[i] = packBody(a.Body)
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+		for i, a := range recs {
+			q, args := sqlInsertAudit, []any{a.ID, a.Recorded.UnixNano(), a.Subject, a.Agent, a.Notify, strings.Join(a.Owners, " "), bodies[i]}
+			if len(a.Views) > 0 {
+				views, err := encodeViews(a.Views)
+				if err != nil {
+					return err
+				}
+				q, args = sqlInsertAuditViews, append(args, packBody(views))
+			}
+			res, err := tx.exec(ctx, q, args...)
 			if err != nil {
 				return unavailable(err)
 			}
@@ -38,9 +55,44 @@ func (s *Store) Audit(ctx context.Context, recs []store.AuditRecord) error {
 		}
 		return nil
 	})
+	s.noteWrite(ctx, err)
+	return err
 }
 
-const auditCols = `a.seq, a.id, a.recorded, a.subject, a.agent, a.notify, a.owners, a.body`
+// sqlInsertAuditViews stores an access record with per-authority views, a
+// few in a thousand; the rest use the prepared sqlInsertAudit.
+const sqlInsertAuditViews = `INSERT INTO audit(id, recorded, subject, agent, notify, owners, body, views) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+
+// encodeViews stores the views as one JSON object keyed by ODS code (each
+// view is an AuditEvent, itself JSON).
+func encodeViews(views map[string][]byte) ([]byte, error) {
+	m := make(map[string]json.RawMessage, len(views))
+	for o, v := range views {
+		m[o] = v
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: encoding access record views: %w", err)
+	}
+	return b, nil
+}
+
+func decodeViews(b []byte) (map[string][]byte, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("store/sqlite: decoding access record views: %w: %w", store.ErrUnavailable, err)
+	}
+	views := make(map[string][]byte, len(m))
+	for o, v := range m {
+		views[o] = v
+	}
+	return views, nil
+}
+
+const auditCols = `a.seq, a.id, a.recorded, a.subject, a.agent, a.notify, a.owners, a.body, a.views`
 
 func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]store.AuditRecord, int64, error) {
 	rows, err := s.query(ctx, q, args...)
@@ -54,15 +106,25 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		var a store.AuditRecord
 		var recorded int64
 		var owners string
-		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body); err != nil {
+		var views []byte
+		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body, &views); err != nil {
+			return nil, 0, unavailableCtx(ctx, err)
+		}
+		if a.Body, err = unpackBody(a.Body); err != nil {
+			return nil, 0, unavailable(err)
+		}
+		if views, err = unpackBody(views); err != nil {
 			return nil, 0, unavailable(err)
 		}
 		a.Recorded = time.Unix(0, recorded).UTC()
 		a.Owners = strings.Fields(owners)
+		if a.Views, err = decodeViews(views); err != nil {
+			return nil, 0, err
+		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, unavailable(err)
+		return nil, 0, unavailableCtx(ctx, err)
 	}
 	return out, last, nil
 }
@@ -91,7 +153,7 @@ func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Tim
 	n := 0
 	if rows.Next() {
 		if err := rows.Scan(&n); err != nil {
-			return 0, unavailable(err)
+			return 0, unavailableCtx(ctx, err)
 		}
 	}
 	return n, rows.Err()
@@ -207,4 +269,44 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 		}
 	}
 	return stats, nil
+}
+
+// Access-record bodies are stored compressed: an AuditEvent is about 3 KB
+// of JSON with much repeated text, and every audited read writes one, so
+// its size is most of what an audited read costs the disk and the log.
+// A stored body is either JSON as written before compression (it starts
+// with '{') or packedBody followed by a DEFLATE stream.
+const packedBody = 0x01
+
+var deflaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+func packBody(b []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(b)/2 + 16)
+	buf.WriteByte(packedBody)
+	w := deflaters.Get().(*flate.Writer)
+	w.Reset(&buf)
+	_, err := w.Write(b)
+	if err == nil {
+		err = w.Close()
+	}
+	deflaters.Put(w)
+	if err != nil || buf.Len() >= len(b) {
+		return b
+	}
+	return buf.Bytes()
+}
+
+func unpackBody(b []byte) ([]byte, error) {
+	if len(b) == 0 || b[0] != packedBody {
+		return b, nil
+	}
+	out, err := io.ReadAll(flate.NewReader(bytes.NewReader(b[1:])))
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,7 +31,9 @@ func TestCheckpointsRunInTheBackground(t *testing.T) {
 	before := size()
 	ctx := context.Background()
 	for i := 0; i < 200; i++ {
-		require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: fmt.Sprint(i), Recorded: time.Now(), Subject: "9449306753", Agent: "u", Notify: true, Body: make([]byte, 2000)}}))
+		body := make([]byte, 2000) // random, so compression does not shrink it
+		_, _ = rand.Read(body)
+		require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: fmt.Sprint(i), Recorded: time.Now(), Subject: "9449306753", Agent: "u", Notify: true, Body: body}}))
 	}
 	assert.Eventually(t, func() bool { return size() > before+200*2000 }, 5*time.Second, 50*time.Millisecond,
 		"the records reach the database file (%d bytes before)", before)

@@ -69,7 +69,7 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 			return err
 		}
 	}
-	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		for _, w := range writes {
 			if err := apply(ctx, tx, w); err != nil {
 				return err
@@ -77,6 +77,8 @@ func (s *Store) Commit(ctx context.Context, writes []store.Write) error {
 		}
 		return nil
 	})
+	s.noteWrite(ctx, err)
+	return err
 }
 
 func apply(ctx context.Context, tx *writeTx, w store.Write) error {
@@ -226,13 +228,13 @@ func (s *Store) sourceType(ctx context.Context, typ, id string) (string, error) 
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return "", unavailable(err)
+			return "", unavailableCtx(ctx, err)
 		}
 		return "", fmt.Errorf("store/sqlite: %s/%s: %w", typ, id, store.ErrNotFound)
 	}
 	var src string
 	if err := rows.Scan(&src); err != nil {
-		return "", unavailable(err)
+		return "", unavailableCtx(ctx, err)
 	}
 	return src, rows.Close()
 }
@@ -247,12 +249,12 @@ func (s *Store) records(ctx context.Context, typ, q string, args ...any) ([]stor
 	for rows.Next() {
 		r, err := scan(rows)
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, unavailableCtx(ctx, err)
 		}
 		out = append(out, r.record(typ))
 	}
 	if err := rows.Err(); err != nil {
-		return nil, unavailable(err)
+		return nil, unavailableCtx(ctx, err)
 	}
 	return out, nil
 }
@@ -290,7 +292,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 	total := 0
 	if rows.Next() {
 		if err := rows.Scan(&total); err != nil {
-			return nil, 0, unavailable(err)
+			return nil, 0, unavailableCtx(ctx, err)
 		}
 	}
 	return recs, total, rows.Err()
@@ -304,7 +306,7 @@ func searchWhere(q store.Query) (string, []any) {
 	where := []string{`(type = ? OR dtype = ?)`, `deleted = 0`}
 	args := []any{q.Type, q.Type}
 	switch {
-	case q.Key != "":
+	case q.Key != "" || q.OwnKey != "":
 		where[0], args = `type = ?`, args[:1]
 	case q.Subject != "" || q.Owner != "" || len(q.IDs) > 0:
 		where[0] = `(+type = ? OR +dtype = ?)`
@@ -326,6 +328,11 @@ func searchWhere(q store.Query) (string, []any) {
 	if q.Key != "" {
 		where = append(where, `id IN (SELECT id FROM keys WHERE type = ? AND value = ?)`)
 		args = append(args, q.Type, q.Key)
+	}
+	if q.OwnKey != "" {
+		// Correlated on the record's id (the keys_id index) and its owner.
+		where = append(where, `EXISTS (SELECT 1 FROM keys k WHERE k.type = resources.type AND k.id = resources.id AND k.value = resources.owner || '|' || ?)`)
+		args = append(args, q.OwnKey)
 	}
 	if !q.RetainedSince.IsZero() {
 		where = append(where, `(plan_end IS NULL OR plan_end >= ?)`)

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 4
+const schemaVersion = 6
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -122,6 +122,17 @@ var migrations = [][]string{
 		`CREATE INDEX audit_subject ON audit(subject, recorded)`,
 		`CREATE INDEX audit_recorded ON audit(recorded)`,
 		`CREATE INDEX audit_owner_recorded ON audit_owner(owner, recorded)`,
+	},
+	// 4 → 5: an access that showed more than one local authority's plans
+	// keeps, per authority, the AuditEvent that authority is served (its
+	// own plans only). NULL for every other access, so it costs them nothing.
+	{
+		`ALTER TABLE audit ADD COLUMN views BLOB`,
+	},
+	// 5 → 6: facts about the store itself: its identity (see identity.go)
+	// and the readiness probe's heartbeat.
+	{
+		`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
 	},
 }
 

@@ -94,3 +94,41 @@ func TestMigrateFromTheFirstLayout(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, hist, 3)
 }
+
+// TestMigrateAddsAccessRecordViews opens a layout-4 database: its access
+// records read as before, with no views, and new ones keep theirs.
+func TestMigrateAddsAccessRecordViews(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	require.NoError(t, err)
+	for v := 0; v < 4; v++ {
+		for _, st := range migrations[v] {
+			_, err := db.Exec(st)
+			require.NoError(t, err)
+		}
+	}
+	_, err = db.Exec(`PRAGMA user_version = 4`)
+	require.NoError(t, err)
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	_, err = db.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('e1', ?, '9449306753', 'u', 1, 'LA001 LA002', '{"id":"e1"}')`, t0.UnixNano())
+	require.NoError(t, err)
+	_, err = db.Exec(`INSERT INTO audit_owner(owner, seq, recorded) VALUES ('LA001', 1, ?), ('LA002', 1, ?)`, t0.UnixNano(), t0.UnixNano())
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s, err := Open(dir, Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	views := map[string][]byte{"LA001": []byte(`{"id":"e2","v":1}`), "LA002": []byte(`{"id":"e2","v":2}`)}
+	require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: "e2", Recorded: t0.Add(time.Minute), Subject: "9449306753", Agent: "u2",
+		Notify: true, Owners: []string{"LA001", "LA002"}, Body: []byte(`{"id":"e2"}`), Views: views}}))
+	feed, _, err := s.AuditFeed(ctx, "LA002", time.Time{}, "", 10)
+	require.NoError(t, err)
+	require.Len(t, feed, 2)
+	assert.Equal(t, "e1", feed[0].ID)
+	assert.Nil(t, feed[0].Views, "a record from before has no views")
+	assert.Equal(t, []string{"LA001", "LA002"}, feed[0].Owners)
+	assert.JSONEq(t, `{"id":"e2","v":2}`, string(feed[1].Views["LA002"]))
+	assert.JSONEq(t, `{"id":"e2","v":1}`, string(feed[1].Views["LA001"]))
+}

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,6 +36,22 @@ type Options struct {
 	Readers int
 	// BatchObserver, if set, is told the size of every group commit.
 	BatchObserver func(ops int)
+	// Log receives the store's own events: a failed store, the start-up
+	// check. Nil discards them.
+	Log *slog.Logger
+	// ResetIdentity accepts the database found (missing, empty or another
+	// store's) as this data directory's store and rewrites the marker: the
+	// operator's explicit `cpis store init --force`.
+	ResetIdentity bool
+	// WatchInterval is how often the database file is checked for being
+	// deleted, replaced or made unwritable (default 2s).
+	WatchInterval time.Duration
+	// CheckTimeout bounds the integrity check at Open (default 20s); the
+	// check stops there and says so. Negative skips it.
+	CheckTimeout time.Duration
+	// WALLimit bounds the write-ahead log (default 64 MiB): past it, the
+	// writer waits for a checkpoint that empties the log.
+	WALLimit int64
 }
 
 // Store is the SQLite backend.
@@ -52,6 +69,16 @@ type Store struct {
 	stmts          sync.Map // SQL text -> *sql.Stmt on r
 	nstmts         atomic.Int64
 	closed         sync.Once
+
+	log       *slog.Logger
+	id        string      // the store identity inside the database
+	file      os.FileInfo // the database file opened, for the watcher
+	watchDone chan struct{}
+	walFull   chan struct{}         // the checkpointer asks the idle writer to bound the log
+	failure   atomic.Pointer[error] // set once the store has failed for good
+	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
+	walNext   time.Time             // writer only: no truncating checkpoint before
+	gate      sync.RWMutex          // reads start under RLock; boundWAL holds Lock
 }
 
 type op struct {
@@ -90,8 +117,38 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store/sqlite: creating data dir: %w", err)
 	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.WatchInterval <= 0 {
+		opts.WatchInterval = defaultWatchInterval
+	}
+	if opts.CheckTimeout == 0 {
+		opts.CheckTimeout = defaultCheckTimeout
+	}
+	if opts.WALLimit <= 0 {
+		opts.WALLimit = defaultWALLimit
+	}
 	path := filepath.Join(dir, FileName)
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+	marker, err := store.ReadMarker(dir)
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.Stat(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("store/sqlite: %w", err)
+	}
+	if (info == nil || info.Size() == 0) && !opts.ResetIdentity {
+		// Refuse before SQLite creates a new empty database in its place.
+		if err := store.CheckIdentity(dir, marker, "", "the database "+path, false); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkFilesBeforeOpen(path); err != nil {
+		return nil, err
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate" +
+		"&_pragma=journal_size_limit(" + itoa(opts.WALLimit) + ")"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store/sqlite: open: %w", err)
@@ -107,7 +164,34 @@ func Open(dir string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: %w", err)
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	id, err := storeID(w, true)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store/sqlite: reading the store identity: %w", err)
+	}
+	if err := store.CheckIdentity(dir, marker, id, "the database "+path, opts.ResetIdentity); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if marker != id {
+		if err := store.WriteMarker(dir, id); err != nil {
+			w.Close()
+			return nil, err
+		}
+		opts.Log.Info("store identity recorded", slog.String("store_id", id), slog.Bool("reset", opts.ResetIdentity && marker != ""))
+	}
+	if err := startupCheck(w, opts.CheckTimeout, opts.Log); err != nil {
+		w.Close()
+		return nil, err
+	}
+	file, err := os.Stat(path)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store/sqlite: %w", err)
+	}
+	// mode=rw: a reader connection opened after the file was deleted must
+	// fail, not create a new empty database at the path.
+	r, err := sql.Open("sqlite", "file:"+path+"?mode=rw&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: open readers: %w", err)
@@ -129,9 +213,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		wstmts[q] = st
 	}
-	s := &Store{path: path, w: w, wstmts: wstmts, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), checkpointDone: make(chan struct{}), opts: opts}
+	s := &Store{path: path, w: w, wstmts: wstmts, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), checkpointDone: make(chan struct{}), opts: opts,
+		walFull: make(chan struct{}, 1), log: opts.Log, id: id, file: file, watchDone: make(chan struct{})}
 	go s.writer()
 	go s.checkpointer()
+	go s.watch()
 	return s, nil
 }
 
@@ -142,6 +228,7 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.done
 		<-s.checkpointDone
+		<-s.watchDone
 		s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 		for _, st := range s.wstmts {
 			st.Close()
@@ -151,8 +238,13 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Ping checks both pools answer.
+// Ping checks the store has not failed and the read pool answers; after a
+// refused write, it also needs a probe write to succeed (see probe), so
+// readiness follows whether audited reads can be answered.
 func (s *Store) Ping(ctx context.Context) error {
+	if err := s.broken(); err != nil {
+		return err
+	}
 	var one int
 	if err := s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("store/sqlite: ping: %w: %v", store.ErrUnavailable, err)
@@ -162,15 +254,28 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("store/sqlite: ping: %w: closed", store.ErrUnavailable)
 	default:
 	}
+	if s.lastWrite.Load() != nil {
+		err := s.probe(ctx)
+		s.noteWrite(ctx, err)
+		if err != nil {
+			return fmt.Errorf("store/sqlite: ping: writes are refused: %w", err)
+		}
+	}
 	return nil
 }
 
 // checkpointInterval is how often the WAL is copied back into the database.
 const checkpointInterval = time.Second
 
+// defaultWALLimit bounds the write-ahead log file.
+const defaultWALLimit = 64 << 20
+
 // checkpointer copies the write-ahead log into the database file in the
 // background (PASSIVE: it never blocks the writer or readers), so commits
-// on the writer never pay for a checkpoint.
+// on the writer never pay for a checkpoint. A PASSIVE checkpoint cannot
+// rewind the log while readers keep reading it, and under continuous load
+// they always do; so when the log passes WALLimit the checkpointer asks the
+// writer to bound it (see boundWAL).
 func (s *Store) checkpointer() {
 	defer close(s.checkpointDone)
 	t := time.NewTicker(checkpointInterval)
@@ -181,21 +286,67 @@ func (s *Store) checkpointer() {
 			return
 		case <-t.C:
 			// A busy or failing checkpoint is tried again next time; the WAL
-			// just grows meanwhile, and every commit in it is durable.
+			// just grows meanwhile (up to WALLimit), and every commit in it
+			// is durable.
 			_, _ = s.r.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			if s.walSize() > s.opts.WALLimit {
+				select {
+				case s.walFull <- struct{}{}:
+				default:
+				}
+			}
 		}
+	}
+}
+
+func (s *Store) walSize() int64 {
+	info, err := os.Stat(s.path + "-wal")
+	if err != nil {
+		return 0
+	}
+	return info.Size()
+}
+
+// walWait bounds how long the writer waits for readers to leave the log.
+const walWait = 5 * time.Second
+
+// boundWAL runs on the writer, after a commit: when the log has passed
+// WALLimit it runs a TRUNCATE checkpoint, which copies the whole log into
+// the database, waits for readers still reading the log (new readers read
+// the database), and empties the log file. Writes queue meanwhile: this is
+// the brief wait that keeps the log, and the disk it takes, bounded. If
+// readers hold the log past walWait it gives up and tries again shortly.
+func (s *Store) boundWAL() {
+	if s.walSize() <= s.opts.WALLimit || time.Now().Before(s.walNext) {
+		return
+	}
+	// Hold new reads back while the checkpoint waits: readers that keep
+	// arriving would each take a snapshot of the log, and the checkpoint
+	// would wait for ever. Reads already running finish first.
+	s.gate.Lock()
+	defer s.gate.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), walWait)
+	defer cancel()
+	var busy, logged, done int
+	err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &done)
+	if err != nil || busy != 0 {
+		s.walNext = time.Now().Add(250 * time.Millisecond)
+		s.log.Warn("the write-ahead log is over its limit and could not be emptied yet", slog.Int64("wal_bytes", s.walSize()), slog.Int64("limit", s.opts.WALLimit))
 	}
 }
 
 // write queues fn to run in the next group commit and waits for the commit.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *writeTx) error) error {
+	if err := s.broken(); err != nil {
+		return err
+	}
 	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.ops <- o:
 	case <-s.quit:
 		return fmt.Errorf("store/sqlite: %w: closed", store.ErrUnavailable)
 	case <-ctx.Done():
-		return fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, ctx.Err())
+		return fmt.Errorf("store/sqlite: %w: %w", store.ErrUnavailable, ctx.Err())
 	}
 	// Once queued, wait for the outcome: the caller must know whether the
 	// write is durable.
@@ -221,6 +372,9 @@ func (s *Store) writer() {
 					return
 				}
 			}
+		case <-s.walFull:
+			s.boundWAL()
+			continue
 		}
 	fill:
 		for len(batch) < maxBatch {
@@ -232,6 +386,7 @@ func (s *Store) writer() {
 			}
 		}
 		s.commit(batch)
+		s.boundWAL()
 	}
 }
 
@@ -240,9 +395,14 @@ func (s *Store) commit(batch []*op) {
 		s.opts.BatchObserver(len(batch))
 	}
 	live := batch[:0:0]
+	failed := s.broken()
 	for _, o := range batch {
+		if failed != nil {
+			o.done <- failed
+			continue
+		}
 		if err := o.ctx.Err(); err != nil {
-			o.done <- fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+			o.done <- fmt.Errorf("store/sqlite: %w: %w", store.ErrUnavailable, err)
 			continue
 		}
 		live = append(live, o)
@@ -348,26 +508,44 @@ func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if err := s.broken(); err != nil {
+		return nil, err
+	}
+	// The read's snapshot starts under the gate (see boundWAL). A caller
+	// must close its rows before it starts another query: a query waiting
+	// at the gate while holding a pooled connection could starve the
+	// queries the checkpoint waits for.
+	s.gate.RLock()
+	defer s.gate.RUnlock()
 	st, err := s.stmt(ctx, q)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, unavailableCtx(ctx, err)
 	}
 	if st == nil {
 		rows, err := s.r.QueryContext(ctx, q, args...)
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, unavailableCtx(ctx, err)
 		}
 		return rows, nil
 	}
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, unavailableCtx(ctx, err)
 	}
 	return rows, nil
 }
 
 func unavailable(err error) error {
 	return fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+}
+
+// unavailableCtx is unavailable, keeping the caller's context error (a
+// client that went away, a deadline) where that is what stopped the call.
+func unavailableCtx(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("store/sqlite: %w: %w (%v)", store.ErrUnavailable, cerr, err)
+	}
+	return unavailable(err)
 }
 
 func isConstraint(err error) bool {

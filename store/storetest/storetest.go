@@ -40,9 +40,11 @@ func Run(t *testing.T, h Harness) {
 	t.Run("atomic-commit", func(t *testing.T) { testAtomicCommit(t, h) })
 	t.Run("derived", func(t *testing.T) { testDerived(t, h) })
 	t.Run("search", func(t *testing.T) { testSearch(t, h) })
+	t.Run("search-own-key", func(t *testing.T) { testSearchOwnKey(t, h) })
 	t.Run("concurrent-unique-create", func(t *testing.T) { testConcurrentUniqueCreate(t, h) })
 	t.Run("concurrent-updates", func(t *testing.T) { testConcurrentUpdates(t, h) })
 	t.Run("audit", func(t *testing.T) { testAudit(t, h) })
+	t.Run("audit-views", func(t *testing.T) { testAuditViews(t, h) })
 	t.Run("audit-feed-while-writing", func(t *testing.T) { testAuditFeedWhileWriting(t, h) })
 	t.Run("purge", func(t *testing.T) { testPurge(t, h) })
 	t.Run("reopen", func(t *testing.T) { testReopen(t, h) })
@@ -342,6 +344,54 @@ func testSearch(t *testing.T, h Harness) {
 	assert.Empty(t, recs, "Limit 0 returns only the count")
 }
 
+// testSearchOwnKey: an identifier searched without knowing who manages the
+// record (a health user's search of a patient's plans) is matched by the
+// store before paging and counting, with every other condition.
+func testSearchOwnKey(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := context.Background()
+	const nhs, other = "9449306753", "9449306761"
+	for _, r := range []store.Record{
+		plan("a1", 1, nhs, "LA1", "LA1|https://la.example/id|X"),
+		plan("a2", 1, nhs, "LA2", "LA2|https://la.example/id|Y"),
+		plan("a3", 1, nhs, "LA2", "LA2|https://la.example/id|X", "LA2|https://la.example/id|Z"),
+		plan("a4", 1, nhs, "LA1", "LA1|https://la.example/id|W"),
+		plan("b1", 1, other, "LA1", "LA1|https://la.example/id|V"),
+		plan("b2", 1, other, "LA3", "LA3|https://la.example/id|X"),
+	} {
+		put(t, s, withFlag(r, "active"))
+	}
+	search := func(q store.Query) ([]string, int) {
+		t.Helper()
+		q.Type, q.Count = "EpisodeOfCare", true
+		recs, total, err := s.Search(ctx, q)
+		require.NoError(t, err)
+		return ids(recs), total
+	}
+	got, total := search(store.Query{Subject: nhs, OwnKey: "https://la.example/id|X", Limit: 1})
+	assert.Equal(t, []string{"a1"}, got)
+	assert.Equal(t, 2, total, "the total counts every match, not the page")
+	got, total = search(store.Query{Subject: nhs, OwnKey: "https://la.example/id|X", Limit: 1, After: "a1"})
+	assert.Equal(t, []string{"a3"}, got, "the next page holds the second match")
+	assert.Equal(t, 2, total)
+	_, total = search(store.Query{Subject: nhs, OwnKey: "https://la.example/id|X"})
+	assert.Equal(t, 2, total, "a count alone applies the identifier too")
+	got, _ = search(store.Query{Subject: nhs, OwnKey: "https://la.example/id|Z", Limit: 10})
+	assert.Equal(t, []string{"a3"}, got, "a record's second key matches")
+	got, _ = search(store.Query{Subject: other, OwnKey: "https://la.example/id|X", Limit: 10})
+	assert.Equal(t, []string{"b2"}, got)
+	got, total = search(store.Query{Subject: nhs, OwnKey: "https://la.example/id|V", Limit: 10})
+	assert.Empty(t, got, "another patient's identifier")
+	assert.Zero(t, total)
+	got, _ = search(store.Query{Subject: nhs, OwnKey: "la.example/id|X", Limit: 10})
+	assert.Empty(t, got, "only the whole identifier matches")
+	got, _ = search(store.Query{Subject: nhs, OwnKey: "https://la.example/id|X", Owner: "LA2", Limit: 10})
+	assert.Equal(t, []string{"a3"}, got)
+	recs, _, err := s.Search(ctx, store.Query{Type: "Flag", Subject: nhs, Limit: 10})
+	require.NoError(t, err)
+	assert.Len(t, recs, 4)
+}
+
 func testConcurrentUniqueCreate(t *testing.T, h Harness) {
 	s := open(t, h)
 	ctx := context.Background()
@@ -469,6 +519,35 @@ func testAudit(t *testing.T, h Harness) {
 	assert.Equal(t, []string{"e2"}, auditIDs(feed), "since filters, non-notifying records are left out")
 	_, _, err = s.AuditFeed(ctx, "LA1", time.Time{}, "not-a-cursor", 10)
 	assert.ErrorIs(t, err, store.ErrInvalidCursor)
+}
+
+// testAuditViews: an access that showed two local authorities' plans keeps
+// each authority's own view, served back by both reads; an access without
+// views reads back without them.
+func testAuditViews(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := context.Background()
+	both := audit("e1", t0, "9449306753", "u1", true, "LA1", "LA2")
+	both.Views = map[string][]byte{
+		"LA1": []byte(`{"resourceType":"AuditEvent","id":"e1","outcomeDesc":"1 plan found","v":"LA1"}`),
+		"LA2": []byte(`{"resourceType":"AuditEvent","id":"e1","outcomeDesc":"1 plan found","v":"LA2"}`),
+	}
+	require.NoError(t, s.Audit(ctx, []store.AuditRecord{both, audit("e2", t0.Add(time.Minute), "9449306753", "u2", true, "LA1")}))
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"e1", "e2"}, auditIDs(recs))
+	assert.JSONEq(t, `{"resourceType":"AuditEvent","id":"e1"}`, string(recs[0].Body), "the whole record for health users")
+	require.Len(t, recs[0].Views, 2)
+	assert.JSONEq(t, string(both.Views["LA1"]), string(recs[0].Views["LA1"]))
+	assert.JSONEq(t, string(both.Views["LA2"]), string(recs[0].Views["LA2"]))
+	assert.Empty(t, recs[1].Views)
+	for _, owner := range []string{"LA1", "LA2"} {
+		feed, _, err := s.AuditFeed(ctx, owner, time.Time{}, "", 10)
+		require.NoError(t, err)
+		require.NotEmpty(t, feed)
+		assert.Equal(t, "e1", feed[0].ID)
+		assert.JSONEq(t, string(both.Views[owner]), string(feed[0].Views[owner]), "the feed carries %s's view", owner)
+	}
 }
 
 func auditIDs(recs []store.AuditRecord) []string {

@@ -1,0 +1,926 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"cpis/auth"
+	"cpis/fhir"
+	"cpis/store"
+)
+
+// BenchOptions says what the load command measures.
+type BenchOptions struct {
+	// Target is the base URL (http://host:port) of a running server; ""
+	// when the command starts one (BenchEnv.Server).
+	Target string
+	// DataDir is the server's data directory: its local key signs the
+	// tokens, and its size is the store's.
+	DataDir string
+	// Children and AuditEvents are the data set's size; Seeded says the
+	// data directory holds it already (else the children are uploaded over
+	// HTTP, and the access records written through BenchEnv.Open's store).
+	Children, LACount, AuditEvents int
+	Seeded                         bool
+	AsOf                           time.Time
+	Concurrency                    int
+	Duration, Warmup               time.Duration
+	Transactions                   int
+	Scenarios                      string // comma-separated names; "" for all
+	// Generator is "wrk", "go" or "" (wrk if it is on the PATH, else the
+	// in-process Go client).
+	Generator        string
+	RetentionDays    int
+	Issuer, Audience string
+}
+
+// BenchEnv is what the command wires in.
+type BenchEnv struct {
+	// Server makes the command that runs the server on addr (nil when
+	// BenchOptions.Target is set).
+	Server func(addr string) *exec.Cmd
+	// Ceiling makes the command that serves the bare gin route on addr in
+	// a process of its own; nil serves it from this process.
+	Ceiling func(addr string) *exec.Cmd
+	// Open opens the server's store from this process, for writing access
+	// records and for the retention sweep (nil: those are not done).
+	Open func(ctx context.Context) (store.Store, error)
+}
+
+// ScenarioNames lists the scenarios in the order they run.
+func ScenarioNames() []string {
+	return []string{"gin-ceiling", "ping", "silent-search", "audited-search", "read-by-id", "access-history", "feed-page", "transaction", "sweep"}
+}
+
+// benchRun is one run of the load command.
+type benchRun struct {
+	o                     BenchOptions
+	env                   BenchEnv
+	out                   io.Writer
+	client                *http.Client
+	host, base            string // http://addr and its FHIR base
+	ceilingURL            string
+	wrk                   string // the wrk executable, "" for the Go client
+	tmp                   string // wrk scripts
+	pid                   int    // the server's, when bench started it
+	coldStart             time.Duration
+	la, nurse, gp         string
+	laODS, laName         string
+	hits, misses, flagIDs []string
+	results               []benchResult
+	notes                 []string
+}
+
+// Bench runs the load command: it starts the server (or targets one) and
+// the bare gin ceiling, seeds what is missing, mints tokens, drives each
+// scenario and prints a table with every scenario's throughput as a share
+// of the ceiling and of /_ping measured in the same run.
+func Bench(ctx context.Context, o BenchOptions, env BenchEnv, out io.Writer) error {
+	b := &benchRun{o: o, env: env, out: out}
+	b.client = &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * o.Concurrency, MaxIdleConnsPerHost: 2 * o.Concurrency, IdleConnTimeout: time.Minute}, Timeout: time.Minute}
+	var err error
+	if b.tmp, err = os.MkdirTemp("", "cpis-bench-wrk-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.tmp)
+	switch o.Generator {
+	case "go":
+	case "wrk", "":
+		b.wrk, err = exec.LookPath("wrk")
+		if err != nil {
+			if o.Generator == "wrk" {
+				return fmt.Errorf("bench: wrk is not on the PATH (apt-get install wrk), or use --generator go")
+			}
+			fmt.Fprintln(out, "wrk is not on the PATH: the load comes from the in-process Go client, which shares the CPU with the server and lowers every figure (apt-get install wrk)")
+		}
+	default:
+		return fmt.Errorf("bench: unknown generator %q", o.Generator)
+	}
+
+	if env.Server != nil {
+		stop, err := b.startServer(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	} else {
+		b.host = strings.TrimSuffix(o.Target, "/")
+		b.base = b.host + "/FHIR/R4"
+	}
+	stopCeiling, err := b.startCeiling(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopCeiling()
+
+	key, _, err := auth.LoadOrCreateLocalKey(o.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := b.tokens(key); err != nil {
+		return err
+	}
+	data := newDemoData(1, o.Children, o.LACount, o.AsOf, o.RetentionDays)
+	if !o.Seeded {
+		if err := b.seed(ctx, key, data); err != nil {
+			return err
+		}
+	}
+	b.pick(data)
+	for _, sc := range b.scenarios() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := sc.run(ctx)
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", sc.name, err)
+		}
+		b.results = append(b.results, r)
+	}
+	return b.report()
+}
+
+// freeAddr is a free loopback address.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startProcess starts cmd and waits until url answers 200, returning the
+// time that took and how to stop it.
+func (b *benchRun) startProcess(ctx context.Context, cmd *exec.Cmd, url string) (time.Duration, func(), error) {
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the server logs a line per request: read, written, and thrown away
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := b.client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(t0), stop, nil
+			}
+		}
+		select {
+		case err := <-done:
+			done <- err
+			stop()
+			return 0, nil, fmt.Errorf("bench: %s stopped before it was ready: %v", filepath.Base(cmd.Path), err)
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			stop()
+			return 0, nil, fmt.Errorf("bench: %s did not become ready", url)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startServer runs the server on a free loopback port and measures its
+// cold start: from starting the process to /readyz answering 200.
+func (b *benchRun) startServer(ctx context.Context) (func(), error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := b.env.Server(addr)
+	b.host, b.base = "http://"+addr, "http://"+addr+"/FHIR/R4"
+	took, stop, err := b.startProcess(ctx, cmd, b.host+"/readyz")
+	if err != nil {
+		return nil, err
+	}
+	b.pid, b.coldStart = cmd.Process.Pid, took
+	return stop, nil
+}
+
+// startCeiling serves the bare gin route: in a process of its own when the
+// command can start one, else from this process.
+func (b *benchRun) startCeiling(ctx context.Context) (func(), error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	b.ceilingURL = "http://" + addr + CeilingPath
+	if b.env.Ceiling != nil {
+		_, stop, err := b.startProcess(ctx, b.env.Ceiling(addr), b.ceilingURL)
+		return stop, err
+	}
+	b.notes = append(b.notes, "the gin ceiling was served from the load command's own process")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: CeilingHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
+}
+
+// tokens mints a local authority's, a nurse's (B0107) and a GP's (B0170).
+func (b *benchRun) tokens(key *auth.LocalKey) error {
+	now := time.Now()
+	iss, aud := b.o.Issuer, b.o.Audience
+	var err error
+	b.laODS, b.laName = "LA001", "Local Authority 001"
+	if b.la, err = key.MintSystem(auth.SystemToken{ClientID: "cpis-bench", OrgCode: b.laODS, OrgName: b.laName,
+		Scopes: []string{"system/EpisodeOfCare.*", "system/Flag.read", "system/Organization.*", "system/AuditEvent.read"}}, iss, aud, now, 12*time.Hour); err != nil {
+		return err
+	}
+	user := func(name, id string, activity string) (string, error) {
+		return key.MintUser(auth.UserToken{Name: name, UserID: id, RoleID: id + "1", RoleName: "Nurse Access Role", RoleCode: "S8000:G8000:R8001",
+			OrgCode: "RBA", OrgName: "Somerset NHS Foundation Trust", Activities: []string{activity}}, iss, aud, now, 12*time.Hour)
+	}
+	if b.nurse, err = user("Bench Nurse", "555000000001", "B0107"); err != nil {
+		return err
+	}
+	b.gp, err = user("Bench GP", "555000000002", "B0170")
+	return err
+}
+
+// seed loads the data set with 1,000-entry transaction Bundles over HTTP,
+// the upload path, a few at a time, and writes the access records through
+// the store.
+func (b *benchRun) seed(ctx context.Context, key *auth.LocalKey, d *demoData) error {
+	if len(d.plans) == 0 {
+		return nil
+	}
+	tokens := map[string]string{}
+	var err error
+	for _, la := range d.las {
+		if tokens[la.ods], err = key.MintSystem(auth.SystemToken{ClientID: "cpis-bench", OrgCode: la.ods, OrgName: la.name,
+			Scopes: []string{"system/EpisodeOfCare.write", "system/Organization.write"}}, b.o.Issuer, b.o.Audience, time.Now(), 12*time.Hour); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	err = postAll(ctx, d, 1000, 4, b.out, "seeding over HTTP", func(ctx context.Context, j job) error {
+		status, body, err := b.do(ctx, http.MethodPost, b.base, tokens[j.la.ods], bundleBody(j, "transaction"), "return=minimal")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("bench: seeding %s: %d %s", j.la.ods, status, firstDiagnostics(body))
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	fmt.Fprintf(b.out, "seeded %d children (%d plans, %d local authorities) through transaction Bundles over HTTP in %s: %.0f resources/s\n",
+		b.o.Children, len(d.plans), len(d.las), took.Round(time.Millisecond), float64(d.resources())/took.Seconds())
+	if b.o.AuditEvents == 0 || b.env.Open == nil {
+		return nil
+	}
+	st, err := b.env.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	res, err := seedAudit(ctx, st, d, SeedOptions{Seed: 1, AsOf: b.o.AsOf, AuditEvents: b.o.AuditEvents, Workers: 4}, b.out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "access records: %d written through the store in %s, %d there already\n", res.written, res.took.Round(time.Millisecond), res.existing)
+	return nil
+}
+
+// pick chooses the NHS numbers and Flag ids the scenarios ask about: those
+// of served plans (hits) and numbers no plan has (misses, as most lookups in
+// an emergency department are).
+func (b *benchRun) pick(d *demoData) {
+	seen := map[string]bool{}
+	for _, p := range d.plans {
+		if !p.expiredAtRetention && !seen[p.nhs] {
+			seen[p.nhs] = true
+			b.hits = append(b.hits, p.nhs)
+		}
+	}
+	miss := nhsNumbers(998000000)
+	for i := 0; i < 1000; i++ {
+		b.misses = append(b.misses, miss())
+	}
+	r := rand.New(rand.NewPCG(7, 7))
+	r.Shuffle(len(b.hits), func(i, j int) { b.hits[i], b.hits[j] = b.hits[j], b.hits[i] })
+	// Flag ids: ask the server for some (the seed's conditional PUTs let it
+	// choose them).
+	for i := 0; i < len(b.hits) && len(b.flagIDs) < 2000; i++ {
+		status, body, err := b.do(context.Background(), http.MethodGet, b.base+"/Flag?"+nhsQuery(b.hits[i])+"&silent=true", b.gp, nil, "")
+		if err != nil || status != http.StatusOK {
+			continue
+		}
+		var bundle struct {
+			Entry []struct {
+				Resource struct {
+					ID string `json:"id"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if json.Unmarshal(body, &bundle) == nil {
+			for _, e := range bundle.Entry {
+				b.flagIDs = append(b.flagIDs, e.Resource.ID)
+			}
+		}
+	}
+}
+
+// searchPaths are paths asking about children with plans three times in
+// four and about children without one the fourth time, as an emergency
+// department does.
+func (b *benchRun) searchPaths(prefix, suffix string) []string {
+	n := max(4000, min(20000, 4*len(b.hits)/3))
+	out := make([]string, n)
+	for i := range out {
+		nhs := ""
+		if i%4 == 3 || len(b.hits) == 0 {
+			nhs = b.misses[i%len(b.misses)]
+		} else {
+			nhs = b.hits[(i-i/4)%len(b.hits)]
+		}
+		out[i] = prefix + nhsQuery(nhs) + suffix
+	}
+	return out
+}
+
+// scenario is one measured kind of request.
+type scenario struct {
+	name, what string
+	token      string
+	// paths are the GET requests' paths (with query), cycled through;
+	// request makes a request instead, for the Go client only.
+	url     string // scheme and host the paths are on
+	paths   []string
+	request func() (method, url string, body []byte)
+	// count runs exactly this many requests one at a time, for a duration.
+	count int
+	// prepare runs before the load and returns what runs alongside it;
+	// what that returns is noted.
+	prepare func(ctx context.Context) (during func(ctx context.Context) (string, error), err error)
+	b       *benchRun
+}
+
+func (b *benchRun) scenarios() []scenario {
+	want := map[string]bool{}
+	for _, n := range strings.Split(b.o.Scenarios, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	fhirPath := strings.TrimPrefix(b.base, b.host)
+	ceilingHost, _ := strings.CutSuffix(b.ceilingURL, CeilingPath)
+	ids := b.flagIDs
+	if len(ids) == 0 {
+		ids = []string{"missing"}
+	}
+	idPaths := make([]string, len(ids))
+	for i, id := range ids {
+		idPaths[i] = fhirPath + "/Flag/" + id
+	}
+	feedSince := b.o.AsOf.AddDate(0, 0, -7).Format("2006-01-02")
+	fresh := nhsNumbers(997000000)
+	var txSeq atomic.Int64
+	all := []scenario{
+		{name: "gin-ceiling", what: "GET " + CeilingPath + " on a bare gin.New() route answering a fixed 310-byte JSON: the limit of HTTP through this stack here",
+			url: ceilingHost, paths: []string{CeilingPath}, token: b.nurse},
+		{name: "ping", what: "GET /FHIR/R4/_ping: a fixed answer through the server's middleware (token check included)",
+			paths: []string{fhirPath + "/_ping"}, token: b.nurse},
+		{name: "silent-search", what: "GET /Flag?patient:identifier=…&silent=true (B0170)",
+			paths: b.searchPaths(fhirPath+"/Flag?", "&silent=true"), token: b.gp},
+		{name: "audited-search", what: "GET /Flag?patient:identifier=… (B0107): a durable AuditEvent per request",
+			paths: b.searchPaths(fhirPath+"/Flag?", ""), token: b.nurse},
+		{name: "read-by-id", what: "GET /Flag/{id} (B0107): reads by id are always audited", paths: idPaths, token: b.nurse},
+		{name: "access-history", what: "GET /AuditEvent?patient:identifier=… (B0107), itself audited",
+			paths: b.searchPaths(fhirPath+"/AuditEvent?", ""), token: b.nurse},
+		{name: "feed-page", what: "GET /AuditEvent?date=ge" + feedSince + "&_count=50: one page of " + b.laODS + "'s notification feed, with its total",
+			paths: []string{fhirPath + "/AuditEvent?date=ge" + feedSince + "&_count=50"}, token: b.la},
+		{name: "transaction", what: "POST / with a 1,000-entry transaction Bundle of new plans, one at a time (Go client)", count: b.o.Transactions, token: b.la,
+			request: func() (string, string, []byte) {
+				n := txSeq.Add(1)
+				la := demoLA{ods: b.laODS, name: b.laName}
+				j := job{la: la}
+				for i := 0; i < 1000; i++ {
+					e, _ := planEntry(la, demoPlan{ident: fmt.Sprintf("BENCH-%d-%d-%04d", time.Now().Unix(), n, i), typ: "CPP", nhs: fresh(), start: "2026-01-01"})
+					j.entries = append(j.entries, e)
+				}
+				return "POST", b.base, bundleBody(j, "transaction")
+			}},
+	}
+	if b.env.Open != nil {
+		all = append(all, scenario{name: "sweep", what: "audited search (as above) while the retention sweep purges expired plans and their access history",
+			paths: b.searchPaths(fhirPath+"/Flag?", ""), token: b.nurse, prepare: b.sweep})
+	}
+	var out []scenario
+	for _, sc := range all {
+		if len(want) > 0 && !want[sc.name] {
+			continue
+		}
+		sc.b = b
+		if sc.url == "" {
+			sc.url = b.host
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+// sweep prepares a month's worth of expiry at the data set's scale (a
+// thirty-sixth of the children: about a third of plans end each year) —
+// plans that ended past the retention period, uploaded as LA001's, each with
+// as many access records as the data set's children have, recorded past
+// it — and returns the sweep to run during the load: the store's Purge with
+// the server's cutoff, from this process.
+func (b *benchRun) sweep(ctx context.Context) (func(ctx context.Context) (string, error), error) {
+	st, err := b.env.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	during, err := b.expire(ctx, st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return func(ctx context.Context) (string, error) {
+		defer st.Close()
+		return during(ctx)
+	}, nil
+}
+
+// expire writes the expired plans and their access records.
+func (b *benchRun) expire(ctx context.Context, st store.Store) (func(ctx context.Context) (string, error), error) {
+	plans := max(10, b.o.Children/36)
+	perPlan := max(10, b.o.AuditEvents/max(1, b.o.Children))
+	now := time.Now().UTC()
+	end := now.AddDate(0, 0, -b.o.RetentionDays-10)
+	la := demoLA{ods: b.laODS, name: b.laName}
+	nhs := nhsNumbers(996000000)
+	run := now.Unix()
+	var expired []demoPlan
+	for i := 0; i < plans; i++ {
+		expired = append(expired, demoPlan{ident: fmt.Sprintf("SWEEP-%d-%06d", run, i), typ: "CPP", nhs: nhs(),
+			start: end.AddDate(-1, 0, 0).Format("2006-01-02"), end: end.Format("2006-01-02"), expiredAtRetention: true})
+	}
+	for i := 0; i < len(expired); i += 1000 {
+		j := job{la: la}
+		for _, p := range expired[i:min(i+1000, len(expired))] {
+			e, err := planEntry(la, p)
+			if err != nil {
+				return nil, err
+			}
+			j.entries = append(j.entries, e)
+		}
+		status, body, err := b.do(ctx, http.MethodPost, b.base, b.la, bundleBody(j, "transaction"), "return=minimal")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("uploading expired plans: %d %s", status, firstDiagnostics(body))
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	ed := &demoData{las: []demoLA{la}, plans: expired}
+	at := now.AddDate(0, 0, -b.o.RetentionDays-5)
+	recs := make([]store.AuditRecord, 0, auditBatch)
+	for i := 0; i < plans*perPlan; i++ {
+		recs = append(recs, accessRecord(ed, uint64(run), i, at.Add(time.Duration(i)*time.Millisecond)))
+		if len(recs) == auditBatch || i == plans*perPlan-1 {
+			if err := st.Audit(ctx, recs); err != nil {
+				return nil, err
+			}
+			recs = recs[:0]
+		}
+	}
+	return func(ctx context.Context) (string, error) {
+		t0 := time.Now()
+		stats, err := st.Purge(ctx, now.AddDate(0, 0, -b.o.RetentionDays))
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("the sweep purged %d plans (with their Flags) and %d access records in %s, from %d expired plans and %d access records written for it",
+			stats.Records, stats.Audit, time.Since(t0).Round(time.Millisecond), plans, plans*perPlan), nil
+	}, nil
+}
+
+// bundleJobs cuts the data set into Bundles of at most n entries, each of
+// one local authority.
+func bundleJobs(d *demoData, n int) ([]job, error) {
+	var jobs []job
+	for i, la := range d.las {
+		org, err := orgEntry(la)
+		if err != nil {
+			return nil, err
+		}
+		entries := [][]byte{org}
+		for _, p := range d.plans {
+			if p.la != i {
+				continue
+			}
+			e, err := planEntry(la, p)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, e)
+		}
+		for len(entries) > 0 {
+			k := min(n, len(entries))
+			jobs = append(jobs, job{la: la, entries: entries[:k]})
+			entries = entries[k:]
+		}
+	}
+	return jobs, nil
+}
+
+func bundleBody(j job, typ string) []byte {
+	var body bytes.Buffer
+	body.WriteString(`{"resourceType":"Bundle","type":"` + typ + `","entry":[`)
+	for i, e := range j.entries {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.Write(e)
+	}
+	body.WriteString(`]}`)
+	return body.Bytes()
+}
+
+func nhsQuery(nhs string) string {
+	return "patient:identifier=" + fhir.NHSNumberSystem + "%7C" + nhs
+}
+
+// peakRSS is the process's peak resident set (VmHWM), in KiB; 0 if unknown.
+func peakRSS(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// benchResult is what one scenario measured.
+type benchResult struct {
+	name, what     string
+	generator      string
+	concurrency    int
+	requests, errs int
+	rate           float64
+	p50, p99, max  time.Duration
+	rss            int64 // the server's peak resident memory so far, KiB
+	note           string
+	elapsed        time.Duration
+}
+
+// run drives the scenario: warm-up, then measured load, with the
+// scenario's companion (the sweep) alongside.
+func (sc scenario) run(ctx context.Context) (benchResult, error) {
+	b := sc.b
+	var during func(context.Context) (string, error)
+	if sc.prepare != nil {
+		var err error
+		if during, err = sc.prepare(ctx); err != nil {
+			return benchResult{}, err
+		}
+	}
+	useWrk := b.wrk != "" && sc.paths != nil
+	drive := sc.driveGo
+	if useWrk {
+		drive = sc.driveWrk
+	}
+	if sc.count == 0 && b.o.Warmup > 0 {
+		if _, err := drive(ctx, b.o.Warmup); err != nil {
+			return benchResult{}, err
+		}
+	}
+	type noted struct {
+		s   string
+		err error
+	}
+	var side chan noted
+	if during != nil {
+		side = make(chan noted, 1)
+		go func() {
+			s, err := during(ctx)
+			side <- noted{s, err}
+		}()
+	}
+	r, err := drive(ctx, b.o.Duration)
+	if err != nil {
+		return r, err
+	}
+	if side != nil {
+		// The load goes on, a duration at a time, until the companion is
+		// done, so a stall it causes is measured rather than cut off.
+		runs, idle := 1, 0
+		if r.requests == 0 {
+			idle++
+		}
+		var n noted
+	wait:
+		for {
+			select {
+			case n = <-side:
+				break wait
+			default:
+			}
+			more, err := drive(ctx, b.o.Duration)
+			if err != nil {
+				return r, err
+			}
+			runs++
+			if more.requests == 0 {
+				idle++
+			}
+			r = merge(r, more)
+		}
+		if n.err != nil {
+			return r, n.err
+		}
+		r.note = n.s + fmt.Sprintf("; the load ran %d×%s meanwhile", runs, b.o.Duration)
+		if idle > 0 {
+			r.note += fmt.Sprintf(", %d of them with no request answered", idle)
+		}
+		if runs > 1 {
+			r.note += " (p50 and p99 are the worst run's)"
+		}
+	}
+	r.name, r.what, r.rss = sc.name, sc.what, peakRSS(b.pid)
+	fmt.Fprintf(b.out, "%-15s %8.0f req/s  p50 %8s  p99 %8s  errors %d  (%s)\n", sc.name, r.rate, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs, r.generator)
+	if r.note != "" {
+		fmt.Fprintln(b.out, "  "+r.note)
+	}
+	return r, nil
+}
+
+// merge adds a further run's measurement to r.
+func merge(r, more benchResult) benchResult {
+	r.requests += more.requests
+	r.errs += more.errs
+	r.elapsed += more.elapsed
+	if r.elapsed > 0 {
+		r.rate = float64(r.requests) / r.elapsed.Seconds()
+	}
+	r.p50, r.p99, r.max = max(r.p50, more.p50), max(r.p99, more.p99), max(r.max, more.max)
+	return r
+}
+
+// next returns the scenario's i-th request.
+func (sc scenario) next(i int) (method, url string, body []byte) {
+	if sc.request != nil {
+		return sc.request()
+	}
+	return http.MethodGet, sc.url + sc.paths[i%len(sc.paths)], nil
+}
+
+// driveGo runs the scenario from this process's Go client: its clients
+// for d, or count requests one at a time.
+func (sc scenario) driveGo(ctx context.Context, d time.Duration) (benchResult, error) {
+	b := sc.b
+	clients := b.o.Concurrency
+	if sc.count > 0 {
+		clients = 1
+	}
+	var mu sync.Mutex
+	var all []time.Duration
+	errs := 0
+	var left, seq atomic.Int64
+	left.Store(int64(sc.count))
+	seq.Store(rand.Int64N(1 << 20))
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			bad := 0
+			for ctx.Err() == nil {
+				if sc.count > 0 {
+					if left.Add(-1) < 0 {
+						break
+					}
+				} else if time.Now().After(deadline) {
+					break
+				}
+				method, url, body := sc.next(int(seq.Add(1)))
+				t0 := time.Now()
+				status, _, err := b.do(ctx, method, url, sc.token, body, "return=minimal")
+				took := time.Since(t0)
+				if err != nil || status != http.StatusOK {
+					bad++
+					continue
+				}
+				lat = append(lat, took)
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			errs += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	r := benchResult{generator: "Go client", concurrency: clients, requests: len(all) + errs, errs: errs, elapsed: elapsed}
+	if len(all) > 0 {
+		r.rate = float64(len(all)+errs) / elapsed.Seconds()
+		r.p50, r.p99, r.max = all[len(all)/2], all[min(len(all)-1, len(all)*99/100)], all[len(all)-1]
+	}
+	return r, nil
+}
+
+// wrkScript cycles each wrk thread through the paths file from its own
+// starting point, sends the token, and prints a line the command parses.
+const wrkScript = `local paths = {}
+for line in io.lines(%q) do paths[#paths + 1] = line end
+wrk.headers["Authorization"] = %q
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("offset", threads * 7919)
+end
+local i = 0
+function init(args)
+  i = offset or 0
+end
+function request()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("CPIS-WRK %%d %%d %%d %%d %%d %%d %%d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency.max, e.status, e.connect + e.read + e.write + e.timeout))
+end
+`
+
+// driveWrk runs the scenario from wrk, a separate process light enough
+// not to be the bottleneck.
+func (sc scenario) driveWrk(ctx context.Context, d time.Duration) (benchResult, error) {
+	b := sc.b
+	paths := filepath.Join(b.tmp, sc.name+".paths")
+	script := filepath.Join(b.tmp, sc.name+".lua")
+	if err := os.WriteFile(paths, []byte(strings.Join(sc.paths, "\n")+"\n"), 0o600); err != nil {
+		return benchResult{}, err
+	}
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrkScript, paths, "Bearer "+sc.token)), 0o600); err != nil {
+		return benchResult{}, err
+	}
+	secs := max(1, int((d+time.Second-1)/time.Second))
+	threads := min(2, b.o.Concurrency)
+	cmd := exec.CommandContext(ctx, b.wrk, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(b.o.Concurrency), "-d", strconv.Itoa(secs)+"s",
+		"--timeout", "10s", "-s", script, sc.url+"/")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return benchResult{}, fmt.Errorf("wrk: %v: %s", err, strings.TrimSpace(out.String()))
+	}
+	r, err := parseWrk(out.String())
+	if err != nil {
+		return r, err
+	}
+	r.generator = fmt.Sprintf("wrk -t%d -c%d", threads, b.o.Concurrency)
+	r.concurrency = b.o.Concurrency
+	return r, nil
+}
+
+// parseWrk reads the line the script's done() prints: requests, duration
+// (µs), p50, p99 and max latency (µs), non-2xx answers and socket errors.
+func parseWrk(out string) (benchResult, error) {
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 8 || f[0] != "CPIS-WRK" {
+			continue
+		}
+		var n [7]int64
+		for i := range n {
+			v, err := strconv.ParseInt(f[i+1], 10, 64)
+			if err != nil {
+				return benchResult{}, fmt.Errorf("wrk: reading %q: %w", sc.Text(), err)
+			}
+			n[i] = v
+		}
+		us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+		r := benchResult{requests: int(n[0]), p50: us(n[2]), p99: us(n[3]), max: us(n[4]), errs: int(n[5] + n[6]), elapsed: us(n[1])}
+		if n[1] > 0 {
+			r.rate = float64(n[0]) / us(n[1]).Seconds()
+		}
+		return r, nil
+	}
+	return benchResult{}, errors.New("wrk: no result line in its output: " + strings.TrimSpace(out))
+}
+
+func (b *benchRun) do(ctx context.Context, method, url, token string, body []byte, prefer string) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", fhir.MIME)
+	}
+	if prefer != "" {
+		req.Header.Set("Prefer", prefer)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, err
+}
+
+// report prints the table: each scenario's throughput as a share of the
+// bare gin route and of /_ping, measured in the same run.
+func (b *benchRun) report() error {
+	var ceiling, ping float64
+	for _, r := range b.results {
+		switch r.name {
+		case "gin-ceiling":
+			ceiling = r.rate
+		case "ping":
+			ping = r.rate
+		}
+	}
+	share := func(rate, of float64) string {
+		if of <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f%%", 100*rate/of)
+	}
+	fmt.Fprintf(b.out, "\n%d children, %d access records; %d connections; %s per scenario\n", b.o.Children, b.o.AuditEvents, b.o.Concurrency, b.o.Duration)
+	w := tabwriter.NewWriter(b.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "scenario\trequests\treq/s\tvs-gin\tvs-ping\tp50\tp99\terrors\tpeak-RSS-MB\t")
+	for _, r := range b.results {
+		rss := "n/a"
+		if r.rss > 0 {
+			rss = strconv.FormatInt(r.rss/1024, 10)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.name, r.requests, r.rate, share(r.rate, ceiling), share(r.rate, ping),
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs, rss)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, r := range b.results {
+		fmt.Fprintf(b.out, "  %s: %s [%s]\n", r.name, r.what, r.generator)
+		if r.note != "" {
+			fmt.Fprintf(b.out, "    %s\n", r.note)
+		}
+	}
+	if b.coldStart > 0 {
+		fmt.Fprintf(b.out, "cold start (process start to /readyz 200): %s\n", b.coldStart.Round(time.Millisecond))
+	}
+	if size := DirSize(b.o.DataDir); size > 0 {
+		fmt.Fprintf(b.out, "store: %s in the data directory (database and write-ahead log)\n", MB(size))
+	}
+	for _, n := range b.notes {
+		fmt.Fprintln(b.out, n)
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// defaultCheckTimeout bounds the start-up integrity check.
+const defaultCheckTimeout = 20 * time.Second
+
+// indexCounts are the checks that each index holds as many entries as its
+// table has rows: PRAGMA quick_check reads every page but does not compare
+// an index with its table, and a Flag search answers from the index alone.
+var indexCounts = []struct{ table, index string }{
+	{"resources", "sqlite_autoindex_resources_1"},
+	{"resources", "resources_subject"},
+	{"resources", "resources_id"},
+	{"resources", "resources_owner"},
+	{"resources", "resources_derived"},
+	{"resources", "resources_end"},
+	{"history", "sqlite_autoindex_history_1"},
+	{"keys", ""},
+	{"audit", "audit_subject"},
+	{"audit", "audit_recorded"},
+}
+
+// flagSample is how many of the newest plans are looked up through each
+// index the Flag and plan searches use.
+const flagSample = 200
+
+// startupCheck checks the database before the server uses it: PRAGMA
+// quick_check (every page readable and well formed), the indexes against
+// their tables, and a sample of the newest plans found through the indexes
+// a Flag search uses. It stops at timeout (a very large database), logs
+// what it did not check and lets the start go on; a failed check refuses
+// the start.
+func startupCheck(db *sql.DB, timeout time.Duration, log *slog.Logger) error {
+	if timeout < 0 {
+		log.Warn("the start-up integrity check is turned off")
+		return nil
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stopped := func(err error, step string) error {
+		if ctx.Err() != nil {
+			log.Warn("the start-up integrity check stopped at its time limit; the rest of the database was not checked",
+				slog.String("unchecked_from", step), slog.Duration("limit", timeout))
+			return nil
+		}
+		return fmt.Errorf("store/sqlite: start-up integrity check (%s): %w", step, err)
+	}
+	rows, err := db.QueryContext(ctx, `PRAGMA quick_check(20)`)
+	if err != nil {
+		return stopped(err, "quick_check")
+	}
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			rows.Close()
+			return stopped(err, "quick_check")
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return stopped(err, "quick_check")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("store/sqlite: the database is damaged (PRAGMA quick_check): %s", strings.Join(problems, "; "))
+	}
+	for _, ic := range indexCounts {
+		var inTable, inIndex int64
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+ic.table+` NOT INDEXED`).Scan(&inTable); err != nil {
+			return stopped(err, "index "+ic.index)
+		}
+		if ic.index == "" {
+			continue
+		}
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+ic.table+` INDEXED BY `+ic.index).Scan(&inIndex); err != nil {
+			return stopped(err, "index "+ic.index)
+		}
+		if inTable != inIndex {
+			return fmt.Errorf("store/sqlite: the database is damaged: table %s has %d rows but its index %s has %d entries", ic.table, inTable, ic.index, inIndex)
+		}
+	}
+	if err := checkFlagSample(ctx, db); err != nil {
+		if errors.Is(err, errDamaged) {
+			return err
+		}
+		return stopped(err, "plan sample")
+	}
+	log.Info("start-up integrity check passed", slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+var errDamaged = errors.New("store/sqlite: the database is damaged")
+
+// checkFlagSample finds each of the newest plans through the indexes a
+// Flag search, a plan read and a derived-record read use.
+func checkFlagSample(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT rid, type, id, subject, dtype FROM resources NOT INDEXED
+		WHERE type = 'EpisodeOfCare' ORDER BY rid DESC LIMIT ?`, flagSample)
+	if err != nil {
+		return err
+	}
+	type plan struct {
+		rid              int64
+		typ, id, subject string
+		dtype            sql.NullString
+	}
+	var plans []plan
+	for rows.Next() {
+		var p plan
+		if err := rows.Scan(&p.rid, &p.typ, &p.id, &p.subject, &p.dtype); err != nil {
+			rows.Close()
+			return err
+		}
+		plans = append(plans, p)
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return err
+	}
+	for _, p := range plans {
+		lookups := []struct {
+			index, q string
+			args     []any
+		}{
+			{"sqlite_autoindex_resources_1", `SELECT count(*) FROM resources INDEXED BY sqlite_autoindex_resources_1 WHERE type = ? AND id = ? AND rid = ?`, []any{p.typ, p.id, p.rid}},
+			{"resources_subject", `SELECT count(*) FROM resources INDEXED BY resources_subject WHERE subject = ? AND rid = ?`, []any{p.subject, p.rid}},
+		}
+		if p.dtype.Valid {
+			lookups = append(lookups, struct {
+				index, q string
+				args     []any
+			}{"resources_derived", `SELECT count(*) FROM resources INDEXED BY resources_derived WHERE dtype = ? AND id = ? AND rid = ?`, []any{p.dtype.String, p.id, p.rid}})
+		}
+		for _, l := range lookups {
+			var n int
+			if err := db.QueryRowContext(ctx, l.q, l.args...).Scan(&n); err != nil {
+				return err
+			}
+			if n != 1 {
+				return fmt.Errorf("%w: a plan's row is missing from index %s", errDamaged, l.index)
+			}
+		}
+	}
+	return nil
+}

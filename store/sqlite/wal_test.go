@@ -1,0 +1,149 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"cpis/store"
+)
+
+// auditEventBody is a real AuditEvent as the server writes one per audited
+// read (examples/resources/valid).
+func auditEventBody(t testing.TB) []byte {
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "resources", "valid", "AuditEvent-nurse-search.json"))
+	require.NoError(t, err)
+	return b
+}
+
+// writeAudits writes n access records from 8 concurrent callers, one record
+// per call as the server's audited reads do, while readers keep
+// reading (so some reader nearly always holds a snapshot of the log). It returns the
+// largest WAL file seen.
+func writeAudits(t *testing.T, s *Store, dir string, n, readers int) int64 {
+	body := auditEventBody(t)
+	ctx := context.Background()
+	var maxWAL atomic.Int64
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if info, err := os.Stat(filepath.Join(dir, FileName+"-wal")); err == nil && info.Size() > maxWAL.Load() {
+				maxWAL.Store(info.Size())
+			}
+		}
+	}()
+	for r := 0; r < readers; r++ {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _, _ = s.AuditFeed(ctx, "LA001", time.Time{}, "", 50)
+				_, _ = s.AuditBySubject(ctx, "9449306753", time.Time{}, 25)
+			}
+		}()
+	}
+	var next atomic.Int64
+	var writers sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				err := s.Audit(ctx, []store.AuditRecord{{ID: fmt.Sprint("a", i), Recorded: time.Now(), Subject: "9449306753",
+					Agent: "user", Notify: true, Owners: []string{"LA001"}, Body: body}})
+				if !assert.NoError(t, err) {
+					return
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	bg.Wait()
+	return maxWAL.Load()
+}
+
+// TestHazard_WALGrowsWithoutBound writes audit records while readers keep
+// reading and checks the write-ahead log stays near its limit: a PASSIVE
+// checkpoint alone never rewinds a log that readers always hold, and the
+// log grew by gigabytes under load.
+func TestHazard_WALGrowsWithoutBound(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 1 << 20
+	s, err := Open(dir, Options{WALLimit: limit})
+	require.NoError(t, err)
+	defer s.Close()
+	putPlan(t, s, "p1")
+	const n = 3000 // about 9 MB of AuditEvents
+	maxWAL := writeAudits(t, s, dir, n, 2)
+	t.Logf("largest WAL seen: %d bytes (limit %d)", maxWAL, limit)
+	assert.LessOrEqual(t, maxWAL, int64(3*limit), "the WAL stays within a batch or two of its limit")
+}
+
+// TestAuditCostPerRead measures what one audited read adds to the store
+// (the database file after the log is checkpointed into it), with a real
+// AuditEvent; the README's Performance section quotes it.
+func TestAuditCostPerRead(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	putPlan(t, s, "p1")
+	size := func() int64 {
+		_, err := s.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+		require.NoError(t, err)
+		info, err := os.Stat(filepath.Join(dir, FileName))
+		require.NoError(t, err)
+		return info.Size()
+	}
+	before := size()
+	const n = 2000
+	writeAudits(t, s, dir, n, 0)
+	per := float64(size()-before) / n
+	t.Logf("bytes per audited read: %.0f (AuditEvent JSON: %d bytes)", per, len(auditEventBody(t)))
+	assert.Less(t, per, 2000.0, "an access record costs less than its JSON")
+}
+
+// TestAuditBodiesStoredCompressed: bodies are stored compressed and served
+// as written, and a body stored before compression (plain JSON) still is.
+func TestAuditBodiesStoredCompressed(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	body := auditEventBody(t)
+	require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: "new", Recorded: time.Unix(2, 0), Subject: "9449306753", Agent: "u", Notify: true, Owners: []string{"LA001"}, Body: body}}))
+	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('old', 1, '9449306753', 'u', 1, 'LA001', ?)`, body)
+	require.NoError(t, err)
+	var stored []byte
+	require.NoError(t, s.w.QueryRow(`SELECT body FROM audit WHERE id = 'new'`).Scan(&stored))
+	assert.Less(t, len(stored), len(body)/2, "stored compressed")
+
+	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 10)
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	for _, r := range recs {
+		assert.Equal(t, body, r.Body, r.ID)
+	}
+}
