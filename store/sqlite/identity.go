@@ -111,8 +111,11 @@ func (s *Store) watch() {
 	}
 }
 
-// verify returns why the database is not the one opened, or "".
-func (s *Store) verify() string {
+// verifyFile returns why the file at the database's path is not the one
+// opened, or "": one stat, cheap enough for every commit and readiness
+// check, so a write is not acknowledged into a file that was deleted or
+// replaced since the watcher last looked.
+func (s *Store) verifyFile() string {
 	info, err := os.Stat(s.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -122,6 +125,26 @@ func (s *Store) verify() string {
 	case !os.SameFile(info, s.file):
 		return "the database file was replaced while the server was running"
 	}
+	return ""
+}
+
+// checkFile fails the store if its file is not the one opened, and
+// returns the store's failure (nil if it has none).
+func (s *Store) checkFile() error {
+	if err := s.broken(); err != nil {
+		return err
+	}
+	if why := s.verifyFile(); why != "" {
+		s.failWith(why)
+	}
+	return s.broken()
+}
+
+// verify returns why the database is not the one opened, or "".
+func (s *Store) verify() string {
+	if why := s.verifyFile(); why != "" {
+		return why
+	}
 	for _, p := range []string{s.path, s.path + "-wal", s.path + "-shm"} {
 		if err := writable(p); err != nil {
 			return err.Error()
@@ -130,7 +153,7 @@ func (s *Store) verify() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var id string
-	err = s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'store_id'`).Scan(&id)
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'store_id'`).Scan(&id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return "the database no longer holds the store's identity"

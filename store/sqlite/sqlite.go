@@ -242,7 +242,7 @@ func (s *Store) Close() error {
 // refused write, it also needs a probe write to succeed (see probe), so
 // readiness follows whether audited reads can be answered.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.broken(); err != nil {
+	if err := s.checkFile(); err != nil {
 		return err
 	}
 	var one int
@@ -395,7 +395,7 @@ func (s *Store) commit(batch []*op) {
 		s.opts.BatchObserver(len(batch))
 	}
 	live := batch[:0:0]
-	failed := s.broken()
+	failed := s.checkFile()
 	for _, o := range batch {
 		if failed != nil {
 			o.done <- failed
