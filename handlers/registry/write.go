@@ -101,16 +101,8 @@ const maxAttempts = 32
 func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode Mode) ([]Result, error) {
 	names := laNames{}
 	for _, ch := range changes {
-		if err := MayWrite(c.P, ch.Type); err != nil {
-			return nil, fhir.Under(ch.At, ch.Type, err)
-		}
-		if ch.In != nil {
-			if err := OwnWrite(c.P, ch.In); err != nil {
-				return nil, fhir.Under(ch.At, ch.Type, err)
-			}
-			if mode == Transaction && ch.In.LA != nil {
-				names[ch.In.LA.ODS] = ch.In.LA.Name // the name it will have when the transaction is applied
-			}
+		if mode == Transaction && ch.In != nil && ch.In.LA != nil {
+			names[ch.In.LA.ODS] = ch.In.LA.Name // the name it will have when the transaction is applied
 		}
 	}
 	switch mode {
@@ -137,8 +129,23 @@ func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode M
 	return r.unit(ctx, c, changes, names)
 }
 
-// unit applies changes all or none, with the one retry policy.
+// unit applies changes all or none, with the one retry policy. The caller
+// must be allowed to write each change's type and manage its resource (the
+// handlers check this too, to report it with the request's other problems).
 func (r *Registry) unit(ctx context.Context, c Caller, changes []Change, names laNames) ([]Result, error) {
+	var errs []*fhir.Error
+	for _, ch := range changes {
+		err := MayWrite(c.P, ch.Type)
+		if err == nil && ch.In != nil {
+			err = OwnWrite(c.P, ch.In)
+		}
+		if err != nil {
+			errs = append(errs, fhir.As(fhir.Under(ch.At, ch.Type, err)))
+		}
+	}
+	if err := fhir.Join(errs...); err != nil {
+		return nil, err
+	}
 	pinned := slices.ContainsFunc(changes, func(ch Change) bool { return ch.IfMatch != nil })
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
