@@ -293,7 +293,7 @@ func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, sameS
 func organization(now time.Time, t Thresholds, org *OrgFacts, out []Finding) []Finding {
 	if !org.Updated.IsZero() && now.After(org.Updated.AddDate(0, t.OrganizationMonths, 0)) {
 		out = append(out, finding(OrganizationStale, "Organization", org.ID, "Organization.meta.lastUpdated",
-			"Organization/%s has not been updated for more than %d months; are the contact numbers still right?", org.ID, t.OrganizationMonths))
+			"Organization/%s: not updated for more than %d months; are the contact numbers still right?", org.ID, t.OrganizationMonths))
 	}
 	for _, a := range org.OfficeHours {
 		for _, b := range org.EmergencyDuty {

@@ -75,11 +75,17 @@ func TestReport_EachRuleAtItsThreshold(t *testing.T) {
 		{"numbers-identical", nil, &OrgFacts{ID: "la001", Updated: now, OfficeHours: []string{"0300 123 1000"}, EmergencyDuty: []string{"0300 123 1000"}}, []Rule{ContactNumbersIdentical}},
 		{"numbers-identical-written-differently", nil, &OrgFacts{ID: "la001", Updated: now, OfficeHours: []string{"+44 (0)300 123-1000"}, EmergencyDuty: []string{"03001231000"}}, []Rule{ContactNumbersIdentical}},
 		{"corrected-by-identifier", []PlanFacts{
-			plan("w1", profiles.CPP, nhsA, func(p *PlanFacts) { p.Deleted, p.Updated = true, now.AddDate(0, 0, -90); p.Identifiers = []string{"s|1"} }),
+			plan("w1", profiles.CPP, nhsA, func(p *PlanFacts) {
+				p.Deleted, p.Updated = true, now.AddDate(0, 0, -90)
+				p.Identifiers = []string{"s|1"}
+			}),
 			plan("r1", profiles.CPP, nhsB, func(p *PlanFacts) { p.Identifiers, p.Start = []string{"s|1"}, now.AddDate(0, -2, 0) }),
 		}, nil, []Rule{NHSNumberCorrected}},
 		{"corrected-91-days-ago-not", []PlanFacts{
-			plan("w1", profiles.CPP, nhsA, func(p *PlanFacts) { p.Deleted, p.Updated = true, now.AddDate(0, 0, -90).Add(-second); p.Identifiers = []string{"s|1"} }),
+			plan("w1", profiles.CPP, nhsA, func(p *PlanFacts) {
+				p.Deleted, p.Updated = true, now.AddDate(0, 0, -90).Add(-second)
+				p.Identifiers = []string{"s|1"}
+			}),
 			plan("r1", profiles.CPP, nhsB, func(p *PlanFacts) { p.Identifiers = []string{"s|1"} }),
 		}, nil, []Rule{}},
 		{"corrected-by-type-and-start", []PlanFacts{
