@@ -9,7 +9,8 @@ import "embed"
 //go:generate go run ./gen
 
 // definitionFiles are the project's conformance resources: the four
-// profiles, and the CodeSystems and ValueSets they bind to.
+// profiles, the CodeSystems and ValueSets they bind to, and the code
+// system of the data-quality rules (package quality).
 //
 //go:embed definitions/*.json
 var definitionFiles embed.FS
