@@ -8,8 +8,9 @@ import "embed"
 // hand.
 //go:generate go run ./gen
 
-// definitionFiles are the project's conformance resources: the four
-// profiles, and the CodeSystems and ValueSets they bind to.
+// definitionFiles are the project's conformance resources: the five
+// resource profiles, the la-contact-purpose extension, and the CodeSystems
+// and ValueSets they bind to.
 //
 //go:embed definitions/*.json
 var definitionFiles embed.FS
