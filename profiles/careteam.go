@@ -7,6 +7,13 @@ import (
 	"cpis/fhir"
 )
 
+// The CareTeam profile, and the extension that says what each of its
+// local authority numbers is for.
+const (
+	CareTeamProfile         = Base + "/StructureDefinition/CPIS-CareTeam"
+	ContactPurposeExtension = Base + "/StructureDefinition/la-contact-purpose"
+)
+
 // careTeam is the CP-IS CareTeam as it is served: the national CP-IS FHIR
 // consumer API's answer about one plan.
 type careTeam struct {

@@ -8,7 +8,7 @@ import "embed"
 // hand.
 //go:generate go run ./gen
 
-// definitionFiles are the project's conformance resources: the five
+// definitionFiles are the project's conformance resources: the six
 // resource profiles, the la-contact-purpose extension, and the CodeSystems
 // and ValueSets they bind to.
 //

@@ -11,25 +11,23 @@ import (
 
 // Canonical URLs of the project's own artifacts.
 const (
-	Base                    = "https://fhir.cpis.dev"
-	PlanTypeSystem          = Base + "/CodeSystem/plan-type"
-	ContactPurposeSystem    = Base + "/CodeSystem/la-contact-purpose"
-	SNOMED                  = "http://snomed.info/sct"
-	FlagCategorySystem      = "https://fhir.nhs.uk/England/CodeSystem/PatientFlagCategory"
-	FlagCategoryCode        = "CP-IS"
-	FlagDetailExtension     = "http://hl7.org/fhir/StructureDefinition/flag-detail"
-	EpisodeOfCareProfile    = Base + "/StructureDefinition/CPIS-EpisodeOfCare"
-	FlagProfile             = Base + "/StructureDefinition/CPIS-Flag"
-	OrganizationProfile     = Base + "/StructureDefinition/CPIS-Organization"
-	AuditEventProfile       = Base + "/StructureDefinition/CPIS-AuditEvent"
-	CareTeamProfile         = Base + "/StructureDefinition/CPIS-CareTeam"
-	ContactPurposeExtension = Base + "/StructureDefinition/la-contact-purpose"
-	ContactOfficeHours      = "office-hours"
-	ContactEmergencyDuty    = "emergency-duty-team"
-	snomedCPP               = "1064311000000109"
-	snomedLAC               = "764841000000100"
-	flagCategoryDisplay     = "Child Protection - Information Sharing Flag"
-	maxNarrativeCharacters  = 10000
+	Base                   = "https://fhir.cpis.dev"
+	PlanTypeSystem         = Base + "/CodeSystem/plan-type"
+	ContactPurposeSystem   = Base + "/CodeSystem/la-contact-purpose"
+	SNOMED                 = "http://snomed.info/sct"
+	FlagCategorySystem     = "https://fhir.nhs.uk/England/CodeSystem/PatientFlagCategory"
+	FlagCategoryCode       = "CP-IS"
+	FlagDetailExtension    = "http://hl7.org/fhir/StructureDefinition/flag-detail"
+	EpisodeOfCareProfile   = Base + "/StructureDefinition/CPIS-EpisodeOfCare"
+	FlagProfile            = Base + "/StructureDefinition/CPIS-Flag"
+	OrganizationProfile    = Base + "/StructureDefinition/CPIS-Organization"
+	AuditEventProfile      = Base + "/StructureDefinition/CPIS-AuditEvent"
+	ContactOfficeHours     = "office-hours"
+	ContactEmergencyDuty   = "emergency-duty-team"
+	snomedCPP              = "1064311000000109"
+	snomedLAC              = "764841000000100"
+	flagCategoryDisplay    = "Child Protection - Information Sharing Flag"
+	maxNarrativeCharacters = 10000
 )
 
 // PlanType is one of the three CP-IS plan types.

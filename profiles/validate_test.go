@@ -205,7 +205,7 @@ func TestValidateNamedProfile(t *testing.T) {
 
 func TestCatalogSearch(t *testing.T) {
 	c, _ := catalog(t)
-	assert.Len(t, c.Search("StructureDefinition", ""), 6)
+	assert.Len(t, c.Search("StructureDefinition", ""), 7)
 	assert.Len(t, c.Search("ValueSet", "https://fhir.cpis.dev/ValueSet/plan-type"), 1)
 	assert.Len(t, c.Search("ValueSet", "https://fhir.cpis.dev/ValueSet/plan-type|1.0.0"), 1)
 	assert.Empty(t, c.Search("ValueSet", "https://fhir.cpis.dev/ValueSet/plan-type|2"))
@@ -213,7 +213,7 @@ func TestCatalogSearch(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, PlanTypeSystem, a.URL)
 	assert.Equal(t, EpisodeOfCareProfile, c.ProfileOf("EpisodeOfCare"))
-	for _, typ := range []string{"Flag", "Organization", "AuditEvent", "CareTeam"} {
+	for _, typ := range []string{"Flag", "Organization", "AuditEvent", "CareTeam", "PractitionerRole"} {
 		assert.Equal(t, Base+"/StructureDefinition/CPIS-"+typ, c.ProfileOf(typ))
 	}
 	assert.Empty(t, c.ProfileOf("Patient"))
@@ -269,6 +269,32 @@ func TestValidateCareTeam(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			body := goodCareTeam
+			if tc.old != "" {
+				require.Contains(t, body, tc.old)
+				body = strings.Replace(body, tc.old, tc.new, 1)
+			}
+			assert.Equal(t, tc.want, check(t, c, codec, body))
+		})
+	}
+}
+
+func TestValidatePractitionerRole(t *testing.T) {
+	c, codec := catalog(t)
+	_, good := PractitionerRoleFor(Access{UserName: "Dr Jane Smith", UserID: "555021935107", RoleID: "555021936109",
+		RoleName: "Nurse", RoleCode: "S8000:G8000:R8001", OrgCode: "RBA", OrgName: "Somerset"})
+	cases := []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"valid", "", "", nil},
+		{"practitioner-without-sds-user-id", `"https://fhir.nhs.uk/Id/sds-user-id"`, `"https://example.org/staff"`, []string{"PractitionerRole.practitioner.identifier.system"}},
+		{"organisation-without-ods-code", `"https://fhir.nhs.uk/Id/ods-organization-code"`, `"https://example.org/org"`, []string{"PractitionerRole.organization.identifier.system"}},
+		{"no-practitioner", `"practitioner":{"type":"Practitioner","identifier":{"system":"https://fhir.nhs.uk/Id/sds-user-id","value":"555021935107"},"display":"Dr Jane Smith"},`, "", []string{"PractitionerRole.practitioner"}},
+		{"role-id-from-elsewhere", `"https://fhir.nhs.uk/Id/sds-role-profile-id"`, `"https://example.org/role"`, []string{"PractitionerRole.identifier[0].system"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := string(good)
 			if tc.old != "" {
 				require.Contains(t, body, tc.old)
 				body = strings.Replace(body, tc.old, tc.new, 1)
