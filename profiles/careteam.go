@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -120,4 +121,36 @@ func laPhones(la *LA) []laPhone {
 		})
 	}
 	return out
+}
+
+// StoredPlan reads the plan out of an EpisodeOfCare body the server stored
+// (the body it validated and stamped when the plan was written), without
+// validating it again: what the CareTeam of a stored plan is rendered from.
+func StoredPlan(body []byte, loc *time.Location) (*Plan, error) {
+	res, err := stored(body, "EpisodeOfCare")
+	if err != nil {
+		return nil, err
+	}
+	return ParsePlan(res, loc), nil
+}
+
+// StoredLA reads the local authority (ODS code, name, numbers) out of an
+// Organization body the server stored.
+func StoredLA(body []byte) (*LA, error) {
+	res, err := stored(body, "Organization")
+	if err != nil {
+		return nil, err
+	}
+	return ParseLA(res), nil
+}
+
+func stored(body []byte, typ string) (*fhir.Resource, error) {
+	var fields map[string]any
+	if err := decodeJSON(body, &fields); err != nil {
+		return nil, fmt.Errorf("profiles: decoding a stored %s: %w", typ, err)
+	}
+	if rt, _ := fields["resourceType"].(string); rt != typ {
+		return nil, fmt.Errorf("profiles: a stored %s is a %q", typ, rt)
+	}
+	return &fhir.Resource{Type: typ, Fields: fields, Body: body}, nil
 }

@@ -166,3 +166,48 @@ func TestCareTeamAtMatchesADerivationAfterTheEnd(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(string(later), `"status":"inactive"`))
 	}
 }
+
+// The plan and the LA read back from stored bodies (as the registry renders
+// a CareTeam on read) are what the validated write parsed.
+func TestStoredPlanAndLA(t *testing.T) {
+	codec, err := fhir.NewCodec()
+	require.NoError(t, err)
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(t, err)
+	for _, tc := range []struct{ status, code, display, end string }{
+		{"active", "CPP", "LA One", "2026-12-31"}, {"finished", "UCPP", "", ""}, {"active", "LAC", `Tricky "status":"active"`, "2026-06-20"},
+	} {
+		want := planOf(t, codec, london, tc.status, tc.code, tc.display, tc.end)
+		body := storedPlanBody(t, codec, london, tc.status, tc.code, tc.display, tc.end)
+		got, err := profiles.StoredPlan(body, london)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+	res, issues := codec.Decode([]byte(laOrganization))
+	require.Empty(t, issues)
+	la, err := profiles.StoredLA(res.Encode())
+	require.NoError(t, err)
+	assert.Equal(t, profiles.ParseLA(res), la)
+	assert.Equal(t, "0300 123 9999", la.EmergencyDuty)
+
+	_, err = profiles.StoredPlan([]byte(laOrganization), london)
+	assert.Error(t, err, "an Organization is not a plan")
+	_, err = profiles.StoredLA([]byte(`{"resourceType":`))
+	assert.Error(t, err)
+}
+
+func storedPlanBody(t *testing.T, codec *fhir.Codec, loc *time.Location, status, code, display, end string) []byte {
+	t.Helper()
+	per := `{"start":"2026-01-01"}`
+	if end != "" {
+		per = fmt.Sprintf(`{"start":"2026-01-01","end":%q}`, end)
+	}
+	res, issues := codec.Decode([]byte(fmt.Sprintf(`{"resourceType":"EpisodeOfCare","id":"p1","status":%q,
+	 "type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":%q}]}],
+	 "patient":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449306753"}},
+	 "managingOrganization":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"},"display":%q},
+	 "period":%s}`, status, code, display, per)))
+	require.Empty(t, issues)
+	res.Stamp(4, time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC), profiles.EpisodeOfCareProfile)
+	return res.Encode()
+}
