@@ -211,3 +211,36 @@ func storedPlanBody(t *testing.T, codec *fhir.Codec, loc *time.Location, status,
 	res.Stamp(4, time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC), profiles.EpisodeOfCareProfile)
 	return res.Encode()
 }
+
+// BenchmarkCareTeamOnRead is the cost of rendering one CareTeam on read
+// from the stored plan and Organization bodies.
+func BenchmarkCareTeamOnRead(b *testing.B) {
+	codec, err := fhir.NewCodec()
+	require.NoError(b, err)
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(b, err)
+	res, _ := codec.Decode([]byte(`{"resourceType":"EpisodeOfCare","id":"p1","status":"active",
+	 "type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP"}]}],
+	 "patient":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449306753"}},
+	 "managingOrganization":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"}},
+	 "period":{"start":"2026-01-01","end":"2026-12-31"}}`))
+	plan := res.Encode()
+	org, _ := codec.Decode([]byte(laOrganization))
+	orgBody := org.Encode()
+	now := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := profiles.StoredPlan(plan, london)
+		if err != nil {
+			b.Fatal(err)
+		}
+		la, err := profiles.StoredLA(orgBody)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := profiles.CareTeam(p, la, 1, now, now)
+		if len(body) == 0 {
+			b.Fatal("empty")
+		}
+	}
+}
