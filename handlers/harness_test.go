@@ -130,7 +130,6 @@ type env struct {
 	clock  *clock
 	logs   *syncBuffer
 	codec  *fhir.Codec
-	dir    string
 	tokens map[string]string
 }
 

@@ -142,7 +142,8 @@ func TestConformanceResources(t *testing.T) {
 		t.Run("read-as-"+who, func(t *testing.T) {
 			for _, p := range []string{"StructureDefinition/CPIS-EpisodeOfCare", "StructureDefinition/CPIS-Flag", "StructureDefinition/CPIS-Organization",
 				"StructureDefinition/CPIS-AuditEvent", "StructureDefinition/CPIS-CareTeam", "StructureDefinition/CPIS-PractitionerRole",
-				"StructureDefinition/la-contact-purpose", "CodeSystem/plan-type", "CodeSystem/la-contact-purpose", "ValueSet/plan-type", "ValueSet/la-contact-purpose"} {
+				"StructureDefinition/la-contact-purpose", "CodeSystem/plan-type", "CodeSystem/la-contact-purpose", "CodeSystem/data-quality-rule",
+				"ValueSet/plan-type", "ValueSet/la-contact-purpose"} {
 				r := e.do(http.MethodGet, p, tok, "")
 				require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 				m := r.json()
@@ -161,7 +162,7 @@ func TestConformanceResources(t *testing.T) {
 		{"search-by-url-200", "StructureDefinition?url=" + url.QueryEscape(profiles.FlagProfile), tokens["gp"], 200, 1, []string{"CPIS-Flag"}},
 		{"search-by-url-and-version-200", "ValueSet?url=https://fhir.cpis.dev/ValueSet/plan-type|1.0.0", la, 200, 1, []string{"plan-type"}},
 		{"search-by-unknown-url-200", "CodeSystem?url=https://example.org/cs", la, 200, 0, nil},
-		{"search-codesystems-200", "CodeSystem", tokens["nurse"], 200, 2, []string{"la-contact-purpose", "plan-type"}},
+		{"search-codesystems-200", "CodeSystem", tokens["nurse"], 200, 3, []string{"data-quality-rule", "la-contact-purpose", "plan-type"}},
 		{"search-by-id-200", "ValueSet?_id=la-contact-purpose", la, 200, 1, []string{"la-contact-purpose"}},
 		{"count-only-200", "StructureDefinition?_summary=count", la, 200, 7, nil},
 		{"unknown-id-404", "StructureDefinition/Patient", la, 404, 0, nil},

@@ -22,7 +22,7 @@ func TestDefinitionsAreValidR4(t *testing.T) {
 	require.NoError(t, err)
 	files, err := fs.Glob(definitionFiles, "definitions/*.json")
 	require.NoError(t, err)
-	require.Len(t, files, 11)
+	require.Len(t, files, 12)
 	for _, name := range files {
 		t.Run(path.Base(name), func(t *testing.T) {
 			b, err := definitionFiles.ReadFile(name)

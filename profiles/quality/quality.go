@@ -1,0 +1,338 @@
+package quality
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"cpis/profiles"
+)
+
+// RuleSystem is the CodeSystem of the rule codes.
+const RuleSystem = profiles.Base + "/CodeSystem/data-quality-rule"
+
+// Rule is the stable code of one data-quality rule.
+type Rule string
+
+// The rules, in the order reports list them.
+const (
+	UCPPOverdue             Rule = "ucpp-overdue"
+	CPPReviewOverdue        Rule = "cpp-review-overdue"
+	LACReviewOverdue        Rule = "lac-review-overdue"
+	DuplicatePlan           Rule = "duplicate-plan"
+	EndFarFuture            Rule = "end-far-future"
+	StartInFuture           Rule = "start-in-future"
+	OrganizationStale       Rule = "organization-stale"
+	ContactNumbersIdentical Rule = "contact-numbers-identical"
+	NHSNumberCorrected      Rule = "nhs-number-corrected"
+)
+
+// Rules lists every rule, in report order.
+var Rules = []Rule{UCPPOverdue, CPPReviewOverdue, LACReviewOverdue, DuplicatePlan, EndFarFuture,
+	StartInFuture, OrganizationStale, ContactNumbersIdentical, NHSNumberCorrected}
+
+// ruleInfo is the one table from a rule to its display, severity and FHIR
+// issue type. The CodeSystem's displays must match (a test checks).
+var ruleInfo = map[Rule]struct {
+	display, severity, issueType string
+}{
+	UCPPOverdue:             {"Unborn child protection plan active too long", "warning", "business-rule"},
+	CPPReviewOverdue:        {"Child protection plan review overdue", "information", "business-rule"},
+	LACReviewOverdue:        {"Looked-after child plan review overdue", "information", "business-rule"},
+	DuplicatePlan:           {"Duplicate plan", "warning", "duplicate"},
+	EndFarFuture:            {"Plan end date far in the future", "warning", "value"},
+	StartInFuture:           {"Plan start date in the future", "warning", "value"},
+	OrganizationStale:       {"Local authority details not updated", "information", "business-rule"},
+	ContactNumbersIdentical: {"Office-hours and emergency numbers identical", "warning", "value"},
+	NHSNumberCorrected:      {"NHS number corrected", "information", "informational"},
+}
+
+// Display is the rule's display text, as in the CodeSystem.
+func (r Rule) Display() string { return ruleInfo[r].display }
+
+// Severity is the OperationOutcome severity of the rule's findings.
+func (r Rule) Severity() string { return ruleInfo[r].severity }
+
+// IssueType is the FHIR issue type of the rule's findings.
+func (r Rule) IssueType() string { return ruleInfo[r].issueType }
+
+func (r Rule) rank() int {
+	for i, x := range Rules {
+		if x == r {
+			return i
+		}
+	}
+	return len(Rules)
+}
+
+// Thresholds are the limits of the rules. The zero value is not useful:
+// start from DefaultThresholds.
+type Thresholds struct {
+	UCPPMonths         int // ucpp-overdue: a live UCPP started more than this many months ago
+	CPPReviewMonths    int // cpp-review-overdue: a live CPP not updated for more than this
+	LACReviewMonths    int // lac-review-overdue: a live LAC not updated for more than this
+	EndFutureMonths    int // end-far-future: period.end more than this many months ahead
+	StartFutureDays    int // start-in-future: period.start more than this many days ahead
+	OrganizationMonths int // organization-stale: Organization not updated for more than this
+	CorrectionDays     int // nhs-number-corrected: how long a withdrawn plan is listed
+}
+
+// DefaultThresholds are the thresholds of issue 18.
+func DefaultThresholds() Thresholds {
+	return Thresholds{UCPPMonths: 10, CPPReviewMonths: 6, LACReviewMonths: 6, EndFutureMonths: 60,
+		StartFutureDays: 0, OrganizationMonths: 12, CorrectionDays: 90}
+}
+
+// PlanFacts is what the rules need of one EpisodeOfCare: its current
+// version, or for a deleted plan its last live version with Deleted set.
+type PlanFacts struct {
+	ID          string
+	NHSNumber   string // the child's, or for UCPP the mother's
+	Type        profiles.PlanType
+	Status      string
+	Start       time.Time // zero: none
+	End         time.Time // zero: open-ended; else the first instant after the plan
+	Updated     time.Time // meta.lastUpdated; for a tombstone, when it was deleted
+	Deleted     bool
+	Identifiers []string // the LA's identifiers, system|value
+}
+
+// withdrawn: recorded in error (deleted, or status entered-in-error).
+func (p *PlanFacts) withdrawn() bool { return p.Deleted || p.Status == "entered-in-error" }
+
+// live: the plan's Flag is active at now.
+func (p *PlanFacts) live(now time.Time) bool {
+	switch {
+	case p.withdrawn(), p.Status == "finished", p.Status == "cancelled":
+		return false
+	}
+	return p.End.IsZero() || now.Before(p.End)
+}
+
+// OrgFacts is what the rules need of the LA's Organization.
+type OrgFacts struct {
+	ID            string
+	Updated       time.Time
+	OfficeHours   []string // phone numbers of the office-hours contacts
+	EmergencyDuty []string // phone numbers of the emergency-duty-team contacts
+}
+
+// Finding is one problem found by one rule.
+type Finding struct {
+	Rule         Rule
+	Severity     string // warning or information
+	ResourceType string // EpisodeOfCare or Organization
+	ResourceID   string
+	Expression   string   // the element, a FHIRPath from the resource type (EpisodeOfCare.period.start)
+	Related      []string // other resources the finding names, as references
+	Message      string   // names resources by reference, never by NHS number
+}
+
+// Reference is the literal reference of the resource the finding is about.
+func (f Finding) Reference() string { return f.ResourceType + "/" + f.ResourceID }
+
+func finding(r Rule, typ, id, expr, format string, args ...any) Finding {
+	return Finding{Rule: r, Severity: r.Severity(), ResourceType: typ, ResourceID: id, Expression: expr,
+		Message: fmt.Sprintf(format, args...)}
+}
+
+// Single is the findings about one plan being written that can be judged
+// from the plan alone (ucpp-overdue, end-far-future, start-in-future): the
+// warnings of an upload. They never refuse the write.
+func Single(now time.Time, t Thresholds, p PlanFacts) []Finding {
+	var out []Finding
+	single(now, t, &p, &out)
+	return out
+}
+
+func single(now time.Time, t Thresholds, p *PlanFacts, out *[]Finding) {
+	if p.withdrawn() {
+		return
+	}
+	if p.Type == profiles.UCPP && !p.Start.IsZero() && p.live(now) && now.After(p.Start.AddDate(0, t.UCPPMonths, 0)) {
+		*out = append(*out, finding(UCPPOverdue, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.start",
+			"EpisodeOfCare/%s: the unborn child protection plan has been active for more than %d months; the birth has probably happened, so the plan should move to the child's NHS number", p.ID, t.UCPPMonths))
+	}
+	if !p.End.IsZero() && p.End.After(now.AddDate(0, t.EndFutureMonths, 0)) {
+		*out = append(*out, finding(EndFarFuture, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.end",
+			"EpisodeOfCare/%s: the plan ends more than %d months from now; check period.end", p.ID, t.EndFutureMonths))
+	}
+	if !p.Start.IsZero() && p.Start.After(now.AddDate(0, 0, t.StartFutureDays)) {
+		*out = append(*out, finding(StartInFuture, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.start",
+			"EpisodeOfCare/%s: the plan starts in the future; check period.start", p.ID))
+	}
+}
+
+// Report is every finding about one LA's data at now: plans must be that
+// LA's alone (current versions, and deleted plans as their last live
+// version with Deleted set), org its Organization or nil. Findings come in
+// rule order, then by resource id. It makes one pass over plans plus
+// map look-ups, so it grows linearly with the LA's plan count.
+func Report(now time.Time, t Thresholds, plans []PlanFacts, org *OrgFacts) []Finding {
+	var out []Finding
+	type childPlan struct {
+		nhs string
+		typ profiles.PlanType
+	}
+	type typeStart struct {
+		typ   profiles.PlanType
+		start int64
+	}
+	groups := map[childPlan][]int{}      // live plans by child and type
+	byKey := map[string][]int{}          // recent withdrawn plans by identifier
+	byTypeStart := map[typeStart][]int{} // recent withdrawn plans by type and start
+	cutoff := now.AddDate(0, 0, -t.CorrectionDays)
+	for i := range plans {
+		p := &plans[i]
+		single(now, t, p, &out)
+		if p.withdrawn() {
+			if !p.Updated.Before(cutoff) {
+				for _, k := range p.Identifiers {
+					byKey[k] = append(byKey[k], i)
+				}
+				if p.Type != "" && !p.Start.IsZero() {
+					k := typeStart{p.Type, p.Start.UnixNano()}
+					byTypeStart[k] = append(byTypeStart[k], i)
+				}
+			}
+			continue
+		}
+		if !p.live(now) {
+			continue
+		}
+		switch {
+		case p.Type == profiles.CPP && now.After(p.Updated.AddDate(0, t.CPPReviewMonths, 0)):
+			out = append(out, finding(CPPReviewOverdue, "EpisodeOfCare", p.ID, "EpisodeOfCare.meta.lastUpdated",
+				"EpisodeOfCare/%s: the child protection plan has not been updated for more than %d months; is a review overdue?", p.ID, t.CPPReviewMonths))
+		case p.Type == profiles.LAC && now.After(p.Updated.AddDate(0, t.LACReviewMonths, 0)):
+			out = append(out, finding(LACReviewOverdue, "EpisodeOfCare", p.ID, "EpisodeOfCare.meta.lastUpdated",
+				"EpisodeOfCare/%s: the looked-after child plan has not been updated for more than %d months; is a review overdue?", p.ID, t.LACReviewMonths))
+		}
+		if p.NHSNumber != "" && p.Type != "" {
+			k := childPlan{p.NHSNumber, p.Type}
+			groups[k] = append(groups[k], i)
+		}
+	}
+	for _, g := range groups {
+		if len(g) < 2 {
+			continue
+		}
+		ids := make([]string, len(g))
+		for j, i := range g {
+			ids[j] = plans[i].ID
+		}
+		sort.Strings(ids)
+		f := finding(DuplicatePlan, "EpisodeOfCare", ids[0], "EpisodeOfCare.patient.identifier",
+			"EpisodeOfCare/%s: %d live %s plans for the same NHS number (also EpisodeOfCare/%s); a duplicate upload?",
+			ids[0], len(ids), plans[g[0]].Type, strings.Join(ids[1:], ", EpisodeOfCare/"))
+		for _, id := range ids[1:] {
+			f.Related = append(f.Related, "EpisodeOfCare/"+id)
+		}
+		out = append(out, f)
+	}
+	if len(byKey) > 0 || len(byTypeStart) > 0 {
+		out = corrections(now, plans, byKey, func(p *PlanFacts) []int {
+			if p.Type == "" || p.Start.IsZero() {
+				return nil
+			}
+			return byTypeStart[typeStart{p.Type, p.Start.UnixNano()}]
+		}, out)
+	}
+	if org != nil {
+		out = organization(now, t, org, out)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if a, b := out[i].Rule.rank(), out[j].Rule.rank(); a != b {
+			return a < b
+		}
+		return out[i].ResourceID < out[j].ResourceID
+	})
+	return out
+}
+
+// corrections adds an nhs-number-corrected finding for each live plan that
+// replaces a recently withdrawn plan of a different NHS number.
+func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, sameStart func(*PlanFacts) []int, out []Finding) []Finding {
+	for i := range plans {
+		r := &plans[i]
+		if !r.live(now) || r.NHSNumber == "" {
+			continue
+		}
+		var seen []int
+		add := func(w int) {
+			if plans[w].NHSNumber == r.NHSNumber || plans[w].NHSNumber == "" {
+				return
+			}
+			for _, s := range seen {
+				if s == w {
+					return
+				}
+			}
+			seen = append(seen, w)
+		}
+		for _, k := range r.Identifiers {
+			for _, w := range byKey[k] {
+				add(w)
+			}
+		}
+		for _, w := range sameStart(r) {
+			add(w)
+		}
+		sort.Slice(seen, func(a, b int) bool { return plans[seen[a]].ID < plans[seen[b]].ID })
+		for _, w := range seen {
+			f := finding(NHSNumberCorrected, "EpisodeOfCare", r.ID, "EpisodeOfCare.patient.identifier",
+				"EpisodeOfCare/%s replaces EpisodeOfCare/%s, recorded in error for a different NHS number; please confirm the correction", r.ID, plans[w].ID)
+			f.Related = []string{"EpisodeOfCare/" + plans[w].ID}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func organization(now time.Time, t Thresholds, org *OrgFacts, out []Finding) []Finding {
+	if !org.Updated.IsZero() && now.After(org.Updated.AddDate(0, t.OrganizationMonths, 0)) {
+		out = append(out, finding(OrganizationStale, "Organization", org.ID, "Organization.meta.lastUpdated",
+			"Organization/%s: not updated for more than %d months; are the contact numbers still right?", org.ID, t.OrganizationMonths))
+	}
+	for _, a := range org.OfficeHours {
+		for _, b := range org.EmergencyDuty {
+			if na := normalPhone(a); na != "" && na == normalPhone(b) {
+				return append(out, finding(ContactNumbersIdentical, "Organization", org.ID, "Organization.contact.telecom",
+					"Organization/%s: the office-hours and emergency duty team numbers are the same number", org.ID))
+			}
+		}
+	}
+	return out
+}
+
+// normalPhone is a phone number's digits, with an international +44 (or
+// 0044) read as the national leading 0.
+func normalPhone(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			b.WriteRune(c)
+		}
+	}
+	d := b.String()
+	switch {
+	case strings.HasPrefix(strings.TrimSpace(s), "+44"):
+		d = "0" + strings.TrimPrefix(strings.TrimPrefix(d, "44"), "0")
+	case strings.HasPrefix(d, "0044"):
+		d = "0" + strings.TrimPrefix(strings.TrimPrefix(d, "0044"), "0")
+	}
+	return d
+}
+
+// Counts is the number of findings per rule, every rule present.
+func Counts(findings []Finding) map[Rule]int {
+	out := make(map[Rule]int, len(Rules))
+	for _, r := range Rules {
+		out[r] = 0
+	}
+	for _, f := range findings {
+		out[f.Rule]++
+	}
+	return out
+}
