@@ -195,7 +195,7 @@ func create(dir, name string, gz bool) (*output, error) {
 	o.count = &countWriter{w: io.MultiWriter(f, o.hash)}
 	var w io.Writer = o.count
 	if gz {
-		o.gz = gzip.NewWriter(o.count)
+		o.gz, _ = gzip.NewWriterLevel(o.count, gzip.BestSpeed) // the level is valid
 		w = o.gz
 	}
 	o.w = bufio.NewWriterSize(w, 1<<20)
