@@ -202,9 +202,12 @@ func TestImportRefusesACorruptedDump(t *testing.T) {
 	require.Equal(t, 201, code, body)
 	code, body = call(t, "PUT", "http://"+sA.addr+"/FHIR/R4/EpisodeOfCare/plan0", la, planFor("plan0", children[0], ""))
 	require.Equal(t, 201, code, body)
-	sA.stop(t)
+	// Export runs beside the running server (a snapshot of the store).
 	dump := filepath.Join(t.TempDir(), "dump")
 	require.NoError(t, run(context.Background(), []string{"export", "--out", dump, "--gzip=false"}, env(varsA), io.Discard))
+	code, body = call(t, "GET", "http://"+sA.addr+"/FHIR/R4/EpisodeOfCare/plan0", la, "")
+	require.Equal(t, 200, code, "the server still answers: %v", body)
+	sA.stop(t)
 
 	path := filepath.Join(dump, "resources.ndjson")
 	b, err := os.ReadFile(path)
