@@ -38,6 +38,9 @@ func (b *blob) UnmarshalJSON(data []byte) error {
 		if err != nil {
 			return err
 		}
+		if len(v) == 0 {
+			v = nil // an empty body is stored as none
+		}
 		*b = v
 		return nil
 	}
