@@ -141,7 +141,9 @@ func TestConformanceResources(t *testing.T) {
 	for who, tok := range tokens {
 		t.Run("read-as-"+who, func(t *testing.T) {
 			for _, p := range []string{"StructureDefinition/CPIS-EpisodeOfCare", "StructureDefinition/CPIS-Flag", "StructureDefinition/CPIS-Organization",
-				"StructureDefinition/CPIS-AuditEvent", "CodeSystem/plan-type", "CodeSystem/la-contact-purpose", "CodeSystem/data-quality-rule", "ValueSet/plan-type", "ValueSet/la-contact-purpose"} {
+				"StructureDefinition/CPIS-AuditEvent", "StructureDefinition/CPIS-CareTeam", "StructureDefinition/CPIS-PractitionerRole",
+				"StructureDefinition/la-contact-purpose", "CodeSystem/plan-type", "CodeSystem/la-contact-purpose", "CodeSystem/data-quality-rule",
+				"ValueSet/plan-type", "ValueSet/la-contact-purpose"} {
 				r := e.do(http.MethodGet, p, tok, "")
 				require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 				m := r.json()
@@ -156,13 +158,13 @@ func TestConformanceResources(t *testing.T) {
 		status, total     int
 		ids               []string
 	}{
-		{"search-all-profiles-200", "StructureDefinition", la, 200, 4, []string{"CPIS-AuditEvent", "CPIS-EpisodeOfCare", "CPIS-Flag", "CPIS-Organization"}},
+		{"search-all-profiles-200", "StructureDefinition", la, 200, 7, []string{"CPIS-AuditEvent", "CPIS-CareTeam", "CPIS-EpisodeOfCare", "CPIS-Flag", "CPIS-Organization", "CPIS-PractitionerRole", "la-contact-purpose"}},
 		{"search-by-url-200", "StructureDefinition?url=" + url.QueryEscape(profiles.FlagProfile), tokens["gp"], 200, 1, []string{"CPIS-Flag"}},
 		{"search-by-url-and-version-200", "ValueSet?url=https://fhir.cpis.dev/ValueSet/plan-type|1.0.0", la, 200, 1, []string{"plan-type"}},
 		{"search-by-unknown-url-200", "CodeSystem?url=https://example.org/cs", la, 200, 0, nil},
 		{"search-codesystems-200", "CodeSystem", tokens["nurse"], 200, 3, []string{"data-quality-rule", "la-contact-purpose", "plan-type"}},
 		{"search-by-id-200", "ValueSet?_id=la-contact-purpose", la, 200, 1, []string{"la-contact-purpose"}},
-		{"count-only-200", "StructureDefinition?_summary=count", la, 200, 4, nil},
+		{"count-only-200", "StructureDefinition?_summary=count", la, 200, 7, nil},
 		{"unknown-id-404", "StructureDefinition/Patient", la, 404, 0, nil},
 		{"no-token-401", "StructureDefinition", "", 401, 0, nil},
 	}
@@ -182,15 +184,15 @@ func TestConformanceResources(t *testing.T) {
 		})
 	}
 	t.Run("paged", func(t *testing.T) {
-		r := e.do(http.MethodGet, "StructureDefinition?_count=3", la, "")
+		r := e.do(http.MethodGet, "StructureDefinition?_count=6", la, "")
 		require.Equal(t, http.StatusOK, r.Code)
-		assert.Len(t, r.entries("match"), 3)
+		assert.Len(t, r.entries("match"), 6)
 		next := r.link("next")
 		require.NotEmpty(t, next)
 		r = e.do(http.MethodGet, next, la, "")
 		require.Equal(t, http.StatusOK, r.Code)
 		require.Len(t, r.entries("match"), 1)
-		assert.Equal(t, "CPIS-Organization", r.entries("match")[0]["id"])
+		assert.Equal(t, "la-contact-purpose", r.entries("match")[0]["id"])
 		assert.Empty(t, r.link("next"))
 	})
 	t.Run("unknown-parameter-strict-400", func(t *testing.T) {

@@ -34,8 +34,9 @@ type Access struct {
 	System   bool
 	UserName string
 	UserID   string // SDS user id, or the system's client id
-	RoleID   string
+	RoleID   string // SDS role profile id (the token's selected_roleid)
 	RoleName string
+	RoleCode string // the selected role's role_code, S…:G…:R… (recorded since CareTeam/PractitionerRole; "" in older AuditEvents)
 	// The organisation they acted for.
 	OrgCode string
 	OrgName string
@@ -132,8 +133,8 @@ func AuditEvent(a Access) []byte {
 			Name:      a.UserName,
 			Requestor: true,
 		}
-		if a.RoleName != "" {
-			agent.Role = []fhir.CodeableConcept{{Text: a.RoleName}}
+		if role := roleConcept(a.RoleCode, a.RoleName); role != nil {
+			agent.Role = []fhir.CodeableConcept{*role}
 		}
 		e.Agent = append(e.Agent, agent)
 	}

@@ -8,9 +8,10 @@ import "embed"
 // hand.
 //go:generate go run ./gen
 
-// definitionFiles are the project's conformance resources: the four
-// profiles, the CodeSystems and ValueSets they bind to, and the code
-// system of the data-quality rules (package quality).
+// definitionFiles are the project's conformance resources: the six
+// resource profiles, the la-contact-purpose extension, the CodeSystems
+// and ValueSets they bind to, and the code system of the data-quality
+// rules (package quality).
 //
 //go:embed definitions/*.json
 var definitionFiles embed.FS

@@ -71,6 +71,24 @@ var rules = map[string]func(v *validation, it item){
 		}
 		v.add(it.expr+".telecom", "Each contact needs a phone number (telecom with system phone)")
 	},
+	"cpis-ct-1": func(v *validation, it item) {
+		m, _ := it.value.(map[string]any)
+		want := map[string]string{"1": ContactOfficeHours, "2": ContactEmergencyDuty}[fmt.Sprint(m["rank"])]
+		if want == "" {
+			return
+		}
+		list, _ := m["extension"].([]any)
+		for _, x := range list {
+			xm, _ := x.(map[string]any)
+			if xm["url"] != ContactPurposeExtension {
+				continue
+			}
+			if cd, _ := xm["valueCoding"].(map[string]any); cd["system"] == ContactPurposeSystem && cd["code"] == want {
+				return
+			}
+		}
+		v.add(it.expr, "Rank %v is the %s number: its la-contact-purpose extension must say %s", m["rank"], want, want)
+	},
 }
 
 func coding(m map[string]any) fhir.Coding {

@@ -111,7 +111,7 @@ func TestValidateEpisodeOfCare(t *testing.T) {
 // Validate takes untrusted JSON: whatever the codec lets through, it
 // never panics, and every issue it reports points into the resource.
 func FuzzValidate(f *testing.F) {
-	for _, seed := range []string{goodPlan, goodOrg, `{"resourceType":"Flag","extension":[{"url":1},{"valueString":[]}],"category":"x"}`,
+	for _, seed := range []string{goodPlan, goodOrg, goodCareTeam, `{"resourceType":"Flag","extension":[{"url":1},{"valueString":[]}],"category":"x"}`,
 		`{"resourceType":"Organization","identifier":{"system":3},"contact":[null,{"purpose":[]},{"telecom":{}}]}`,
 		`{"resourceType":"EpisodeOfCare","type":[{"coding":{"code":"CPP"}}],"period":"2026","text":{"div":7},"meta":{"profile":[5]}}`} {
 		f.Add(seed)
@@ -205,7 +205,7 @@ func TestValidateNamedProfile(t *testing.T) {
 
 func TestCatalogSearch(t *testing.T) {
 	c, _ := catalog(t)
-	assert.Len(t, c.Search("StructureDefinition", ""), 4)
+	assert.Len(t, c.Search("StructureDefinition", ""), 7)
 	assert.Len(t, c.Search("ValueSet", "https://fhir.cpis.dev/ValueSet/plan-type"), 1)
 	assert.Len(t, c.Search("ValueSet", "https://fhir.cpis.dev/ValueSet/plan-type|1.0.0"), 1)
 	assert.Empty(t, c.Search("ValueSet", "https://fhir.cpis.dev/ValueSet/plan-type|2"))
@@ -213,7 +213,7 @@ func TestCatalogSearch(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, PlanTypeSystem, a.URL)
 	assert.Equal(t, EpisodeOfCareProfile, c.ProfileOf("EpisodeOfCare"))
-	for _, typ := range []string{"Flag", "Organization", "AuditEvent"} {
+	for _, typ := range []string{"Flag", "Organization", "AuditEvent", "CareTeam", "PractitionerRole"} {
 		assert.Equal(t, Base+"/StructureDefinition/CPIS-"+typ, c.ProfileOf(typ))
 	}
 	assert.Empty(t, c.ProfileOf("Patient"))
@@ -227,4 +227,79 @@ func TestLoadRefusesWhatItCannotApply(t *testing.T) {
 	assert.ErrorContains(t, c.check(p), "cpis-nope-1")
 	p = &profile{url: "x", root: &element{id: "X", binding: Base + "/ValueSet/nope"}}
 	assert.ErrorContains(t, c.check(p), "unknown value set")
+}
+
+// A CareTeam as the server derives it, for the profile's negative cases.
+const goodCareTeam = `{"resourceType":"CareTeam","id":"p1","status":"active",
+ "category":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP"},{"system":"http://snomed.info/sct","code":"1064311000000109"}]}],
+ "name":"Local Authority One",
+ "subject":{"type":"Patient","identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449306753"}},
+ "period":{"start":"2026-01-10","end":"2026-12-31"},
+ "managingOrganization":[{"type":"Organization","identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"},"display":"Local Authority One"}],
+ "telecom":[
+  {"extension":[{"url":"https://fhir.cpis.dev/StructureDefinition/la-contact-purpose","valueCoding":{"system":"https://fhir.cpis.dev/CodeSystem/la-contact-purpose","code":"office-hours"}}],"system":"phone","value":"0300 123 1000","use":"work","rank":1},
+  {"extension":[{"url":"https://fhir.cpis.dev/StructureDefinition/la-contact-purpose","valueCoding":{"system":"https://fhir.cpis.dev/CodeSystem/la-contact-purpose","code":"emergency-duty-team"}}],"system":"phone","value":"0300 123 9999","use":"work","rank":2}]}`
+
+func TestValidateCareTeam(t *testing.T) {
+	c, codec := catalog(t)
+	cases := []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"valid", "", "", nil},
+		{"unknown-plan-code", `"code":"CPP"`, `"code":"XYZ"`, []string{"CareTeam.category[0].coding[0].code"}},
+		{"contradicting-codings", `"code":"1064311000000109"`, `"code":"764841000000100"`, []string{"CareTeam.category[0].coding[1]"}},
+		{"no-category", `"category":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP"},{"system":"http://snomed.info/sct","code":"1064311000000109"}]}],`, "", []string{"CareTeam.category"}},
+		{"bad-nhs-number", "9449306753", "9449306754", []string{"CareTeam.subject.identifier.value"}},
+		{"subject-by-reference", `"subject":{"type":"Patient","identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449306753"}}`, `"subject":{"reference":"Patient/1"}`, []string{"CareTeam.subject.type", "CareTeam.subject.identifier"}},
+		{"no-period-start", `"start":"2026-01-10",`, "", []string{"CareTeam.period.start"}},
+		{"ends-before-it-starts", `"end":"2026-12-31"`, `"end":"2025-12-31"`, []string{"CareTeam.period.end"}},
+		{"bad-ods-code", `"value":"LA001"`, `"value":"la-1"`, []string{"CareTeam.managingOrganization[0].identifier.value"}},
+		{"no-managing-organization", `"managingOrganization":[{"type":"Organization","identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"},"display":"Local Authority One"}],`, "", []string{"CareTeam.managingOrganization"}},
+		{"ranks-swapped", `"code":"office-hours"}}],"system":"phone","value":"0300 123 1000","use":"work","rank":1`, `"code":"office-hours"}}],"system":"phone","value":"0300 123 1000","use":"work","rank":2`, []string{"CareTeam.telecom", "CareTeam.telecom[0]"}},
+		{"purpose-contradicts-rank", `"code":"emergency-duty-team"`, `"code":"office-hours"`, []string{"CareTeam.telecom[1]"}},
+		{"unknown-purpose", `"code":"emergency-duty-team"`, `"code":"weekends"`, []string{"CareTeam.telecom[1]", "CareTeam.telecom[1].extension[0].valueCoding.code"}},
+		{"no-purpose", `{"extension":[{"url":"https://fhir.cpis.dev/StructureDefinition/la-contact-purpose","valueCoding":{"system":"https://fhir.cpis.dev/CodeSystem/la-contact-purpose","code":"office-hours"}}],`, `{`, []string{"CareTeam.telecom[0]", "CareTeam.telecom[0].extension"}},
+		{"not-a-phone", `"system":"phone","value":"0300 123 9999"`, `"system":"email","value":"edt@la.example"`, []string{"CareTeam.telecom[1].system"}},
+		{"no-rank", `,"rank":2`, ``, []string{"CareTeam.telecom[1].rank"}},
+		{"three-numbers", `"rank":2}]`, `"rank":2},{"extension":[{"url":"https://fhir.cpis.dev/StructureDefinition/la-contact-purpose","valueCoding":{"system":"https://fhir.cpis.dev/CodeSystem/la-contact-purpose","code":"office-hours"}}],"system":"phone","value":"1","rank":3}]`, []string{"CareTeam.telecom"}},
+		{"no-telecom", goodCareTeam[strings.Index(goodCareTeam, `,
+ "telecom"`) : len(goodCareTeam)-1], "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := goodCareTeam
+			if tc.old != "" {
+				require.Contains(t, body, tc.old)
+				body = strings.Replace(body, tc.old, tc.new, 1)
+			}
+			assert.Equal(t, tc.want, check(t, c, codec, body))
+		})
+	}
+}
+
+func TestValidatePractitionerRole(t *testing.T) {
+	c, codec := catalog(t)
+	_, good := PractitionerRoleFor(Access{UserName: "Dr Jane Smith", UserID: "555021935107", RoleID: "555021936109",
+		RoleName: "Nurse", RoleCode: "S8000:G8000:R8001", OrgCode: "RBA", OrgName: "Somerset"})
+	cases := []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"valid", "", "", nil},
+		{"practitioner-without-sds-user-id", `"https://fhir.nhs.uk/Id/sds-user-id"`, `"https://example.org/staff"`, []string{"PractitionerRole.practitioner.identifier.system"}},
+		{"organisation-without-ods-code", `"https://fhir.nhs.uk/Id/ods-organization-code"`, `"https://example.org/org"`, []string{"PractitionerRole.organization.identifier.system"}},
+		{"no-practitioner", `"practitioner":{"type":"Practitioner","identifier":{"system":"https://fhir.nhs.uk/Id/sds-user-id","value":"555021935107"},"display":"Dr Jane Smith"},`, "", []string{"PractitionerRole.practitioner"}},
+		{"role-id-from-elsewhere", `"https://fhir.nhs.uk/Id/sds-role-profile-id"`, `"https://example.org/role"`, []string{"PractitionerRole.identifier[0].system"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := string(good)
+			if tc.old != "" {
+				require.Contains(t, body, tc.old)
+				body = strings.Replace(body, tc.old, tc.new, 1)
+			}
+			assert.Equal(t, tc.want, check(t, c, codec, body))
+		})
+	}
 }

@@ -46,6 +46,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return bench(ctx, args, getenv, stdout)
 	case "store":
 		return storeCommand(ctx, args, getenv, stdout)
+	case "export":
+		return exportCommand(ctx, args, getenv, stdout)
+	case "import":
+		return importCommand(ctx, args, getenv, stdout)
+	case "migrate":
+		return migrateCommand(ctx, args, getenv, stdout)
 	case "version":
 		_, err := fmt.Fprintln(stdout, version)
 		return err
@@ -53,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_, err := fmt.Fprint(stdout, usage)
 		return err
 	}
-	return badConfig("unknown command %q; the commands are serve, token, seed, bench, store and version", cmd)
+	return badConfig("unknown command %q; the commands are serve, token, seed, bench, store, export, import, migrate and version", cmd)
 }
 
 const usage = `cpis: the CP-IS FHIR R4 server
@@ -70,6 +76,14 @@ const usage = `cpis: the CP-IS FHIR R4 server
   cpis store init [--force]   create the store; with --force, accept the database
                               found (missing, empty or another store's) as this
                               server's store after the server refused to start on it
+  cpis export --out DIR       write the whole store (every version, deletion, derived
+                              record and access record, in feed order) to NDJSON files
+                              with a manifest of counts and SHA-256 checksums
+  cpis import --in DIR [--force]
+                              verify a dump and load it into the configured store, which
+                              must be empty unless --force; then verify the store
+  cpis migrate --from sqlite:DIR|mongodb://… --to sqlite:DIR|mongodb://… [--force]
+                              stream one store into another (same checks as import)
   cpis version                print the version
 
 Configuration is by environment variable (CPIS_*), each with a matching flag

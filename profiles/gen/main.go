@@ -21,11 +21,11 @@ import (
 	"cpis/profiles/internal/snapshot"
 )
 
-// needed are the base definitions the profiles build on: the four
+// needed are the base definitions the profiles build on: the six
 // resources and the datatypes their differentials reach into.
 var needed = []string{
-	"EpisodeOfCare", "Flag", "Organization", "AuditEvent",
-	"Reference", "Identifier", "Period", "Extension", "CodeableConcept", "Coding",
+	"EpisodeOfCare", "Flag", "Organization", "AuditEvent", "CareTeam", "PractitionerRole",
+	"Reference", "Identifier", "Period", "Extension", "CodeableConcept", "Coding", "ContactPoint",
 }
 
 func main() {

@@ -29,3 +29,12 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestDumpLoad(t *testing.T) {
+	h := storetest.Harness{Open: func(t *testing.T) store.Store {
+		s, err := sqlite.Open(t.TempDir(), sqlite.Options{})
+		require.NoError(t, err)
+		return s
+	}}
+	storetest.RunDump(t, h, h)
+}
