@@ -73,7 +73,7 @@ func (c *Codec) Decode(body []byte) (*Resource, []Issue) {
 	}
 	rt, ok := fields["resourceType"].(string)
 	if !ok || rt == "" {
-		return nil, []Issue{{Code: CodeInvalidValue, Diagnostics: "The resource has no resourceType", Expression: []string{"resourceType"}}}
+		return nil, []Issue{{Kind: KindInvalid, Diagnostics: "The resource has no resourceType", Expression: []string{"resourceType"}}}
 	}
 	delete(fields, "resourceType")
 	res := &Resource{Type: rt, Fields: fields, Body: body}
@@ -128,14 +128,14 @@ func decodeObject(body []byte) (map[string]any, []Issue) {
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, []Issue{{Code: CodeInvalidValue, Diagnostics: jsonProblem(err, body)}}
+		return nil, []Issue{{Kind: KindInvalid, Diagnostics: jsonProblem(err, body)}}
 	}
 	if dec.More() {
-		return nil, []Issue{{Code: CodeInvalidValue, Diagnostics: "The body holds more than one JSON value"}}
+		return nil, []Issue{{Kind: KindInvalid, Diagnostics: "The body holds more than one JSON value"}}
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, []Issue{{Code: CodeInvalidValue, Diagnostics: "The body is not a JSON object"}}
+		return nil, []Issue{{Kind: KindInvalid, Diagnostics: "The body is not a JSON object"}}
 	}
 	return m, nil
 }
@@ -184,15 +184,15 @@ func (r *reporter) ReportValidationWarning(path string, err error) error {
 }
 
 func findingIssue(path string, err error, severity string) Issue {
-	if list := unmarshalIssues(err); len(list) == 1 && list[0].Code != CodeInternal {
-		list[0].Code = CodeValidationError
+	if list := unmarshalIssues(err); len(list) == 1 && list[0].Kind != KindInternal {
+		list[0].Kind = KindUnprocessable
 		list[0].Severity = severity
 		if len(list[0].Expression) == 0 && path != "" {
 			list[0].Expression = []string{path}
 		}
 		return list[0]
 	}
-	return Issue{Severity: severity, Code: CodeValidationError, Diagnostics: "Invalid element", Expression: []string{path}}
+	return Issue{Severity: severity, Kind: KindUnprocessable, Diagnostics: "Invalid element", Expression: []string{path}}
 }
 
 // addUnmarshalIssues adds google/fhir's errors to c, one at a time.
@@ -224,17 +224,17 @@ func unmarshalIssues(err error) []Issue {
 func unmarshalIssue(v reflect.Value) Issue {
 	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
 		if v.IsNil() {
-			return Issue{Code: CodeInvalidValue, Diagnostics: "The resource could not be read"}
+			return Issue{Kind: KindInvalid, Diagnostics: "The resource could not be read"}
 		}
 		v = v.Elem()
 	}
 	if v.Kind() != reflect.Struct || !v.FieldByName("Details").IsValid() {
-		return Issue{Code: CodeInvalidValue, Diagnostics: "The resource could not be read"}
+		return Issue{Kind: KindInvalid, Diagnostics: "The resource could not be read"}
 	}
 	path := v.FieldByName("Path").String()
 	details := v.FieldByName("Details").String()
 	diag := strings.ToValidUTF8(v.FieldByName("Diagnostics").String(), "")
-	is := Issue{Code: CodeInvalidValue}
+	is := Issue{Kind: KindInvalid}
 	switch {
 	case details == "unknown field":
 		name, err := strconv.Unquote(diag)

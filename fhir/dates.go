@@ -32,7 +32,7 @@ func walkDates(m protoreflect.Message, path string, c *Collector) {
 		us := m.Get(d.Fields().ByName("value_us")).Int()
 		tz := m.Get(d.Fields().ByName("timezone")).String()
 		if time.UnixMicro(us).In(zone(tz)).Year() < 1 {
-			c.Add(Issue{Code: CodeInvalidValue, Expression: []string{path},
+			c.Add(Issue{Kind: KindInvalid, Expression: []string{path},
 				Diagnostics: "Invalid date: the year must be 0001 or later"})
 		}
 		return

@@ -93,7 +93,10 @@ func TestParseSearch(t *testing.T) {
 		_, err := fhir.ParseSearch(bad)
 		assert.NotNil(t, err, bad)
 		if err != nil {
-			assert.Equal(t, fhir.CodeInvalidSearchData, err.Issues[0].Code)
+			fe := fhir.As(err)
+			require.NotNil(t, fe, bad)
+			assert.Equal(t, fhir.KindInvalidSearch, fe.Kind)
+			assert.Equal(t, fhir.KindInvalidSearch, fe.Issues[0].Kind)
 		}
 	}
 	q, err = fhir.ParseSearch("_count=5000")
@@ -111,7 +114,7 @@ func FuzzParseSearch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		q, err := fhir.ParseSearch(raw)
 		if err != nil {
-			if err.Status != 400 || len(err.Issues) == 0 {
+			if fe := fhir.As(err); fe == nil || fe.Kind != fhir.KindInvalidSearch || len(fe.Issues) == 0 {
 				t.Fatalf("bad error %+v", err)
 			}
 			return
@@ -140,13 +143,13 @@ func TestDecodeReportsEveryProblem(t *testing.T) {
 	var exprs []string
 	for _, is := range issues {
 		exprs = append(exprs, is.Expression[0])
-		assert.Equal(t, fhir.CodeInvalidValue, is.Code)
+		assert.Equal(t, fhir.KindInvalid, is.Kind)
 	}
 	assert.Equal(t, []string{"EpisodeOfCare.colour", "EpisodeOfCare.period.start", "EpisodeOfCare.status"}, exprs)
 
 	_, issues = c.Decode([]byte(`{"resourceType":"EpisodeOfCare","status":"active"}`))
 	require.Len(t, issues, 1)
-	assert.Equal(t, fhir.CodeValidationError, issues[0].Code)
+	assert.Equal(t, fhir.KindUnprocessable, issues[0].Kind)
 	assert.Equal(t, []string{"EpisodeOfCare.patient"}, issues[0].Expression)
 
 	for _, bad := range []string{``, `[]`, `{"a":1}`, `{"resourceType":5}`, `{"resourceType":"Nope"}`, `{} {}`, `{"resourceType":"Flag"`} {
@@ -179,7 +182,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("no resource and no issue")
 		}
 		for _, is := range issues {
-			if is.Code == "" || is.Diagnostics == "" {
+			if is.Kind == fhir.KindNone || is.Diagnostics == "" {
 				t.Fatalf("issue without code or words: %+v", is)
 			}
 		}

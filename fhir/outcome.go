@@ -17,13 +17,22 @@ type OutcomeIssue struct {
 	Expression  []string         `json:"expression,omitempty"`
 }
 
+// ErrorCodeSystem is the code system of the NHS error codes in
+// issue.details, as the NHS Spine uses it.
+const ErrorCodeSystem = "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode"
+
 // UKCoreOperationOutcome is the profile error bodies claim.
 const UKCoreOperationOutcome = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-OperationOutcome"
 
-// Outcome builds the OperationOutcome for issues. An empty list gives a
-// single informational "all OK" issue, as FHIR requires at least one.
-// At most MaxIssues problems are listed, then one issue counting the rest.
-func Outcome(issues []Issue) *OperationOutcome {
+// Describe gives an error kind's FHIR issue type, NHS error code and
+// display; the handlers hold the one table behind it.
+type Describe func(Kind) (issueType, code, display string)
+
+// Outcome builds the OperationOutcome for issues, describing their kinds
+// with describe. An empty list gives a single informational "all OK" issue,
+// as FHIR requires at least one. At most MaxIssues problems are listed,
+// then one issue counting the rest.
+func Outcome(issues []Issue, describe Describe) *OperationOutcome {
 	oo := &OperationOutcome{ResourceType: "OperationOutcome", Meta: &Meta{Profile: []string{UKCoreOperationOutcome}}}
 	for _, is := range Capped(issues) {
 		sev := is.Severity
@@ -31,13 +40,18 @@ func Outcome(issues []Issue) *OperationOutcome {
 			sev = "error"
 		}
 		typ := is.Type
+		oi := OutcomeIssue{Severity: sev, Diagnostics: is.Diagnostics, Expression: is.Expression}
+		if is.Kind != KindNone && describe != nil {
+			issueType, code, display := describe(is.Kind)
+			if typ == "" {
+				typ = issueType
+			}
+			oi.Details = &CodeableConcept{Coding: []Coding{{System: ErrorCodeSystem, Code: code, Display: display}}}
+		}
 		if typ == "" {
-			typ = is.Code.IssueType()
+			typ = "exception"
 		}
-		oi := OutcomeIssue{Severity: sev, Code: typ, Diagnostics: is.Diagnostics, Expression: is.Expression}
-		if is.Code != "" {
-			oi.Details = &CodeableConcept{Coding: []Coding{{System: ErrorCodeSystem, Code: string(is.Code), Display: is.Code.Display()}}}
-		}
+		oi.Code = typ
 		oo.Issue = append(oo.Issue, oi)
 	}
 	if len(oo.Issue) == 0 {

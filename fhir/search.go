@@ -59,14 +59,14 @@ var resultParams = map[string]bool{
 // ParseSearch parses a URL query string (or an x-www-form-urlencoded search
 // body). It checks syntax only; what each parameter means for a resource
 // type is decided by the caller.
-func ParseSearch(raw string) (*SearchQuery, *Error) {
+func ParseSearch(raw string) (*SearchQuery, error) {
 	q := &SearchQuery{Count: DefaultCount}
 	if raw == "" {
 		return q, nil
 	}
 	pairs := strings.Split(raw, "&")
 	if len(pairs) > MaxParams {
-		return nil, Errorf(CodeInvalidSearchData, "Too many search parameters (at most %d)", MaxParams)
+		return nil, Errorf(KindInvalidSearch, "Too many search parameters (at most %d)", MaxParams)
 	}
 	seen := map[string]bool{}
 	for _, pair := range pairs {
@@ -76,18 +76,18 @@ func ParseSearch(raw string) (*SearchQuery, *Error) {
 		k, v, _ := strings.Cut(pair, "=")
 		name, err := url.QueryUnescape(k)
 		if err != nil || name == "" || !validParamName(name) {
-			return nil, Errorf(CodeInvalidSearchData, "Malformed search parameter name %q", clip(k))
+			return nil, Errorf(KindInvalidSearch, "Malformed search parameter name %q", clip(k))
 		}
 		value, err := url.QueryUnescape(v)
 		if err != nil {
-			return nil, At(CodeInvalidSearchData, name, "Malformed value for search parameter %q", name)
+			return nil, At(KindInvalidSearch, name, "Malformed value for search parameter %q", name)
 		}
 		if len(value) > MaxValueLength {
-			return nil, At(CodeInvalidSearchData, name, "The value of search parameter %q is too long", name)
+			return nil, At(KindInvalidSearch, name, "The value of search parameter %q is too long", name)
 		}
 		if resultParams[name] {
 			if name != "_include" && seen[name] {
-				return nil, At(CodeInvalidSearchData, name, "Search parameter %q given more than once", name)
+				return nil, At(KindInvalidSearch, name, "Search parameter %q given more than once", name)
 			}
 			seen[name] = true
 			if err := q.setResult(name, value); err != nil {
@@ -100,19 +100,19 @@ func ParseSearch(raw string) (*SearchQuery, *Error) {
 		p.Chain = chain
 		p.Name, p.Modifier, _ = strings.Cut(base, ":")
 		if p.Name == "" {
-			return nil, Errorf(CodeInvalidSearchData, "Malformed search parameter name %q", clip(name))
+			return nil, Errorf(KindInvalidSearch, "Malformed search parameter name %q", clip(name))
 		}
 		q.Params = append(q.Params, p)
 	}
 	return q, nil
 }
 
-func (q *SearchQuery) setResult(name, value string) *Error {
+func (q *SearchQuery) setResult(name, value string) error {
 	switch name {
 	case "_count":
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 0 {
-			return At(CodeInvalidSearchData, "_count", "_count must be a whole number from 0 to %d", MaxCount)
+			return At(KindInvalidSearch, "_count", "_count must be a whole number from 0 to %d", MaxCount)
 		}
 		if n > MaxCount {
 			n = MaxCount
@@ -121,7 +121,7 @@ func (q *SearchQuery) setResult(name, value string) *Error {
 	case "_include":
 		parts := strings.Split(value, ":")
 		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-			return At(CodeInvalidSearchData, "_include", "_include must be Type:parameter or Type:parameter:Target")
+			return At(KindInvalidSearch, "_include", "_include must be Type:parameter or Type:parameter:Target")
 		}
 		inc := Include{Source: parts[0], Param: parts[1], Raw: value}
 		if len(parts) == 3 {

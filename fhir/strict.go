@@ -76,13 +76,13 @@ func CheckJSON(body []byte, root string) []Issue {
 			top.key = false
 			expr := clipPath(joinPath(top.path, key))
 			if _, dup := top.keys[key]; dup {
-				c.Add(Issue{Code: CodeInvalidValue, Expression: []string{expr},
+				c.Add(Issue{Kind: KindInvalid, Expression: []string{expr},
 					Diagnostics: fmt.Sprintf("Element %q appears more than once in the same object", clipKey(key))})
 			} else if len(top.keys) < 1<<16 {
 				top.keys[key] = struct{}{}
 			}
 			if !elementName(key) {
-				c.Add(Issue{Code: CodeInvalidValue, Expression: []string{expr},
+				c.Add(Issue{Kind: KindInvalid, Expression: []string{expr},
 					Diagnostics: fmt.Sprintf("%q is not a FHIR element name: element names are case-sensitive and start with a lower-case letter", clipKey(key))})
 			}
 			continue
@@ -101,7 +101,7 @@ func CheckJSON(body []byte, root string) []Issue {
 		case !ok:
 		case d == '{' || d == '[':
 			if len(stack) >= MaxJSONDepth {
-				c.Add(Issue{Code: CodeInvalidValue, Expression: []string{clipPath(path)},
+				c.Add(Issue{Kind: KindInvalid, Expression: []string{clipPath(path)},
 					Diagnostics: fmt.Sprintf("The body nests deeper than %d levels, more than any resource this server accepts", MaxJSONDepth)})
 				return c.Issues()
 			}

@@ -30,7 +30,7 @@ func TestCheckJSON(t *testing.T) {
 			issues := fhir.CheckJSON([]byte(tc.body), "")
 			var got []string
 			for _, is := range issues {
-				assert.Equal(t, fhir.CodeInvalidValue, is.Code)
+				assert.Equal(t, fhir.KindInvalid, is.Kind)
 				got = append(got, is.Expression[0])
 			}
 			assert.Equal(t, tc.want, got)
@@ -71,7 +71,7 @@ func TestDecodeRefusesYearZero(t *testing.T) {
 			_, issues := c.Decode([]byte(`{"resourceType":"EpisodeOfCare","status":"active","patient":{"reference":"Patient/1"},` + tc.value + `}`))
 			require.Len(t, issues, 1)
 			assert.Equal(t, []string{tc.expr}, issues[0].Expression)
-			assert.Equal(t, fhir.CodeInvalidValue, issues[0].Code)
+			assert.Equal(t, fhir.KindInvalid, issues[0].Kind)
 		})
 	}
 	_, issues := c.Decode([]byte(`{"resourceType":"EpisodeOfCare","status":"active","patient":{"reference":"Patient/1"},"period":{"start":"0001-01-01"}}`))
@@ -84,7 +84,7 @@ func TestCollectorCaps(t *testing.T) {
 	var c fhir.Collector
 	c.Sorted = true
 	for i := 250; i > 0; i-- {
-		c.Add(fhir.Issue{Code: fhir.CodeInvalidValue, Expression: []string{fmt.Sprintf("x%04d", i)}})
+		c.Add(fhir.Issue{Kind: fhir.KindInvalid, Expression: []string{fmt.Sprintf("x%04d", i)}})
 	}
 	got := c.Issues()
 	require.Len(t, got, fhir.MaxIssues+1)
@@ -92,7 +92,7 @@ func TestCollectorCaps(t *testing.T) {
 	assert.Equal(t, "x0100", got[fhir.MaxIssues-1].Expression[0])
 	assert.Equal(t, 150, got[fhir.MaxIssues].More)
 	assert.Equal(t, "150 further problems not shown: correct those above and send again", got[fhir.MaxIssues].Diagnostics)
-	oo := fhir.Outcome(append(got, got...))
+	oo := fhir.Outcome(append(got, got...), nil)
 	require.Len(t, oo.Issue, fhir.MaxIssues+1)
 	assert.Equal(t, "400 further problems not shown: correct those above and send again", oo.Issue[fhir.MaxIssues].Diagnostics)
 }

@@ -1,14 +1,13 @@
 package handlers
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"cpis/auth"
 	"cpis/fhir"
-	"cpis/store"
+	"cpis/handlers/registry"
 )
 
 // principal is the verified caller; the auth middleware guarantees one on
@@ -23,21 +22,21 @@ func silentMode(c *gin.Context, param string, hasParam bool) (bool, error) {
 	if hasParam {
 		v, ok := parseBool(param)
 		if !ok {
-			return false, fhir.At(fhir.CodeInvalidValue, "silent", "silent must be true or false")
+			return false, fhir.At(fhir.KindInvalid, "silent", "silent must be true or false")
 		}
 		fromParam = &v
 	}
 	if h := c.GetHeader("IsUnscheduledAccessEvent"); h != "" {
 		v, ok := parseBool(h)
 		if !ok {
-			return false, fhir.Errorf(fhir.CodePreconditionFailed, "Missing or invalid head parameter: IsUnscheduledAccessEvent must be true or false").WithStatus(400)
+			return false, fhir.Errorf(fhir.KindInvalidHeader, "Missing or invalid head parameter: IsUnscheduledAccessEvent must be true or false")
 		}
 		silent := !v
 		fromHeader = &silent
 	}
 	switch {
 	case fromParam != nil && fromHeader != nil && *fromParam != *fromHeader:
-		return false, fhir.Errorf(fhir.CodeInvalidValue, "silent and IsUnscheduledAccessEvent disagree; send one of them")
+		return false, fhir.Errorf(fhir.KindInvalid, "silent and IsUnscheduledAccessEvent disagree; send one of them")
 	case fromParam != nil:
 		return *fromParam, nil
 	case fromHeader != nil:
@@ -56,48 +55,8 @@ func parseBool(s string) (bool, bool) {
 	return false, false
 }
 
-// mayRead checks the caller may read typ in the given mode: a read that
-// notifies needs B0107 (or a system read scope), a silent read needs B0170.
-func mayRead(p *auth.Principal, typ string, silent bool) error {
-	acc := auth.Read
-	if silent {
-		acc = auth.SilentRead
-	}
-	if p.Allows(typ, acc) {
-		return nil
-	}
-	switch {
-	case p.Kind == auth.System && silent:
-		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: silent reads are for scheduled-care users (B0170)")
-	case p.Kind == auth.System:
-		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: the token has no system/%s.read scope", typ)
-	case silent:
-		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: a silent read of %s needs activity B0170", typ)
-	}
-	return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: reading %s needs activity B0107 (or B0170 with a silent read)", typ)
+// caller is who asks and how, as the registry needs it: the principal,
+// the silent switch, and what names the request in the logs.
+func caller(c *gin.Context, silent bool) registry.Caller {
+	return registry.Caller{P: principal(c), Silent: silent, RequestID: requestIDOf(c), Route: c.FullPath(), TraceID: traceIDOf(c)}
 }
-
-// mayWrite checks the caller may write typ: only local authority systems
-// with the write scope.
-func mayWrite(p *auth.Principal, typ string) error {
-	if p.Kind == auth.System && p.Allows(typ, auth.Write) {
-		return nil
-	}
-	if p.Kind != auth.System {
-		return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: health users cannot change %s", typ)
-	}
-	return fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: the token has no system/%s.write scope", typ)
-}
-
-// mayReadRecord checks the caller may see a stored record: a local
-// authority sees only what it manages. Another's record is not found, the
-// very answer a missing id gets, so ids cannot be probed for existence.
-func mayReadRecord(p *auth.Principal, r store.Record) error {
-	if p.Kind == auth.System && r.Owner != p.OrgCode {
-		return fmt.Errorf("handlers: %s/%s is managed by another organisation: %w", r.Type, r.ID, store.ErrNotFound)
-	}
-	return nil
-}
-
-// patientTypes are the types whose reads touch a patient and are audited.
-func patientType(typ string) bool { return typ == "Flag" || typ == "EpisodeOfCare" }

@@ -173,20 +173,20 @@ func TestCapabilityStatement(t *testing.T) {
 	m := r.json()
 	assert.Equal(t, "CapabilityStatement", m["resourceType"])
 	assert.Equal(t, "4.0.1", m["fhirVersion"])
-	rest := m["rest"].([]any)[0].(map[string]any)
+	rest := jpath[map[string]any](t, m, "rest", 0)
 	types := map[string]map[string]any{}
-	for _, res := range rest["resource"].([]any) {
-		rm := res.(map[string]any)
-		types[rm["type"].(string)] = rm
+	for _, res := range jpath[[]any](t, rest, "resource") {
+		rm := jpath[map[string]any](t, res)
+		types[jpath[string](t, rm, "type")] = rm
 	}
 	for _, typ := range []string{"Flag", "EpisodeOfCare", "Organization", "AuditEvent"} {
 		require.Contains(t, types, typ)
 	}
 	assert.Equal(t, []any{"Flag:author"}, types["Flag"]["searchInclude"])
-	assert.Contains(t, rest["security"].(map[string]any)["description"], "B0170")
+	assert.Contains(t, jget(t, rest, "security", "description"), "B0170")
 	var flagInteractions []string
-	for _, i := range types["Flag"]["interaction"].([]any) {
-		flagInteractions = append(flagInteractions, i.(map[string]any)["code"].(string))
+	for _, i := range jpath[[]any](t, types["Flag"], "interaction") {
+		flagInteractions = append(flagInteractions, jpath[string](t, i, "code"))
 	}
 	assert.NotContains(t, flagInteractions, "update", "Flags cannot be written")
 	assert.Contains(t, flagInteractions, "search-type")
@@ -196,13 +196,13 @@ func TestCapabilityStatement(t *testing.T) {
 	for _, typ := range []string{"Flag", "EpisodeOfCare", "Organization", "AuditEvent"} {
 		profiles, _ := types[typ]["supportedProfile"].([]any)
 		require.Len(t, profiles, 1, typ)
-		r := e.do("GET", "StructureDefinition?url="+profiles[0].(string), la, "")
+		r := e.do("GET", "StructureDefinition?url="+jpath[string](t, profiles[0]), la, "")
 		require.Equal(t, http.StatusOK, r.Code)
 		assert.Equal(t, 1, r.total(), "%s's profile is served", typ)
 		assert.Equal(t, typ, r.entries("match")[0]["type"])
 		ops, _ := types[typ]["operation"].([]any)
 		require.Len(t, ops, 1, typ)
-		op := ops[0].(map[string]any)
+		op := jpath[map[string]any](t, ops[0])
 		assert.Equal(t, "validate", op["name"])
 		assert.Equal(t, "http://hl7.org/fhir/OperationDefinition/Resource-validate", op["definition"])
 		r = e.do("POST", typ+"/$validate", la, `{"resourceType":"`+typ+`"}`)
@@ -211,8 +211,8 @@ func TestCapabilityStatement(t *testing.T) {
 	for _, typ := range []string{"StructureDefinition", "CodeSystem", "ValueSet"} {
 		require.Contains(t, types, typ)
 		var params []string
-		for _, p := range types[typ]["searchParam"].([]any) {
-			params = append(params, p.(map[string]any)["name"].(string))
+		for _, p := range jpath[[]any](t, types[typ], "searchParam") {
+			params = append(params, jpath[string](t, p, "name"))
 		}
 		assert.Contains(t, params, "url")
 	}

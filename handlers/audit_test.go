@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"cpis/handlers/registry"
 	"cpis/store"
 	"cpis/store/sqlite"
 )
@@ -51,8 +53,8 @@ func TestSearchIsAuditedBeforeTheAnswer(t *testing.T) {
 		assert.Equal(t, "0", ev["outcome"])
 		assert.Equal(t, "2 plans found", ev["outcomeDesc"])
 		var query string
-		for _, en := range ev["entity"].([]any) {
-			if q, ok := en.(map[string]any)["query"].(string); ok {
+		for _, en := range jpath[[]any](t, ev, "entity") {
+			if q, ok := jpath[map[string]any](t, en)["query"].(string); ok {
 				b, err := base64.StdEncoding.DecodeString(q)
 				require.NoError(t, err)
 				query = string(b)
@@ -115,8 +117,8 @@ func TestAccessHistory(t *testing.T) {
 		var who []string
 		var when []string
 		for _, ev := range r.entries("match") {
-			who = append(who, ev["agent"].([]any)[0].(map[string]any)["name"].(string))
-			when = append(when, ev["recorded"].(string))
+			who = append(who, jpath[string](t, ev, "agent", 0, "name"))
+			when = append(when, jpath[string](t, ev, "recorded"))
 		}
 		assert.Equal(t, []string{"Alice", "Bob", "Alice"}, who, "newest first, repeats within 24 h counted once")
 		assert.Equal(t, first.Format("2006-01-02T15:04:05.000Z"), when[2], "the first of the repeats is kept")
@@ -128,7 +130,7 @@ func TestAccessHistory(t *testing.T) {
 		r = e.do(http.MethodGet, "AuditEvent?patient:identifier="+nhsA, e.nurse(), "")
 		events := r.entries("match")
 		require.Len(t, events, 25)
-		assert.Equal(t, "User 29", events[0]["agent"].([]any)[0].(map[string]any)["name"])
+		assert.Equal(t, "User 29", jget(t, events[0], "agent", 0, "name"))
 		assert.Equal(t, 25, r.total())
 
 		// The owning LA sees it; another LA sees nothing about this child.
@@ -215,9 +217,9 @@ func TestLocalAuthorityFeedWhileEventsArrive(t *testing.T) {
 			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 			page := r.entries("match")
 			for _, ev := range page {
-				seen[ev["id"].(string)]++
-				for _, en := range ev["entity"].([]any) {
-					what, _ := en.(map[string]any)["what"].(map[string]any)
+				seen[jpath[string](t, ev, "id")]++
+				for _, en := range jpath[[]any](t, ev, "entity") {
+					what, _ := jpath[map[string]any](t, en)["what"].(map[string]any)
 					if id, ok := what["identifier"].(map[string]any); ok {
 						assert.NotEqual(t, nhsC, id["value"], "only the LA's own children")
 					}
@@ -243,22 +245,75 @@ func TestLocalAuthorityFeedWhileEventsArrive(t *testing.T) {
 	})
 }
 
+// refuseAudit makes the real SQLite store in dir refuse access records (a
+// trigger) until the returned function is called.
+func refuseAudit(t *testing.T, dir string) (restore func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	_, err = db.Exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused for the test'); END`)
+	require.NoError(t, err)
+	return func() {
+		_, err := db.Exec(`DROP TRIGGER refuse_audit`)
+		require.NoError(t, err)
+		require.NoError(t, db.Close())
+	}
+}
+
+// patientReads derives, from the routes the engine serves, every read of a
+// type about patients (GET, and POST …/_search), as a request for one
+// stored plan (id a1, version 1) or one patient (nhsA). A read route added
+// later is in this list without anyone adding it.
+func patientReads(t *testing.T, eng *gin.Engine) []struct{ method, path, form string } {
+	t.Helper()
+	var out []struct{ method, path, form string }
+	for _, rt := range eng.Routes() {
+		rest, ok := strings.CutPrefix(rt.Path, "/FHIR/R4/")
+		if !ok {
+			continue
+		}
+		typ, _, _ := strings.Cut(rest, "/")
+		search := rt.Method == http.MethodPost && strings.HasSuffix(rt.Path, "/_search")
+		if !registry.AboutPatients(typ) || (rt.Method != http.MethodGet && !search) {
+			continue
+		}
+		path := strings.NewReplacer(":id", "a1", ":vid", "1").Replace(rest)
+		query := "patient:identifier=https://fhir.nhs.uk/Id/nhs-number|" + nhsA
+		switch {
+		case search:
+			out = append(out, struct{ method, path, form string }{rt.Method, path, query})
+		case !strings.Contains(rt.Path, ":id"):
+			out = append(out, struct{ method, path, form string }{rt.Method, path + "?" + query, ""})
+		default:
+			out = append(out, struct{ method, path, form string }{rt.Method, path, ""})
+		}
+	}
+	return out
+}
+
 // TestAuditFailureFailsClosed makes the database refuse access records (a
-// trigger on the real SQLite store) and checks the read is refused with 503
-// and no data.
+// trigger on the real SQLite store) and checks that every read route of a
+// type about patients, as the engine lists them, is refused with 503 and
+// no data; that silent reads, which need no audit, still work; and that
+// each route serves and audits once the audit can be written again.
 func TestAuditFailureFailsClosed(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnv(t, backend{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }})
 	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	defer db.Close()
-	_, err = db.Exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused for the test'); END`)
-	require.NoError(t, err)
+	eng := e.engine()
+	reads := patientReads(t, eng)
+	require.GreaterOrEqual(t, len(reads), 12, "Flag and EpisodeOfCare read, vread, history and search (GET and POST), AuditEvent search: %v", reads)
 
-	for _, path := range []string{flagSearch(nhsA), "Flag/a1", "EpisodeOfCare/a1", "Flag/a1/_history", "Flag/a1/_history/1"} {
-		t.Run(path, func(t *testing.T) {
-			r := e.do(http.MethodGet, path, e.nurse(), "")
+	send := func(method, path, form, token string) resp {
+		if form != "" {
+			return e.doForm(path, token, form)
+		}
+		return e.do(method, path, token, "")
+	}
+	restore := refuseAudit(t, dir)
+	for _, rd := range reads {
+		t.Run("refused-"+rd.method+"-"+rd.path, func(t *testing.T) {
+			r := send(rd.method, rd.path, rd.form, e.nurse())
 			require.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
 			assert.Equal(t, "SERVICE_UNAVAILABLE", r.code())
 			assert.NotContains(t, r.Body.String(), nhsA, "no data in the refusal")
@@ -268,10 +323,14 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	// Silent reads do not need the audit, and still work.
 	r := e.do(http.MethodGet, flagSearch(nhsA)+"&silent=true", e.gp(), "")
 	assert.Equal(t, http.StatusOK, r.Code)
+	assert.Empty(t, e.auditOf(nhsA), "nothing was audited while the audit was refused")
 
-	_, err = db.Exec(`DROP TRIGGER refuse_audit`)
-	require.NoError(t, err)
-	r = e.do(http.MethodGet, flagSearch(nhsA), e.nurse(), "")
-	assert.Equal(t, http.StatusOK, r.Code, "recovers once the audit can be written")
-	assert.Len(t, e.auditOf(nhsA), 1, "only the served read was audited")
+	restore()
+	for i, rd := range reads {
+		t.Run("served-"+rd.method+"-"+rd.path, func(t *testing.T) {
+			r := send(rd.method, rd.path, rd.form, e.nurse())
+			require.Equal(t, http.StatusOK, r.Code, "recovers once the audit can be written: %s", r.Body.String())
+			assert.Equal(t, i+1, len(e.auditOf(nhsA)), "each served read is audited once")
+		})
+	}
 }

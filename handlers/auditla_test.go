@@ -28,8 +28,8 @@ func auditText(t *testing.T, ev map[string]any) string {
 	b, err := json.Marshal(ev)
 	require.NoError(t, err)
 	text := string(b)
-	for _, en := range ev["entity"].([]any) {
-		if q, ok := en.(map[string]any)["query"].(string); ok {
+	for _, en := range jpath[[]any](t, ev, "entity") {
+		if q, ok := jpath[map[string]any](t, en)["query"].(string); ok {
 			dec, err := base64.StdEncoding.DecodeString(q)
 			require.NoError(t, err)
 			text += "\n" + string(dec)

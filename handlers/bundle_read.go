@@ -13,6 +13,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/handlers/registry"
 )
 
 // postedBundle is a transaction or batch Bundle as read from a request.
@@ -35,9 +36,9 @@ type bundleEntry struct {
 	key     string // the identifier condition (PUT Type?identifier=, POST ifNoneExist)
 	ifMatch *int64
 	fullURL string
-	in      *incoming   // the resource of a PUT or POST
-	refs    []refSite   // references in the resource to other entries
-	err     *fhir.Error // nil if the entry is good; expressions under Bundle.entry[i]
+	in      *registry.Incoming // the resource of a PUT or POST
+	refs    []refSite          // references in the resource to other entries
+	err     error              // nil if the entry is good; expressions under Bundle.entry[i]
 }
 
 // refSite is a reference in an entry's resource to another entry's fullUrl
@@ -74,7 +75,7 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 		return nil, s.bundleReadError(err)
 	}
 	if tok != json.Delim('{') {
-		return nil, fhir.Errorf(fhir.CodeInvalidValue, "The body is not a JSON object")
+		return nil, fhir.Errorf(fhir.KindInvalid, "The body is not a JSON object")
 	}
 	var issues []fhir.Issue
 	var resourceType string
@@ -87,7 +88,7 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 		}
 		name, _ := tok.(string)
 		if seen[name] {
-			issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Diagnostics: fmt.Sprintf("Element %q appears twice", clip(name)), Expression: []string{"Bundle." + clip(name)}})
+			issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Diagnostics: fmt.Sprintf("Element %q appears twice", clip(name)), Expression: []string{"Bundle." + clip(name)}})
 		}
 		seen[name] = true
 		switch {
@@ -99,14 +100,14 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 			raws, err = s.readEntries(dec, raws)
 		default:
 			if !bundleElements[name] {
-				issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Diagnostics: fmt.Sprintf("Unknown element %q", clip(name)), Expression: []string{"Bundle." + clip(name)}})
+				issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Diagnostics: fmt.Sprintf("Unknown element %q", clip(name)), Expression: []string{"Bundle." + clip(name)}})
 			}
 			var skip json.RawMessage
 			err = dec.Decode(&skip)
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Diagnostics: fmt.Sprintf("%s must be a string", name), Expression: []string{"Bundle." + name}})
+			issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Diagnostics: fmt.Sprintf("%s must be a string", name), Expression: []string{"Bundle." + name}})
 		} else if err != nil {
 			return nil, s.bundleReadError(err)
 		}
@@ -115,13 +116,13 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 		return nil, s.bundleReadError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fhir.Errorf(fhir.CodeInvalidValue, "The body holds more than one JSON value")
+		return nil, fhir.Errorf(fhir.KindInvalid, "The body holds more than one JSON value")
 	}
 	if resourceType != "Bundle" {
-		issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Diagnostics: "Only a Bundle can be posted to the base", Expression: []string{"resourceType"}})
+		issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Diagnostics: "Only a Bundle can be posted to the base", Expression: []string{"resourceType"}})
 	}
 	if b.typ != "transaction" && b.typ != "batch" {
-		issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Diagnostics: "The Bundle type must be transaction or batch", Expression: []string{"Bundle.type"}})
+		issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Diagnostics: "The Bundle type must be transaction or batch", Expression: []string{"Bundle.type"}})
 	}
 	if err := fhir.Invalid(issues); err != nil {
 		return nil, err
@@ -136,7 +137,7 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 		}
 		e := s.readEntry(p, i, raw)
 		if e.err != nil {
-			problems += len(e.err.Issues)
+			problems += len(fhir.As(e.err).Issues)
 		}
 		b.entries = append(b.entries, e)
 		raws[i] = nil
@@ -152,11 +153,11 @@ func (s *Server) readEntries(dec *json.Decoder, raws []json.RawMessage) ([]json.
 		return raws, err // null: no entries
 	}
 	if tok != json.Delim('[') {
-		return raws, fhir.At(fhir.CodeInvalidValue, "Bundle.entry", "Bundle.entry must be an array")
+		return raws, fhir.At(fhir.KindInvalid, "Bundle.entry", "Bundle.entry must be an array")
 	}
 	for dec.More() {
 		if len(raws) >= s.Limits.MaxBundleEntries {
-			return raws, fhir.Errorf(fhir.CodeInvalidValue, "The Bundle has more than %d entries, the most this server accepts in one Bundle; split it", s.Limits.MaxBundleEntries).WithStatus(http.StatusRequestEntityTooLarge)
+			return raws, fhir.Errorf(fhir.KindTooLarge, "The Bundle has more than %d entries, the most this server accepts in one Bundle; split it", s.Limits.MaxBundleEntries)
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
@@ -170,20 +171,19 @@ func (s *Server) readEntries(dec *json.Decoder, raws []json.RawMessage) ([]json.
 
 // bundleReadError describes a failure to read the body, without Go's words.
 func (s *Server) bundleReadError(err error) error {
-	var fe *fhir.Error
 	var mbe *http.MaxBytesError
 	var se *json.SyntaxError
 	switch {
-	case errors.As(err, &fe):
-		return fe
+	case fhir.As(err) != nil:
+		return err
 	case errors.As(err, &mbe):
-		return fhir.Errorf(fhir.CodeInvalidValue, "The Bundle is larger than this server accepts (%d bytes); split it", s.Limits.MaxBundleBytes).WithStatus(http.StatusRequestEntityTooLarge)
+		return fhir.Errorf(fhir.KindTooLarge, "The Bundle is larger than this server accepts (%d bytes); split it", s.Limits.MaxBundleBytes)
 	case errors.As(err, &se):
-		return fhir.Wrap(fhir.CodeInvalidValue, err, "The body is not valid JSON: syntax error at byte %d", se.Offset)
+		return fhir.Wrap(fhir.KindInvalid, err, "The body is not valid JSON: syntax error at byte %d", se.Offset)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fhir.Wrap(fhir.CodeInvalidValue, err, "The body is not valid JSON: it ends too early")
+		return fhir.Wrap(fhir.KindInvalid, err, "The body is not valid JSON: it ends too early")
 	}
-	return fhir.Wrap(fhir.CodeInvalidValue, err, "The request body could not be read")
+	return fhir.Wrap(fhir.KindInvalid, err, "The request body could not be read")
 }
 
 // readEntry reads and checks one entry: its request, its resource against
@@ -193,11 +193,11 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 	e := &bundleEntry{index: i}
 	at := entryPath(i)
 	var errs []*fhir.Error
-	bad := func(code fhir.Code, expr, format string, args ...any) {
-		errs = append(errs, fhir.At(code, expr, format, args...))
+	bad := func(kind fhir.Kind, expr, format string, args ...any) {
+		errs = append(errs, fhir.As(fhir.At(kind, expr, format, args...)))
 	}
 	done := func() *bundleEntry {
-		e.err = joinErrors(errs)
+		e.err = fhir.Join(errs...)
 		return e
 	}
 
@@ -205,30 +205,30 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 	// (the maps below match keys exactly, and the resource goes through
 	// the codec, which checks again).
 	if issues := fhir.CheckJSON(raw, at); issues != nil {
-		errs = append(errs, fhir.Invalid(issues))
+		errs = append(errs, fhir.As(fhir.Invalid(issues)))
 		return done()
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		bad(fhir.CodeInvalidValue, at, "Each entry must be a JSON object")
+		bad(fhir.KindInvalid, at, "Each entry must be a JSON object")
 		return done()
 	}
 	for _, name := range sortedKeys(fields) {
 		if !entryElements[name] {
-			bad(fhir.CodeInvalidValue, at+"."+clip(name), "Unknown or unsupported element %q", clip(name))
+			bad(fhir.KindInvalid, at+"."+clip(name), "Unknown or unsupported element %q", clip(name))
 		}
 	}
 	if !stringElement(fields, "fullUrl", &e.fullURL) {
-		bad(fhir.CodeInvalidValue, at+".fullUrl", "fullUrl must be a string")
+		bad(fhir.KindInvalid, at+".fullUrl", "fullUrl must be a string")
 	}
 	var req map[string]json.RawMessage
 	if r, ok := fields["request"]; !ok || json.Unmarshal(r, &req) != nil || req == nil {
-		bad(fhir.CodeInvalidValue, at+".request", "Each entry needs a request with a method and a url")
+		bad(fhir.KindInvalid, at+".request", "Each entry needs a request with a method and a url")
 		return done()
 	}
 	for _, name := range sortedKeys(req) {
 		if !requestElements[name] {
-			bad(fhir.CodeInvalidValue, at+".request."+clip(name), "Unknown or unsupported element %q", clip(name))
+			bad(fhir.KindInvalid, at+".request."+clip(name), "Unknown or unsupported element %q", clip(name))
 		}
 	}
 	var url, match, noneExist string
@@ -237,7 +237,7 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 		dst  *string
 	}{{"method", &e.method}, {"url", &url}, {"ifMatch", &match}, {"ifNoneExist", &noneExist}} {
 		if !stringElement(req, el.name, el.dst) {
-			bad(fhir.CodeInvalidValue, at+".request."+el.name, "request.%s must be a string", el.name)
+			bad(fhir.KindInvalid, at+".request."+el.name, "request.%s must be a string", el.name)
 		}
 	}
 	if len(errs) > 0 {
@@ -248,7 +248,7 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 		return done()
 	}
 	if err := entryMethod(e, noneExist); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fhir.As(err))
 		return done()
 	}
 	if noneExist != "" {
@@ -263,37 +263,37 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 		errs = append(errs, atRequest(i, "ifMatch", err))
 	}
 	e.ifMatch = m
-	if err := mayWrite(p, e.typ); err != nil {
-		errs = append(errs, atEntry(i, e.typ, asError(err)))
+	if err := registry.MayWrite(p, e.typ); err != nil {
+		errs = append(errs, fhir.As(fhir.Under(at, e.typ, asError(err))))
 	}
 
 	res, hasResource := fields["resource"]
 	switch {
 	case e.method == http.MethodDelete && hasResource:
-		bad(fhir.CodeInvalidValue, at+".resource", "A DELETE entry carries no resource")
+		bad(fhir.KindInvalid, at+".resource", "A DELETE entry carries no resource")
 	case e.method == http.MethodDelete:
 	case !hasResource:
-		bad(fhir.CodeInvalidValue, at+".resource", "A %s entry needs the resource", e.method)
+		bad(fhir.KindInvalid, at+".resource", "A %s entry needs the resource", e.method)
 	default:
 		in, err := s.decodeResource(res, e.typ)
 		if err != nil {
-			errs = append(errs, atEntry(i, e.typ, asError(err)))
+			errs = append(errs, fhir.As(fhir.Under(at, e.typ, asError(err))))
 			return done()
 		}
 		e.in = in
-		if err := ownWrite(p, in); err != nil {
-			errs = append(errs, atEntry(i, e.typ, asError(err)))
+		if err := registry.OwnWrite(p, in); err != nil {
+			errs = append(errs, fhir.As(fhir.Under(at, e.typ, asError(err))))
 		}
-		if e.method == http.MethodPut && e.key == "" && in.id != e.id {
-			bad(fhir.CodeInvalidValue, at+".resource.id", "The resource id must match request.url (%s/%s)", e.typ, e.id)
+		if e.method == http.MethodPut && e.key == "" && in.ID != e.id {
+			bad(fhir.KindInvalid, at+".resource.id", "The resource id must match request.url (%s/%s)", e.typ, e.id)
 		}
-		if e.key != "" && !in.hasKey(e.key) {
-			bad(fhir.CodeInvalidValue, at+".resource.identifier", "The resource must carry the identifier %s it is written by", e.key)
+		if e.key != "" && !in.HasKey(e.key) {
+			bad(fhir.KindInvalid, at+".resource.identifier", "The resource must carry the identifier %s it is written by", e.key)
 		}
-		collectRefs(in.res.Fields, at+".resource", &e.refs)
+		collectRefs(in.Res.Fields, at+".resource", &e.refs)
 		for _, r := range e.refs {
 			if strings.Contains(r.to, "?") {
-				bad(fhir.CodeInvalidValue, r.path, "Conditional references are not supported; identify the patient by NHS number and the local authority by ODS code")
+				bad(fhir.KindInvalid, r.path, "Conditional references are not supported; identify the patient by NHS number and the local authority by ODS code")
 			}
 		}
 	}
@@ -307,22 +307,22 @@ func (s *Server) entryTarget(e *bundleEntry, url string) error {
 	path, query, conditional := strings.Cut(rel, "?")
 	parts := strings.Split(path, "/")
 	if path == "" || len(parts) > 2 {
-		return fhir.Errorf(fhir.CodeInvalidValue, "request.url must be Type, Type/id or Type?identifier=system|value, relative to the base")
+		return fhir.Errorf(fhir.KindInvalid, "request.url must be Type, Type/id or Type?identifier=system|value, relative to the base")
 	}
 	e.typ = parts[0]
 	switch e.typ {
 	case "EpisodeOfCare", "Organization":
 	case "Flag":
-		return fhir.Errorf(fhir.CodeMethodNotAllowed, "Flags are derived from EpisodeOfCare by the server: write the EpisodeOfCare instead")
+		return fhir.Errorf(fhir.KindMethodNotAllowed, "Flags are derived from EpisodeOfCare by the server: write the EpisodeOfCare instead")
 	default:
-		return fhir.Errorf(fhir.CodeInvalidValue, "A Bundle may write EpisodeOfCare and Organization, not %q", clip(e.typ))
+		return fhir.Errorf(fhir.KindInvalid, "A Bundle may write EpisodeOfCare and Organization, not %q", clip(e.typ))
 	}
 	if len(parts) == 2 {
 		if conditional {
-			return fhir.Errorf(fhir.CodeInvalidValue, "request.url is Type/id or Type?identifier=system|value, not both")
+			return fhir.Errorf(fhir.KindInvalid, "request.url is Type/id or Type?identifier=system|value, not both")
 		}
 		if !fhir.ValidID(parts[1]) {
-			return fhir.Errorf(fhir.CodeInvalidValue, "%q is not a valid resource id", clip(parts[1]))
+			return fhir.Errorf(fhir.KindInvalid, "%q is not a valid resource id", clip(parts[1]))
 		}
 		e.id = parts[1]
 	}
@@ -339,42 +339,41 @@ func (s *Server) entryTarget(e *bundleEntry, url string) error {
 // entryMethod checks request.method against the url: PUT Type/id or
 // Type?identifier=, POST Type (optionally with ifNoneExist), DELETE
 // EpisodeOfCare/id. Reads are not served from Bundles.
-func entryMethod(e *bundleEntry, noneExist string) *fhir.Error {
+func entryMethod(e *bundleEntry, noneExist string) error {
 	at := entryPath(e.index) + ".request"
 	switch e.method {
 	case http.MethodPut:
 		if e.id == "" && e.key == "" {
-			return fhir.At(fhir.CodeInvalidValue, at+".url", "PUT needs Type/id or Type?identifier=system|value")
+			return fhir.At(fhir.KindInvalid, at+".url", "PUT needs Type/id or Type?identifier=system|value")
 		}
 	case http.MethodPost:
 		if e.id != "" || e.key != "" {
-			return fhir.At(fhir.CodeInvalidValue, at+".url", "POST creates a resource at Type; give a condition in ifNoneExist")
+			return fhir.At(fhir.KindInvalid, at+".url", "POST creates a resource at Type; give a condition in ifNoneExist")
 		}
 	case http.MethodDelete:
 		switch {
 		case e.typ != "EpisodeOfCare":
-			return fhir.At(fhir.CodeMethodNotAllowed, at+".method", "%s cannot be deleted", e.typ)
+			return fhir.At(fhir.KindMethodNotAllowed, at+".method", "%s cannot be deleted", e.typ)
 		case e.id == "":
-			return fhir.At(fhir.CodeInvalidValue, at+".url", "DELETE needs EpisodeOfCare/id; conditional deletes are not supported")
+			return fhir.At(fhir.KindInvalid, at+".url", "DELETE needs EpisodeOfCare/id; conditional deletes are not supported")
 		}
 	case http.MethodGet, http.MethodHead, http.MethodPatch:
-		return fhir.At(fhir.CodeMethodNotAllowed, at+".method", "%s entries are not supported in Bundles: read and search with their own requests, which are audited", e.method)
+		return fhir.At(fhir.KindMethodNotAllowed, at+".method", "%s entries are not supported in Bundles: read and search with their own requests, which are audited", e.method)
 	default:
-		return fhir.At(fhir.CodeInvalidValue, at+".method", "request.method must be PUT, POST or DELETE")
+		return fhir.At(fhir.KindInvalid, at+".method", "request.method must be PUT, POST or DELETE")
 	}
 	if noneExist != "" && e.method != http.MethodPost {
-		return fhir.At(fhir.CodeInvalidValue, at+".ifNoneExist", "ifNoneExist goes with POST")
+		return fhir.At(fhir.KindInvalid, at+".ifNoneExist", "ifNoneExist goes with POST")
 	}
 	return nil
 }
 
 // asError is err as the *fhir.Error the checks return.
 func asError(err error) *fhir.Error {
-	var fe *fhir.Error
-	if errors.As(err, &fe) {
+	if fe := fhir.As(err); fe != nil {
 		return fe
 	}
-	return fhir.Wrap(fhir.CodeInternal, err, "The entry could not be checked")
+	return fhir.As(fhir.Wrap(fhir.KindInternal, err, "The entry could not be checked"))
 }
 
 // stringElement decodes an optional string element; false if it is there

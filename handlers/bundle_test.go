@@ -83,8 +83,8 @@ func (r resp) responses() []map[string]any {
 	m := r.json()
 	require.Equal(r.t, "Bundle", m["resourceType"], "body: %s", r.Body.String())
 	var out []map[string]any
-	for _, en := range m["entry"].([]any) {
-		out = append(out, en.(map[string]any)["response"].(map[string]any))
+	for _, en := range jpath[[]any](r.t, m, "entry") {
+		out = append(out, jpath[map[string]any](r.t, en, "response"))
 	}
 	return out
 }
@@ -92,7 +92,7 @@ func (r resp) responses() []map[string]any {
 func (r resp) statuses() []string {
 	var out []string
 	for _, rs := range r.responses() {
-		out = append(out, rs["status"].(string))
+		out = append(out, jpath[string](r.t, rs, "status"))
 	}
 	return out
 }
@@ -150,7 +150,7 @@ func TestTransaction(t *testing.T) {
 			require.Equal(t, 1, f.total(), nhs)
 			flag := f.entries("match")[0]
 			assert.Equal(t, "active", flag["status"])
-			assert.Equal(t, "Local Authority One", flag["author"].(map[string]any)["display"])
+			assert.Equal(t, "Local Authority One", jget(t, flag, "author", "display"))
 		}
 
 		t.Run("repeat-200-unchanged", func(t *testing.T) {
@@ -172,7 +172,7 @@ func TestTransaction(t *testing.T) {
 			require.Equal(t, http.StatusBadRequest, r.Code, "conditional delete is not supported")
 			assert.Equal(t, []string{"INVALID_VALUE@Bundle.entry[1].request.url"}, r.issues())
 
-			id := e.do(http.MethodGet, "EpisodeOfCare?identifier=https://la001.example/plan-id|P-2", la, "").entries("match")[0]["id"].(string)
+			id := jpath[string](t, e.do(http.MethodGet, "EpisodeOfCare?identifier=https://la001.example/plan-id|P-2", la, "").entries("match")[0], "id")
 			r = e.post(la, bundleJSON("transaction",
 				entry{method: "PUT", url: "EpisodeOfCare/p1", ifMatch: `W/"1"`, resource: planJSON(planSpec{id: "p1", nhs: nhsA, la: la1, end: "2026-06-01", status: "finished"})},
 				entry{method: "DELETE", url: "EpisodeOfCare/" + id},
@@ -439,7 +439,7 @@ func TestBundleLimits(t *testing.T) {
 				r := e.post(la, bundleJSON(typ, plans(6)...))
 				require.Equal(t, http.StatusRequestEntityTooLarge, r.Code, r.Body.String())
 				assert.Equal(t, "INVALID_VALUE", r.code())
-				assert.Contains(t, r.json()["issue"].([]any)[0].(map[string]any)["diagnostics"], "more than 5 entries")
+				assert.Contains(t, jget(t, r.json(), "issue", 0, "diagnostics"), "more than 5 entries")
 				e.requireEmpty(la1, "p0")
 			})
 			t.Run(typ+"-too-large-413", func(t *testing.T) {
@@ -457,11 +457,11 @@ func TestBundleLimits(t *testing.T) {
 		})
 
 		md := e.do(http.MethodGet, "metadata", "", "").json()
-		rest := md["rest"].([]any)[0].(map[string]any)
+		rest := jpath[map[string]any](t, md, "rest", 0)
 		assert.Contains(t, rest["documentation"], "Bundle body 8192 bytes and 5 entries")
 		var codes []string
-		for _, i := range rest["interaction"].([]any) {
-			codes = append(codes, i.(map[string]any)["code"].(string))
+		for _, i := range jpath[[]any](t, rest, "interaction") {
+			codes = append(codes, jpath[string](t, i, "code"))
 		}
 		assert.Equal(t, []string{"transaction", "batch"}, codes)
 	})
@@ -535,8 +535,8 @@ func TestBatch(t *testing.T) {
 		outcome := func(i int) string {
 			oo, ok := rs[i]["outcome"].(map[string]any)
 			require.True(t, ok, "entry %d has an outcome", i)
-			is := oo["issue"].([]any)[0].(map[string]any)
-			return is["details"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string) + "@" + is["expression"].([]any)[0].(string)
+			is := jpath[map[string]any](t, oo, "issue", 0)
+			return jpath[string](t, is, "details", "coding", 0, "code") + "@" + jpath[string](t, is, "expression", 0)
 		}
 		assert.Equal(t, "VALIDATION_ERROR@Bundle.entry[1].resource.patient.identifier.value", outcome(1))
 		assert.Equal(t, "ACCESS_DENIED@Bundle.entry[2].resource.managingOrganization.identifier.value", outcome(2))
@@ -547,7 +547,7 @@ func TestBatch(t *testing.T) {
 		assert.Equal(t, `W/"2"`, rs[7]["etag"], "later entries see earlier ones")
 
 		assert.Equal(t, 2, e.count("EpisodeOfCare", la1))
-		assert.Equal(t, "LAC", e.do(http.MethodGet, "Flag/p1", e.nurse(), "").json()["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"])
+		assert.Equal(t, "LAC", jget(t, e.do(http.MethodGet, "Flag/p1", e.nurse(), "").json(), "code", "coding", 0, "code"))
 		theirs := e.do(http.MethodGet, "EpisodeOfCare/theirs", e.laToken(la2), "")
 		assert.Equal(t, `W/"1"`, theirs.Header().Get("ETag"))
 		assert.Equal(t, 1, e.count("EpisodeOfCare", la2))
@@ -575,12 +575,12 @@ func TestBundlePrefer(t *testing.T) {
 				}
 				r := e.post(la, bundleJSON(typ, putPlanEntry(planSpec{id: id, nhs: nhsA, la: la1})), headers...)
 				require.Equal(t, http.StatusOK, r.Code, r.Body.String())
-				en := r.json()["entry"].([]any)[0].(map[string]any)
+				en := jpath[map[string]any](t, r.json(), "entry", 0)
 				_, hasResource := en["resource"]
-				_, hasOutcome := en["response"].(map[string]any)["outcome"]
+				_, hasOutcome := jpath[map[string]any](t, en, "response")["outcome"]
 				assert.Equal(t, tc.resource, hasResource)
 				assert.Equal(t, tc.outcome, hasOutcome)
-				assert.Equal(t, "201 Created", en["response"].(map[string]any)["status"])
+				assert.Equal(t, "201 Created", jget(t, en, "response", "status"))
 				assert.Equal(t, base+"/EpisodeOfCare/"+id, en["fullUrl"])
 			})
 		}
@@ -597,9 +597,9 @@ func TestTransactionResolvesReferencesBetweenEntries(t *testing.T) {
 	))
 	require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 	saved := r.entries("")[0]
-	assert.Equal(t, "Organization/org1", saved["managingOrganization"].(map[string]any)["reference"])
-	got := e.do(http.MethodGet, "EpisodeOfCare/"+saved["id"].(string), la, "").json()
-	assert.Equal(t, "Organization/org1", got["managingOrganization"].(map[string]any)["reference"], "stored resolved")
+	assert.Equal(t, "Organization/org1", jget(t, saved, "managingOrganization", "reference"))
+	got := e.do(http.MethodGet, "EpisodeOfCare/"+jpath[string](t, saved, "id"), la, "").json()
+	assert.Equal(t, "Organization/org1", jget(t, got, "managingOrganization", "reference"), "stored resolved")
 }
 
 // TestTransactionsRaceSinglePuts runs transactions of conditional PUTs
@@ -667,7 +667,7 @@ func TestTransactionsRaceSinglePuts(t *testing.T) {
 			assert.Equal(t, 1, created[fmt.Sprint(k)], "plan %d was created once", k)
 			r := e.do(http.MethodGet, "EpisodeOfCare?identifier=https://la001.example/plan-id|"+fmt.Sprintf("R-%d", k), la, "")
 			require.Equal(t, 1, r.total(), "one plan per identifier")
-			id := r.entries("match")[0]["id"].(string)
+			id := jpath[string](t, r.entries("match")[0], "id")
 			h := e.do(http.MethodGet, "EpisodeOfCare/"+id+"/_history", la, "")
 			assert.Equal(t, 2*rounds, h.total(), "every request was applied to plan %d", k)
 		}
@@ -691,7 +691,7 @@ func TestTransactionRefusedWithoutTransactions(t *testing.T) {
 			putPlanEntry(planSpec{id: "p1", nhs: nhsA, la: la1}),
 			putPlanEntry(planSpec{id: "p2", nhs: nhsB, la: la1})))
 		require.Equal(t, http.StatusNotImplemented, r.Code, r.Body.String())
-		assert.Contains(t, r.json()["issue"].([]any)[0].(map[string]any)["diagnostics"], "batch Bundle instead")
+		assert.Contains(t, jget(t, r.json(), "issue", 0, "diagnostics"), "batch Bundle instead")
 		e.requireEmpty(la1, "p1")
 		e.requireEmpty(la1, "p2")
 

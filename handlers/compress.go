@@ -48,7 +48,7 @@ func (s *Server) decodeBody(c *gin.Context) {
 		raw := &limitedBody{r: r.Body, limit: s.Limits.MaxBundleBytes}
 		zr, err := gzip.NewReader(raw)
 		if err != nil {
-			s.fail(c, fhir.Wrap(fhir.CodeInvalidValue, err, "The request body is not gzip data, but Content-Encoding says gzip"))
+			s.fail(c, fhir.Wrap(fhir.KindInvalid, err, "The request body is not gzip data, but Content-Encoding says gzip"))
 			c.Abort()
 			return
 		}
@@ -56,8 +56,7 @@ func (s *Server) decodeBody(c *gin.Context) {
 		r.ContentLength = -1
 		r.Header.Del("Content-Length")
 	default:
-		s.fail(c, fhir.Errorf(fhir.CodeInvalidValue, "Request bodies may be sent plain or with Content-Encoding: gzip, not %s", clip(enc)).
-			WithStatus(http.StatusUnsupportedMediaType))
+		s.fail(c, fhir.Errorf(fhir.KindUnsupportedMedia, "Request bodies may be sent plain or with Content-Encoding: gzip, not %s", clip(enc)))
 		c.Abort()
 		return
 	}

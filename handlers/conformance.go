@@ -21,7 +21,7 @@ func (s *Server) readConformance(typ string) gin.HandlerFunc {
 		}
 		a, ok := s.Profiles.Artifact(typ, id)
 		if !ok {
-			s.fail(c, fhir.Errorf(fhir.CodeNotFound, "No %s with id %q: this server holds only the CP-IS definitions (GET %s to list them)", typ, id, typ))
+			s.fail(c, fhir.Errorf(fhir.KindNotFound, "No %s with id %q: this server holds only the CP-IS definitions (GET %s to list them)", typ, id, typ))
 			return
 		}
 		s.writeJSON(c, http.StatusOK, a.Body)
@@ -42,7 +42,7 @@ func (s *Server) searchConformance(typ string) gin.HandlerFunc {
 			switch sr.spec.param(prm.Raw).Kind {
 			case paramURL:
 				if url != "" || len(prm.Values) != 1 {
-					s.fail(c, fhir.At(fhir.CodeInvalidSearchData, "url", "Search by one url at a time"))
+					s.fail(c, fhir.At(fhir.KindInvalidSearch, "url", "Search by one url at a time"))
 					return
 				}
 				url = prm.Values[0]

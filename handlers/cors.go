@@ -84,7 +84,7 @@ func (s *Server) cors(c *gin.Context) {
 		h.Add("Vary", "Access-Control-Request-Method")
 		h.Add("Vary", "Access-Control-Request-Headers")
 		if !allowed {
-			s.fail(c, fhir.Errorf(fhir.CodeAccessDenied, "Access has been denied to process this request: this origin may not call the API from a browser"))
+			s.fail(c, fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: this origin may not call the API from a browser"))
 			c.Abort()
 			return
 		}

@@ -90,7 +90,7 @@ func (s *sealer) seal(pc pageCursor) string {
 // expired.
 func (s *sealer) open(token string, p *auth.Principal, typ string, now time.Time) (pageCursor, error) {
 	var pc pageCursor
-	bad := fhir.At(fhir.CodeInvalidSearchData, "_cursor", "The paging link is not valid (altered, expired, or issued to another caller); start the search again")
+	bad := fhir.At(fhir.KindInvalidSearch, "_cursor", "The paging link is not valid (altered, expired, or issued to another caller); start the search again")
 	b, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(b) < s.aead.NonceSize() {
 		return pc, bad

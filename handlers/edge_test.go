@@ -209,7 +209,7 @@ func TestCompression(t *testing.T) {
 			e.requireValidR4(w.Body.Bytes())
 			r := e.do(http.MethodGet, "EpisodeOfCare/z1", la, "")
 			require.Equal(t, http.StatusOK, r.Code)
-			assert.Equal(t, nhsA, r.json()["patient"].(map[string]any)["identifier"].(map[string]any)["value"])
+			assert.Equal(t, nhsA, jget(t, r.json(), "patient", "identifier", "value"))
 		})
 
 		search := "/FHIR/R4/EpisodeOfCare?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|" + nhsA
@@ -445,11 +445,11 @@ func TestTraceIDRecordedInTheAuditEvent(t *testing.T) {
 		events := feed.entries("match")
 		require.Len(t, events, 1)
 		var found []string
-		for _, en := range events[0]["entity"].([]any) {
-			what, _ := en.(map[string]any)["what"].(map[string]any)
+		for _, en := range jpath[[]any](t, events[0], "entity") {
+			what, _ := jpath[map[string]any](t, en)["what"].(map[string]any)
 			id, _ := what["identifier"].(map[string]any)
 			if id["system"] == "https://fhir.cpis.dev/Id/trace-id" {
-				found = append(found, id["value"].(string))
+				found = append(found, jpath[string](t, id, "value"))
 			}
 		}
 		assert.Equal(t, []string{trace}, found)
@@ -459,8 +459,8 @@ func TestTraceIDRecordedInTheAuditEvent(t *testing.T) {
 		require.NoError(t, err)
 		v := e.do(http.MethodPost, "AuditEvent/$validate", e.laToken(la1), string(ev))
 		require.Equal(t, http.StatusOK, v.Code, v.Body.String())
-		for _, is := range v.json()["issue"].([]any) {
-			assert.Equal(t, "information", is.(map[string]any)["severity"], v.Body.String())
+		for _, is := range jpath[[]any](t, v.json(), "issue") {
+			assert.Equal(t, "information", jget(t, is, "severity"), v.Body.String())
 		}
 
 		// Without a TraceID the AuditEvent names none.
@@ -525,8 +525,8 @@ func TestNationalBasePath(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 		assert.Equal(t, 1, r.total())
 		assert.True(t, strings.HasPrefix(r.link("self"), national+"/Flag?"), r.link("self"))
-		for _, en := range r.json()["entry"].([]any) {
-			assert.True(t, strings.HasPrefix(en.(map[string]any)["fullUrl"].(string), national+"/"))
+		for _, en := range jpath[[]any](t, r.json(), "entry") {
+			assert.True(t, strings.HasPrefix(jpath[string](t, en, "fullUrl"), national+"/"))
 		}
 
 		r = send(http.MethodGet, "/FHIR/R4/metadata", "", "")

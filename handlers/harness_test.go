@@ -130,6 +130,7 @@ type env struct {
 	clock  *clock
 	logs   *syncBuffer
 	codec  *fhir.Codec
+	deps   handlers.Deps // as the server was built, for tests that build on it
 	tokens map[string]string
 }
 
@@ -188,7 +189,7 @@ func newEnv(t testing.TB, b backend, opts ...envOption) *env {
 	}
 	h, err := handlers.New(d)
 	require.NoError(t, err)
-	e := &env{t: t, h: h, store: st, key: key, clock: clk, logs: logs, codec: codec, tokens: map[string]string{}}
+	e := &env{t: t, h: h, store: st, key: key, clock: clk, logs: logs, codec: codec, deps: d, tokens: map[string]string{}}
 	t.Cleanup(func() { e.checkLogs() })
 	return e
 }
@@ -253,27 +254,27 @@ func (r resp) json() map[string]any {
 func (r resp) code() string {
 	m := r.json()
 	require.Equal(r.t, "OperationOutcome", m["resourceType"], "body: %s", r.Body.String())
-	issues := m["issue"].([]any)
+	issues := jpath[[]any](r.t, m, "issue")
 	require.NotEmpty(r.t, issues)
-	d, _ := issues[0].(map[string]any)["details"].(map[string]any)
+	d, _ := jpath[map[string]any](r.t, issues[0])["details"].(map[string]any)
 	if d == nil {
 		return ""
 	}
-	return d["coding"].([]any)[0].(map[string]any)["code"].(string)
+	return jpath[string](r.t, d, "coding", 0, "code")
 }
 
 // issues returns each issue's details code and expression.
 func (r resp) issues() []string {
 	var out []string
-	for _, is := range r.json()["issue"].([]any) {
-		m := is.(map[string]any)
+	for _, is := range jpath[[]any](r.t, r.json(), "issue") {
+		m := jpath[map[string]any](r.t, is)
 		code := ""
 		if d, ok := m["details"].(map[string]any); ok {
-			code = d["coding"].([]any)[0].(map[string]any)["code"].(string)
+			code = jpath[string](r.t, d, "coding", 0, "code")
 		}
 		expr := ""
 		if ex, ok := m["expression"].([]any); ok && len(ex) > 0 {
-			expr = ex[0].(string)
+			expr = jpath[string](r.t, ex[0])
 		}
 		out = append(out, code+"@"+expr)
 	}
@@ -287,7 +288,7 @@ func (r resp) entries(mode string) []map[string]any {
 	require.Equal(r.t, "Bundle", m["resourceType"], "body: %s", r.Body.String())
 	es, _ := m["entry"].([]any)
 	for _, e := range es {
-		em := e.(map[string]any)
+		em := jpath[map[string]any](r.t, e)
 		if s, ok := em["search"].(map[string]any); mode == "" || ok && s["mode"] == mode {
 			if res, ok := em["resource"].(map[string]any); ok {
 				out = append(out, res)
@@ -298,14 +299,14 @@ func (r resp) entries(mode string) []map[string]any {
 }
 
 func (r resp) total() int {
-	return int(r.json()["total"].(float64))
+	return int(jpath[float64](r.t, r.json(), "total"))
 }
 
 func (r resp) link(rel string) string {
-	for _, l := range r.json()["link"].([]any) {
-		lm := l.(map[string]any)
+	for _, l := range jpath[[]any](r.t, r.json(), "link") {
+		lm := jpath[map[string]any](r.t, l)
 		if lm["relation"] == rel {
-			return lm["url"].(string)
+			return jpath[string](r.t, lm, "url")
 		}
 	}
 	return ""
@@ -353,7 +354,7 @@ func (e *env) requireValidR4(body []byte) {
 	require.NotNil(e.t, res, "response is not a resource: %s", body)
 	for _, is := range issues {
 		if is.Severity == "" || is.Severity == "error" {
-			require.Failf(e.t, "response is not valid FHIR R4", "%s at %v: %s\n%s", is.Diagnostics, is.Expression, is.Code, body)
+			require.Failf(e.t, "response is not valid FHIR R4", "%s at %v: %s\n%s", is.Diagnostics, is.Expression, is.Kind, body)
 		}
 	}
 	if res.Type != "Bundle" {
@@ -464,4 +465,53 @@ func (e *env) doForm(path, token, form string) resp {
 		e.requireValidR4(w.Body.Bytes())
 	}
 	return resp{ResponseRecorder: w, t: e.t}
+}
+
+// jget walks a decoded JSON value by object keys (string) and array indexes
+// (int) and returns what it finds. A value of another shape fails the test
+// with the path, instead of panicking as an unchecked type assertion would.
+func jget(t testing.TB, v any, path ...any) any {
+	t.Helper()
+	for i, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				require.FailNowf(t, "unexpected JSON shape", "at %v: want an object, got %T", path[:i], v)
+			}
+			v = m[k]
+		case int:
+			a, ok := v.([]any)
+			if !ok || k < 0 || k >= len(a) {
+				require.FailNowf(t, "unexpected JSON shape", "at %v: want an array with element %d, got %T %v", path[:i], k, v, v)
+			}
+			v = a[k]
+		default:
+			require.FailNowf(t, "bad path", "path elements are strings and ints, not %T", p)
+		}
+	}
+	return v
+}
+
+// jpath is jget for a value of a known type: a value of another type fails
+// the test.
+func jpath[T any](t testing.TB, v any, path ...any) T {
+	t.Helper()
+	v = jget(t, v, path...)
+	out, ok := v.(T)
+	if !ok {
+		require.FailNowf(t, "unexpected JSON shape", "at %v: want %T, got %T %v", path, out, v, v)
+	}
+	return out
+}
+
+// engine rebuilds the env's server as the bare gin engine (without the
+// response compression in front of it), over the same store, and sends the
+// env's requests to it: for tests that list or add routes.
+func (e *env) engine() *gin.Engine {
+	e.t.Helper()
+	eng, err := handlers.NewEngine(e.deps)
+	require.NoError(e.t, err)
+	e.h = eng
+	return eng
 }

@@ -1,8 +1,7 @@
 package handlers
 
 import (
-	"context"
-	"errors"
+	"cpis/handlers/registry"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,8 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"cpis/store"
 )
 
 // Prometheus holds the server's metrics. Labels are route templates,
@@ -68,23 +65,9 @@ func (m *Prometheus) Request(route, method string, status int, d time.Duration) 
 // conflict, nor a call stopped because its client went away.
 func (m *Prometheus) StoreCall(op string, d time.Duration, err error) {
 	m.store.WithLabelValues(op).Observe(d.Seconds())
-	if storeFault(err) {
+	if registry.StoreFault(err) {
 		m.errors.WithLabelValues(op).Inc()
 	}
-}
-
-func storeFault(err error) bool {
-	switch {
-	case err == nil,
-		errors.Is(err, context.Canceled),
-		errors.Is(err, store.ErrNotFound),
-		errors.Is(err, store.ErrVersionConflict),
-		errors.Is(err, store.ErrUniqueConflict),
-		errors.Is(err, store.ErrInvalidCursor),
-		errors.Is(err, store.ErrTransactionsUnsupported):
-		return false
-	}
-	return true
 }
 
 // GroupCommit observes how many operations shared one commit.

@@ -116,11 +116,11 @@ func (s *Server) nationalHeaders(c *gin.Context) {
 	if v, sent := h[http.CanonicalHeaderKey("TraceID")]; sent {
 		switch {
 		case len(v) != 1:
-			s.failHeader(c, fhir.CodeInvalidValue, "TraceID", "Send one TraceID header")
+			s.failHeader(c, fhir.KindInvalid, "TraceID", "Send one TraceID header")
 			return
 		case v[0] == "":
 		case !validTraceID(v[0]):
-			s.failHeader(c, fhir.CodeInvalidValue, "TraceID", "TraceID must be 1 to %d printable ASCII characters", maxTraceID)
+			s.failHeader(c, fhir.KindInvalid, "TraceID", "TraceID must be 1 to %d printable ASCII characters", maxTraceID)
 			return
 		default:
 			c.Set(traceIDKey, v[0])
@@ -128,7 +128,7 @@ func (s *Server) nationalHeaders(c *gin.Context) {
 	}
 	if v, sent := h[http.CanonicalHeaderKey("IsUnscheduledAccessEvent")]; sent {
 		if len(v) != 1 || !(strings.EqualFold(v[0], "true") || strings.EqualFold(v[0], "false")) {
-			s.failHeader(c, fhir.CodePreconditionFailed, "IsUnscheduledAccessEvent",
+			s.failHeader(c, fhir.KindInvalidHeader, "IsUnscheduledAccessEvent",
 				"Missing or invalid header parameter: IsUnscheduledAccessEvent must be true (an unscheduled, audited access) or false (a scheduled, silent one)")
 			return
 		}
@@ -138,9 +138,9 @@ func (s *Server) nationalHeaders(c *gin.Context) {
 
 // failHeader answers 400 for a bad request header, with issue type invalid
 // whatever the details code.
-func (s *Server) failHeader(c *gin.Context, code fhir.Code, header, format string, args ...any) {
-	s.fail(c, &fhir.Error{Status: http.StatusBadRequest, Issues: []fhir.Issue{{
-		Code: code, Type: "invalid", Diagnostics: fmt.Sprintf(format, args...), Expression: []string{"http.header." + header},
+func (s *Server) failHeader(c *gin.Context, kind fhir.Kind, header, format string, args ...any) {
+	s.fail(c, &fhir.Error{Kind: kind, Issues: []fhir.Issue{{
+		Kind: kind, Type: "invalid", Diagnostics: fmt.Sprintf(format, args...), Expression: []string{"http.header." + header},
 	}}})
 	c.Abort()
 }
@@ -158,8 +158,7 @@ func (s *Server) headerLimit(c *gin.Context) {
 		}
 	}
 	if n > s.Limits.MaxHeaderBytes {
-		s.fail(c, fhir.Errorf(fhir.CodeInvalidValue, "The request's headers are larger than this server accepts (%d bytes with the request line)", s.Limits.MaxHeaderBytes).
-			WithStatus(http.StatusRequestHeaderFieldsTooLarge))
+		s.fail(c, fhir.Errorf(fhir.KindHeaderTooLarge, "The request's headers are larger than this server accepts (%d bytes with the request line)", s.Limits.MaxHeaderBytes))
 		c.Abort()
 		return
 	}
@@ -241,12 +240,12 @@ func (s *Server) recovery(c *gin.Context) {
 // (406 otherwise) and request bodies must be JSON (415 otherwise).
 func (s *Server) negotiate(c *gin.Context) {
 	if f := c.Query("_format"); f != "" && !jsonFormat(f) {
-		s.fail(c, fhir.At(fhir.CodeInvalidValue, "_format", "This server speaks FHIR JSON only (application/fhir+json); _format %q is not supported", clip(f)).WithStatus(http.StatusNotAcceptable))
+		s.fail(c, fhir.At(fhir.KindNotAcceptable, "_format", "This server speaks FHIR JSON only (application/fhir+json); _format %q is not supported", clip(f)))
 		c.Abort()
 		return
 	}
 	if a := c.GetHeader("Accept"); a != "" && !acceptsJSON(a) {
-		s.fail(c, fhir.Errorf(fhir.CodeInvalidValue, "This server speaks FHIR JSON only: the Accept header must allow application/fhir+json").WithStatus(http.StatusNotAcceptable))
+		s.fail(c, fhir.Errorf(fhir.KindNotAcceptable, "This server speaks FHIR JSON only: the Accept header must allow application/fhir+json"))
 		c.Abort()
 		return
 	}
@@ -258,7 +257,7 @@ func (s *Server) negotiate(c *gin.Context) {
 			ok = true
 		}
 		if !ok {
-			s.fail(c, fhir.Errorf(fhir.CodeInvalidValue, "Request bodies must be application/fhir+json").WithStatus(http.StatusUnsupportedMediaType))
+			s.fail(c, fhir.Errorf(fhir.KindUnsupportedMedia, "Request bodies must be application/fhir+json"))
 			c.Abort()
 			return
 		}

@@ -114,7 +114,7 @@ func TestHazard_CaseVariantKeyNamesAnotherChild(t *testing.T) {
 				requireRefusedAt(t, r, "Bundle.entry[0].resource"+strings.TrimPrefix(tc.expr, "EpisodeOfCare"))
 				r = e.post(la, bundleJSON("batch", en))
 				require.Equal(t, http.StatusOK, r.Code, r.Body.String())
-				resp := r.json()["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)
+				resp := jpath[map[string]any](t, r.json(), "entry", 0, "response")
 				assert.Equal(t, "400 Bad Request", resp["status"])
 				assert.Contains(t, mustJSON(t, resp["outcome"]), `"Bundle.entry[0].resource`+strings.TrimPrefix(tc.expr, "EpisodeOfCare")+`"`)
 
@@ -161,7 +161,7 @@ func TestHazard_BundleWithTwoReadings(t *testing.T) {
 				t.Run(tc.name+"-"+typ, func(t *testing.T) {
 					r := e.post(la, strings.Replace(tc.body, "%s", typ, 1))
 					if r.Code == http.StatusOK && typ == "batch" {
-						resp := r.json()["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)
+						resp := jpath[map[string]any](t, r.json(), "entry", 0, "response")
 						assert.Equal(t, "400 Bad Request", resp["status"])
 						assert.Contains(t, mustJSON(t, resp["outcome"]), `"`+tc.expr+`"`)
 					} else {
@@ -201,7 +201,7 @@ func TestHazard_ValidateParametersWithTwoReadings(t *testing.T) {
 	// the well-formed request still works
 	r = e.do(http.MethodPost, "EpisodeOfCare/$validate", la, `{"resourceType":"Parameters","parameter":[{"name":"resource","resource":`+plan+`},{"name":"mode","valueCode":"create"}]}`)
 	require.Equal(t, http.StatusOK, r.Code, r.Body.String())
-	assert.Equal(t, "information", r.json()["issue"].([]any)[0].(map[string]any)["severity"], r.Body.String())
+	assert.Equal(t, "information", jget(t, r.json(), "issue", 0, "severity"), r.Body.String())
 }
 
 func mustJSON(t *testing.T, v any) string {

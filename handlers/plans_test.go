@@ -28,7 +28,7 @@ func TestPlanLifecycle(t *testing.T) {
 		assert.NotEmpty(t, r.Header().Get("Last-Modified"))
 		m := r.json()
 		assert.Equal(t, "p1", m["id"])
-		assert.Equal(t, "1", m["meta"].(map[string]any)["versionId"])
+		assert.Equal(t, "1", jget(t, m, "meta", "versionId"))
 
 		// the derived Flag: same id and version
 		r = e.do(http.MethodGet, "Flag/p1", e.nurse(), "")
@@ -36,10 +36,10 @@ func TestPlanLifecycle(t *testing.T) {
 		f := r.json()
 		assert.Equal(t, "active", f["status"])
 		assert.Equal(t, `W/"1"`, r.Header().Get("ETag"))
-		assert.Equal(t, nhsA, f["subject"].(map[string]any)["identifier"].(map[string]any)["value"])
-		assert.Equal(t, "Local Authority One", f["author"].(map[string]any)["display"], "author named from the LA's Organization")
-		assert.Equal(t, "CPP", f["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"])
-		assert.Equal(t, "EpisodeOfCare/p1", f["extension"].([]any)[0].(map[string]any)["valueReference"].(map[string]any)["reference"])
+		assert.Equal(t, nhsA, jget(t, f, "subject", "identifier", "value"))
+		assert.Equal(t, "Local Authority One", jget(t, f, "author", "display"), "author named from the LA's Organization")
+		assert.Equal(t, "CPP", jget(t, f, "code", "coding", 0, "code"))
+		assert.Equal(t, "EpisodeOfCare/p1", jget(t, f, "extension", 0, "valueReference", "reference"))
 
 		// update-200 with the right If-Match
 		r = e.do(http.MethodPut, "EpisodeOfCare/p1", la, planJSON(planSpec{id: "p1", nhs: nhsA, la: la1, planType: "LAC"}), "If-Match", `W/"1"`)
@@ -51,12 +51,12 @@ func TestPlanLifecycle(t *testing.T) {
 		require.Equal(t, http.StatusPreconditionFailed, r.Code)
 		assert.Equal(t, "PRECONDITION_FAILED", r.code())
 		r = e.do(http.MethodGet, "Flag/p1", e.nurse(), "")
-		assert.Equal(t, "LAC", r.json()["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"])
+		assert.Equal(t, "LAC", jget(t, r.json(), "code", "coding", 0, "code"))
 
 		// vread and history
 		r = e.do(http.MethodGet, "EpisodeOfCare/p1/_history/1", la, "")
 		require.Equal(t, http.StatusOK, r.Code)
-		assert.Equal(t, "CPP", r.json()["type"].([]any)[0].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"])
+		assert.Equal(t, "CPP", jget(t, r.json(), "type", 0, "coding", 0, "code"))
 		r = e.do(http.MethodGet, "Flag/p1/_history", e.nurse(), "")
 		require.Equal(t, http.StatusOK, r.Code)
 		assert.Equal(t, 2, r.total())
@@ -192,7 +192,7 @@ func TestConditionalUpdate(t *testing.T) {
 
 		r := e.do(http.MethodPut, cond, la, body)
 		require.Equal(t, http.StatusCreated, r.Code, r.Body.String())
-		id := r.json()["id"].(string)
+		id := jpath[string](t, r.json(), "id")
 		r = e.do(http.MethodPut, cond, la, planJSON(planSpec{nhs: nhsA, la: la1, ident: "P-1", planType: "LAC"}))
 		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 		assert.Equal(t, id, r.json()["id"])
@@ -212,7 +212,7 @@ func TestConditionalUpdate(t *testing.T) {
 			assert.NotEqual(t, id, r.json()["id"])
 			mine := e.do(http.MethodGet, "EpisodeOfCare/"+id, la, "")
 			assert.Equal(t, `W/"2"`, mine.Header().Get("ETag"))
-			assert.Equal(t, la1, mine.json()["managingOrganization"].(map[string]any)["identifier"].(map[string]any)["value"])
+			assert.Equal(t, la1, jget(t, mine.json(), "managingOrganization", "identifier", "value"))
 		})
 		t.Run("not-by-identifier-400", func(t *testing.T) {
 			r := e.do(http.MethodPut, "EpisodeOfCare?status=active", la, body)
@@ -233,7 +233,10 @@ func TestConcurrentConditionalUpdatesLeaveOneResource(t *testing.T) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				r := e.do(http.MethodPut, cond, la, planJSON(planSpec{nhs: nhsA, la: la1, ident: "RACE"}))
+				// Each request's content differs (its start date), so each
+				// must be applied: unchanged content is not written again.
+				start := fmt.Sprintf("2026-01-%02d", i+1)
+				r := e.do(http.MethodPut, cond, la, planJSON(planSpec{nhs: nhsA, la: la1, ident: "RACE", start: start}))
 				codes[i] = r.Code
 			}(i)
 		}
@@ -251,7 +254,7 @@ func TestConcurrentConditionalUpdatesLeaveOneResource(t *testing.T) {
 		assert.Equal(t, 1, r.total(), "ten concurrent conditional PUTs leave one resource")
 		r = e.do(http.MethodGet, flagSearch(nhsA), e.nurse(), "")
 		assert.Equal(t, 1, r.total(), "and one Flag")
-		id := r.entries("match")[0]["id"].(string)
+		id := jpath[string](t, r.entries("match")[0], "id")
 		r = e.do(http.MethodGet, "EpisodeOfCare/"+id+"/_history", la, "")
 		assert.Equal(t, n, r.total(), "every request applied as create or update")
 	})
@@ -263,7 +266,7 @@ func TestCreateWithIfNoneExist(t *testing.T) {
 	body := planJSON(planSpec{nhs: nhsA, la: la1, ident: "X"})
 	r := e.do(http.MethodPost, "EpisodeOfCare", la, body, "If-None-Exist", "identifier=https://la001.example/plan-id|X")
 	require.Equal(t, http.StatusCreated, r.Code, r.Body.String())
-	id := r.json()["id"].(string)
+	id := jpath[string](t, r.json(), "id")
 	r = e.do(http.MethodPost, "EpisodeOfCare", la, body, "If-None-Exist", "identifier=https://la001.example/plan-id|X")
 	require.Equal(t, http.StatusOK, r.Code)
 	assert.Equal(t, id, r.json()["id"])
@@ -282,7 +285,7 @@ func TestFlagStatusFollowsThePeriod(t *testing.T) {
 			require.Equal(t, http.StatusOK, r.Code)
 			out := map[string]string{}
 			for _, f := range r.entries("match") {
-				out[f["id"].(string)] = f["status"].(string)
+				out[jpath[string](t, f, "id")] = jpath[string](t, f, "status")
 			}
 			return out
 		}
@@ -318,4 +321,48 @@ func TestDataSurvivesRestart(t *testing.T) {
 	e2 := newEnv(t, b)
 	r := e2.do(http.MethodGet, "Flag/p1", e2.nurse(), "")
 	assert.Equal(t, http.StatusOK, r.Code, fmt.Sprint(r.Body.String()))
+}
+
+// TestUnchangedContentIsNotWrittenAgain: every write (single PUT,
+// conditional PUT, Bundle entry) follows one rule: a resource whose content
+// and Flag would be identical to the current version's is not written
+// again; the answer is 200 with the current version.
+func TestUnchangedContentIsNotWrittenAgain(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		la := e.laToken(la1)
+		plan := planSpec{id: "u1", nhs: nhsA, la: la1, ident: "U-1"}
+		r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan))
+		require.Equal(t, http.StatusCreated, r.Code, r.Body.String())
+		e.clock.Add(time.Hour)
+
+		t.Run("put-again-200-same-version", func(t *testing.T) {
+			r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan), "Prefer", "return=OperationOutcome")
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Equal(t, `W/"1"`, r.Header().Get("ETag"))
+			assert.Contains(t, r.Body.String(), "Unchanged: EpisodeOfCare/u1 version 1")
+		})
+		t.Run("conditional-put-again-200-same-version", func(t *testing.T) {
+			plan := plan
+			plan.id = ""
+			r := e.do(http.MethodPut, "EpisodeOfCare?identifier=https://la001.example/plan-id|U-1", la, planJSON(plan))
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Equal(t, `W/"1"`, r.Header().Get("ETag"))
+		})
+		t.Run("if-match-still-checked-412", func(t *testing.T) {
+			r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan), "If-Match", `W/"7"`)
+			assert.Equal(t, http.StatusPreconditionFailed, r.Code, r.Body.String())
+		})
+		r = e.do(http.MethodGet, "EpisodeOfCare/u1/_history", la, "")
+		require.Equal(t, http.StatusOK, r.Code)
+		assert.Equal(t, 1, r.total(), "no version was added")
+
+		t.Run("changed-content-200-next-version", func(t *testing.T) {
+			plan := plan
+			plan.planType = "LAC"
+			r := e.do(http.MethodPut, "EpisodeOfCare/u1", la, planJSON(plan))
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Equal(t, `W/"2"`, r.Header().Get("ETag"))
+		})
+	})
 }

@@ -46,7 +46,7 @@ func TestHazard_IdentifierSearchMissesPlan(t *testing.T) {
 					require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 					assert.Equal(t, 1, r.total(), "the total counts the plan whichever page holds it")
 					for _, m := range r.entries("match") {
-						ids = append(ids, m["id"].(string))
+						ids = append(ids, jpath[string](t, m, "id"))
 					}
 					next = r.link("next")
 				}
@@ -257,7 +257,7 @@ func TestHazard_RacingWriteReportedAsStaleIfMatch(t *testing.T) {
 			w := r.do(http.MethodPut, "EpisodeOfCare/p1", la, body)
 			require.Equal(t, http.StatusConflict, w.Code, w.Body.String())
 			assert.Equal(t, "INVALID_VALUE", w.code())
-			assert.Equal(t, "conflict", w.json()["issue"].([]any)[0].(map[string]any)["code"])
+			assert.Equal(t, "conflict", jget(t, w.json(), "issue", 0, "code"))
 		})
 		t.Run("put-with-if-match-412", func(t *testing.T) {
 			cur := r.do(http.MethodGet, "EpisodeOfCare/p1", la, "")
@@ -358,7 +358,7 @@ func TestHazard_PagingLinkCarriesNHSNumber(t *testing.T) {
 				noPatient(t, r)
 				assert.Equal(t, 7, r.total())
 				for _, m := range r.entries("match") {
-					ids = append(ids, m["id"].(string))
+					ids = append(ids, jpath[string](t, m, "id"))
 				}
 				pages++
 				next := r.link("next")
@@ -460,7 +460,7 @@ func TestHazard_FeedLinkFollowedByAnotherLA(t *testing.T) {
 			require.Less(t, pages, 10)
 			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 			for _, m := range r.entries("match") {
-				ids = append(ids, m["id"].(string))
+				ids = append(ids, jpath[string](t, m, "id"))
 			}
 			next := r.link("next")
 			if len(r.entries("match")) == 0 {

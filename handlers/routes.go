@@ -25,10 +25,10 @@ func (s *Server) routes(e *gin.Engine) {
 		e.Use(s.deadline)
 	}
 	e.NoRoute(func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.CodeNotFound, "No such endpoint; the FHIR base is %s", s.basePath))
+		s.fail(c, fhir.Errorf(fhir.KindNotFound, "No such endpoint; the FHIR base is %s", s.basePath))
 	})
 	e.NoMethod(func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.CodeMethodNotAllowed, "Method %s is not supported here", c.Request.Method))
+		s.fail(c, fhir.Errorf(fhir.KindMethodNotAllowed, "Method %s is not supported here", c.Request.Method))
 	})
 
 	e.GET("/healthz", s.healthz)

@@ -50,10 +50,10 @@ func TestFlagSearch(t *testing.T) {
 			phones := map[string]string{}
 			for _, o := range inc {
 				assert.Equal(t, "Organization", o["resourceType"])
-				for _, c := range o["contact"].([]any) {
-					cm := c.(map[string]any)
-					purpose := cm["purpose"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
-					phones[o["id"].(string)+"/"+purpose] = cm["telecom"].([]any)[0].(map[string]any)["value"].(string)
+				for _, c := range jpath[[]any](t, o, "contact") {
+					cm := jpath[map[string]any](t, c)
+					purpose := jpath[string](t, cm, "purpose", "coding", 0, "code")
+					phones[jpath[string](t, o, "id")+"/"+purpose] = jpath[string](t, cm, "telecom", 0, "value")
 				}
 			}
 			assert.Equal(t, "0300 123 9999", phones["org1/emergency-duty-team"], "the LA's emergency number is in the answer")
@@ -83,7 +83,7 @@ func TestFlagSearch(t *testing.T) {
 			r := e.doForm("Flag/_search", nurse, req)
 			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 			assert.Equal(t, 1, r.total())
-			assert.Equal(t, "UCPP", r.entries("match")[0]["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"])
+			assert.Equal(t, "UCPP", jget(t, r.entries("match")[0], "code", "coding", 0, "code"))
 		})
 	})
 }
@@ -125,7 +125,7 @@ func TestUnknownSearchParameters(t *testing.T) {
 	assert.NotContains(t, r.link("self"), "colour", "self shows the parameters applied")
 	oo := r.entries("outcome")
 	require.Len(t, oo, 1, "the ignored parameter is reported")
-	assert.Contains(t, oo[0]["issue"].([]any)[0].(map[string]any)["diagnostics"], "colour")
+	assert.Contains(t, jget(t, oo[0], "issue", 0, "diagnostics"), "colour")
 
 	r = e.do(http.MethodGet, flagSearch(nhsA)+"&colour=blue", e.nurse(), "", "Prefer", "handling=strict")
 	assert.Equal(t, http.StatusBadRequest, r.Code)
@@ -146,8 +146,8 @@ func TestSearchPaging(t *testing.T) {
 			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 			assert.Equal(t, 7, r.total())
 			for _, f := range r.entries("match") {
-				assert.False(t, seen[f["id"].(string)], "no repeats")
-				seen[f["id"].(string)] = true
+				assert.False(t, seen[jpath[string](t, f, "id")], "no repeats")
+				seen[jpath[string](t, f, "id")] = true
 			}
 			next = r.link("next")
 			if next != "" {

@@ -1,6 +1,7 @@
 // Package handlers is the HTTP surface of the server: the gin routes of the
-// FHIR API, one file per interaction group, and the one mapping from errors
-// to OperationOutcome responses.
+// FHIR API (routes.go lists them), request parsing and rendering, and the
+// one table from error kinds to OperationOutcome responses. The use-cases
+// (writes, visibility, retention, audit) are the registry's.
 package handlers
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/handlers/registry"
 	"cpis/profiles"
 	"cpis/store"
 )
@@ -45,6 +47,7 @@ const ServerMaxHeaderBytes = 1 << 20
 
 // Deps is everything the handlers need, built once by the caller.
 type Deps struct {
+	// Store is handed to the registry, the only part that calls it.
 	Store store.Store
 	Codec *fhir.Codec
 	// Profiles are the CP-IS conformance resources and the validator;
@@ -94,6 +97,7 @@ type Metrics interface {
 // Server holds the dependencies the handlers share.
 type Server struct {
 	Deps
+	reg           *registry.Registry
 	specs         map[string]*resourceSpec
 	cursors       *sealer
 	basePath      string          // the path of BaseURL: where the API is served
@@ -106,6 +110,17 @@ type Server struct {
 // New builds the HTTP handler: the gin engine with every route of the API,
 // behind response compression.
 func New(d Deps) (http.Handler, error) {
+	e, err := NewEngine(d)
+	if err != nil {
+		return nil, err
+	}
+	return compressed(e)
+}
+
+// NewEngine builds the gin engine with every route of the API, without the
+// response compression New puts in front of it. Its Routes() are what the
+// server serves (the fail-closed audit test derives its reads from them).
+func NewEngine(d Deps) (*gin.Engine, error) {
 	if d.Store == nil || d.Codec == nil || d.Verifier == nil || d.Log == nil || d.Location == nil {
 		return nil, errors.New("handlers: store, codec, verifier, log and location are required")
 	}
@@ -156,14 +171,20 @@ func New(d Deps) (http.Handler, error) {
 		return nil, err
 	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
-	s := &Server{Deps: d, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02"),
+	reg, err := registry.New(registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
+		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey})
+	if err != nil {
+		return nil, err
+	}
+	d.Store = nil // the registry's alone
+	s := &Server{Deps: d, reg: reg, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02"),
 		basePath: basePath, corsOrigins: origins, cursors: cursors}
 	for _, sp := range specs() {
 		sp := sp
 		s.specs[sp.Type] = &sp
 	}
 	s.capabilityDoc = s.capabilityStatement()
-	s.pong = fhir.Outcome([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: "The access token is valid"}}).JSON()
+	s.pong = outcomeJSON([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: "The access token is valid"}})
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
@@ -172,7 +193,7 @@ func New(d Deps) (http.Handler, error) {
 	e.UseRawPath = false
 	e.ContextWithFallback = true
 	s.routes(e)
-	return compressed(e)
+	return e, nil
 }
 
 // BasePath is the path of a FHIR base URL, where the API is served: one or
@@ -198,8 +219,3 @@ func BasePath(baseURL string) (string, error) {
 
 // now is the server's clock, in UTC.
 func (s *Server) now() time.Time { return s.Now().UTC() }
-
-// retainedSince is the oldest plan end date still served.
-func (s *Server) retainedSince() time.Time {
-	return s.now().AddDate(0, 0, -s.RetentionDays)
-}

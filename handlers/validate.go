@@ -48,10 +48,10 @@ func (s *Server) validate(typ string) gin.HandlerFunc {
 		if res != nil && in.mode == "update" {
 			switch got := res.ID(); {
 			case got == "":
-				issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Expression: []string{typ + ".id"},
+				issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Expression: []string{typ + ".id"},
 					Diagnostics: "An update needs the resource's id"})
 			case id != "" && got != id:
-				issues = append(issues, fhir.Issue{Code: fhir.CodeInvalidValue, Expression: []string{typ + ".id"},
+				issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Expression: []string{typ + ".id"},
 					Diagnostics: fmt.Sprintf("The resource id must match the URL (%s/%s)", typ, id)})
 			}
 		}
@@ -60,7 +60,7 @@ func (s *Server) validate(typ string) gin.HandlerFunc {
 			issues = []fhir.Issue{{Severity: "information", Type: "informational",
 				Diagnostics: fmt.Sprintf("Valid: the %s conforms to FHIR R4 and %s", typ, profile)}}
 		}
-		s.writeJSON(c, http.StatusOK, fhir.Outcome(issues).JSON())
+		s.writeJSON(c, http.StatusOK, outcomeJSON(issues))
 	}
 }
 
@@ -85,7 +85,7 @@ func validateRequest(body []byte, id string) (*validateInput, error) {
 	}
 	var params []map[string]json.RawMessage
 	if p, ok := head["parameter"]; ok && json.Unmarshal(p, &params) != nil {
-		return nil, fhir.At(fhir.CodeInvalidValue, "Parameters.parameter", "Parameters.parameter must be an array of parameters")
+		return nil, fhir.At(fhir.KindInvalid, "Parameters.parameter", "Parameters.parameter must be an array of parameters")
 	}
 	in.resource = nil
 	for i, p := range params {
@@ -110,11 +110,11 @@ func validateRequest(body []byte, id string) (*validateInput, error) {
 		res := p["resource"]
 		switch {
 		case malformed:
-			return nil, fhir.At(fhir.CodeInvalidValue, expr, "Unknown or malformed $validate parameter %q: the parameters are resource, profile (valueUri or valueCanonical) and mode (valueCode)", clip(name))
+			return nil, fhir.At(fhir.KindInvalid, expr, "Unknown or malformed $validate parameter %q: the parameters are resource, profile (valueUri or valueCanonical) and mode (valueCode)", clip(name))
 		case name == "resource" && len(bytes.TrimSpace(res)) > 0 && in.resource == nil:
 			in.resource = res
 		case name == "resource":
-			return nil, fhir.At(fhir.CodeInvalidValue, expr, "Give exactly one resource parameter, holding the resource to validate")
+			return nil, fhir.At(fhir.KindInvalid, expr, "Give exactly one resource parameter, holding the resource to validate")
 		case name == "profile" && value != nil && (valueKey == "valueUri" || valueKey == "valueCanonical"):
 			in.profiles = append(in.profiles, *value)
 		case name == "mode" && value != nil && valueKey == "valueCode":
@@ -122,16 +122,16 @@ func validateRequest(body []byte, id string) (*validateInput, error) {
 			case "create", "update":
 				in.mode = *value
 			case "delete":
-				return nil, fhir.At(fhir.CodeInvalidValue, expr+".valueCode", "mode delete is not supported: $validate checks content; a delete has none").WithStatus(http.StatusBadRequest)
+				return nil, fhir.At(fhir.KindInvalid, expr+".valueCode", "mode delete is not supported: $validate checks content; a delete has none")
 			default:
-				return nil, fhir.At(fhir.CodeInvalidValue, expr+".valueCode", "mode must be create or update")
+				return nil, fhir.At(fhir.KindInvalid, expr+".valueCode", "mode must be create or update")
 			}
 		default:
-			return nil, fhir.At(fhir.CodeInvalidValue, expr, "Unknown or malformed $validate parameter %q: the parameters are resource, profile (valueUri or valueCanonical) and mode (valueCode)", clip(name))
+			return nil, fhir.At(fhir.KindInvalid, expr, "Unknown or malformed $validate parameter %q: the parameters are resource, profile (valueUri or valueCanonical) and mode (valueCode)", clip(name))
 		}
 	}
 	if in.resource == nil {
-		return nil, fhir.At(fhir.CodeInvalidValue, "Parameters.parameter", "The resource parameter, holding the resource to validate, is required")
+		return nil, fhir.At(fhir.KindInvalid, "Parameters.parameter", "The resource parameter, holding the resource to validate, is required")
 	}
 	return in, nil
 }

@@ -25,8 +25,8 @@ func parameters(resource string, more ...string) string {
 // severities returns each issue's severity.
 func (r resp) severities() []string {
 	var out []string
-	for _, is := range r.json()["issue"].([]any) {
-		out = append(out, is.(map[string]any)["severity"].(string))
+	for _, is := range jpath[[]any](r.t, r.json(), "issue") {
+		out = append(out, jpath[string](r.t, is, "severity"))
 	}
 	return out
 }
@@ -178,7 +178,7 @@ func TestConformanceResources(t *testing.T) {
 			assert.Equal(t, tc.total, r.total())
 			var ids []string
 			for _, m := range r.entries("match") {
-				ids = append(ids, m["id"].(string))
+				ids = append(ids, jpath[string](t, m, "id"))
 			}
 			assert.Equal(t, tc.ids, ids)
 		})
@@ -230,7 +230,7 @@ func TestServedResourcesClaimAndMeetTheirProfiles(t *testing.T) {
 		"EpisodeOfCare": profiles.EpisodeOfCareProfile, "AuditEvent": profiles.AuditEventProfile}
 	for typ, res := range served {
 		t.Run(typ, func(t *testing.T) {
-			assert.Equal(t, []any{want[typ]}, res["meta"].(map[string]any)["profile"])
+			assert.Equal(t, []any{want[typ]}, jget(t, res, "meta", "profile"))
 			b, err := json.Marshal(res)
 			require.NoError(t, err)
 			v := e.do(http.MethodPost, typ+"/$validate", la, string(b))

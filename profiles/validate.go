@@ -307,7 +307,7 @@ type validation struct {
 }
 
 func (v *validation) add(expr, format string, args ...any) {
-	is := fhir.Issue{Code: fhir.CodeValidationError, Diagnostics: fmt.Sprintf(format, args...)}
+	is := fhir.Issue{Kind: fhir.KindUnprocessable, Diagnostics: fmt.Sprintf(format, args...)}
 	if expr != "" {
 		is.Expression = []string{expr}
 	}

@@ -31,7 +31,7 @@ func check(t *testing.T, c *Catalog, codec *fhir.Codec, body string, named ...st
 	require.Empty(t, base, "the test body must be valid base R4")
 	var out []string
 	for _, is := range c.Validate(res, named...) {
-		assert.Equal(t, fhir.CodeValidationError, is.Code)
+		assert.Equal(t, fhir.KindUnprocessable, is.Kind)
 		expr := ""
 		if len(is.Expression) > 0 {
 			expr = is.Expression[0]

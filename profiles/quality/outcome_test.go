@@ -97,7 +97,7 @@ func TestWarnings_NeverRefuseTheWrite(t *testing.T) {
 		Diagnostics: "ucpp-overdue: EpisodeOfCare/u1: the unborn child protection plan has been active for more than 10 months; the birth has probably happened, so the plan should move to the child's NHS number"}, issues[0])
 	assert.Equal(t, []string{"EpisodeOfCare.period.end"}, issues[1].Expression)
 	all := append([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: "Created EpisodeOfCare/u1"}}, issues...)
-	res, problems := codec.Decode(fhir.Outcome(all).JSON())
+	res, problems := codec.Decode(fhir.Outcome(all, nil).JSON())
 	require.NotNil(t, res)
 	assert.Empty(t, problems)
 }

@@ -1,14 +1,13 @@
-package handlers
+package registry
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
 	"sort"
 	"strings"
-
-	"github.com/gin-gonic/gin"
 
 	"cpis/auth"
 	"cpis/fhir"
@@ -57,30 +56,32 @@ func (t touched) see(subject string) *touch {
 	return x
 }
 
-// recordAccess audits a read or search of patients' records before the
-// response is written. Silent reads go to the security log instead. If the
-// audit cannot be written durably the request fails with 503 and no data:
-// a child's record is never shown unaudited.
-func (s *Server) recordAccess(c *gin.Context, p *auth.Principal, silent bool, interaction, query, resource string, t touched) error {
+// audited is the one gate every read of patient records passes before the
+// records leave the registry: it records the access durably (an AuditEvent
+// per patient) or, for a silent read, writes the security log. If the audit
+// cannot be written the read fails with 503 and no data: a child's record is
+// never shown unaudited.
+func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, resource string, t touched) error {
 	if len(t) == 0 {
 		return nil
 	}
-	if silent {
+	p := c.P
+	if c.Silent {
 		for subject, x := range t {
-			s.SecurityLog.LogAttrs(c.Request.Context(), slog.LevelInfo, "silent read",
-				slog.String("request_id", requestIDOf(c)),
+			r.security.LogAttrs(ctx, slog.LevelInfo, "silent read",
+				slog.String("request_id", c.RequestID),
 				slog.String("interaction", interaction),
-				slog.String("route", c.FullPath()),
+				slog.String("route", c.Route),
 				slog.String("principal", p.Kind.String()),
 				slog.String("user", p.UserID),
 				slog.String("org", p.OrgCode),
-				slog.String("subject_hash", s.subjectHash(subject)),
+				slog.String("subject_hash", r.subjectHash(subject)),
 				slog.Int("plans", x.plans),
 			)
 		}
 		return nil
 	}
-	now := s.now()
+	now := r.Now()
 	subjects := make([]string, 0, len(t))
 	for subject := range t {
 		subjects = append(subjects, subject)
@@ -90,10 +91,10 @@ func (s *Server) recordAccess(c *gin.Context, p *auth.Principal, silent bool, in
 	for _, subject := range subjects {
 		x := t[subject]
 		a := profiles.Access{
-			ID: s.NewID(), Recorded: now, Interaction: interaction, Query: query, Resource: resource,
+			ID: r.newID(), Recorded: now, Interaction: interaction, Query: query, Resource: resource,
 			NHSNumber: subject, Results: x.plans,
 			System: p.Kind == auth.System, UserName: p.Name, UserID: p.UserID, RoleID: p.RoleID, RoleName: p.RoleName,
-			OrgCode: p.OrgCode, OrgName: p.OrgName, TraceID: traceIDOf(c),
+			OrgCode: p.OrgCode, OrgName: p.OrgName, TraceID: c.TraceID,
 		}
 		agent := "user:" + p.UserID
 		if a.System {
@@ -114,16 +115,16 @@ func (s *Server) recordAccess(c *gin.Context, p *auth.Principal, silent bool, in
 		}
 		recs = append(recs, rec)
 	}
-	if err := s.Store.Audit(c.Request.Context(), recs); err != nil {
-		return fhir.Wrap(fhir.CodeUnavailable, err, "The access could not be recorded, so no record is shown; try again shortly (request %s)", requestIDOf(c))
+	if err := r.st.Audit(ctx, recs); err != nil {
+		return fhir.Wrap(fhir.KindUnavailable, err, "The access could not be recorded, so no record is shown; try again shortly (request %s)", c.RequestID)
 	}
 	return nil
 }
 
 // subjectHash is a keyed hash of an NHS number, so security-log lines about
 // one patient can be correlated without the log holding the number.
-func (s *Server) subjectHash(subject string) string {
-	m := hmac.New(sha256.New, s.SubjectKey)
+func (r *Registry) subjectHash(subject string) string {
+	m := hmac.New(sha256.New, r.subjectKey)
 	m.Write([]byte(subject))
 	return hex.EncodeToString(m.Sum(nil)[:12])
 }
@@ -195,7 +196,7 @@ func shownTo(p *auth.Principal, r store.AuditRecord) ([]byte, error) {
 	}
 	body, err := profiles.RedactAuditEvent(r.Body, func(q string) string { return onlyIDs(q, nil) })
 	if err != nil {
-		return nil, fhir.Wrap(fhir.CodeInternal, err, "An access record could not be read")
+		return nil, fhir.Wrap(fhir.KindInternal, err, "An access record could not be read")
 	}
 	return body, nil
 }

@@ -21,7 +21,7 @@ import (
 // file that is not 32 bytes stops start-up with a line naming
 // CPIS_DATA_DIR, and processes creating the key at once all get the one key
 // written.
-func TestReviewSecurityLogKeyIsNeverEmpty(t *testing.T) {
+func TestSecurityLogKeyIsNeverEmpty(t *testing.T) {
 	t.Run("empty-file-refused", func(t *testing.T) {
 		dir := t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "log-hash.key"), nil, 0o600))

@@ -1,10 +1,9 @@
-package handlers
+package registry
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
-
-	"github.com/gin-gonic/gin"
 
 	"cpis/fhir"
 	"cpis/store"
@@ -61,28 +60,28 @@ func aboutOnly(body []byte, nhs string) bool {
 
 // indexMismatch is the answer to a record the index returned for the wrong
 // patient: logged with the record's type and id only, and a 503.
-func (s *Server) indexMismatch(c *gin.Context, typ, id string) error {
-	s.Log.LogAttrs(c.Request.Context(), slog.LevelError, "search index mismatch: a record returned for an NHS number is about another patient; nothing was served",
-		slog.String("request_id", requestIDOf(c)), slog.String("type", typ), slog.String("id", id))
-	return fhir.Errorf(fhir.CodeUnavailable, "The service is unavailable; try again shortly (request %s)", requestIDOf(c))
+func (r *Registry) indexMismatch(ctx context.Context, c Caller, typ, id string) error {
+	r.log.LogAttrs(ctx, slog.LevelError, "search index mismatch: a record returned for an NHS number is about another patient; nothing was served",
+		slog.String("request_id", c.RequestID), slog.String("type", typ), slog.String("id", id))
+	return fhir.Errorf(fhir.KindUnavailable, "The service is unavailable; try again shortly (request %s)", c.RequestID)
 }
 
 // checkSubjects verifies every record a search by NHS number returns is
 // about that NHS number: the store's subject and the body served.
-func (s *Server) checkSubjects(c *gin.Context, nhs string, recs []store.Record) error {
-	for _, r := range recs {
-		if r.Subject != nhs || !aboutOnly(r.Body, nhs) {
-			return s.indexMismatch(c, r.Type, r.ID)
+func (r *Registry) checkSubjects(ctx context.Context, c Caller, nhs string, recs []store.Record) error {
+	for _, rec := range recs {
+		if rec.Subject != nhs || !aboutOnly(rec.Body, nhs) {
+			return r.indexMismatch(ctx, c, rec.Type, rec.ID)
 		}
 	}
 	return nil
 }
 
 // checkAuditSubjects is checkSubjects for access records.
-func (s *Server) checkAuditSubjects(c *gin.Context, nhs string, recs []store.AuditRecord) error {
-	for _, r := range recs {
-		if r.Subject != nhs || !aboutOnly(r.Body, nhs) {
-			return s.indexMismatch(c, "AuditEvent", r.ID)
+func (r *Registry) checkAuditSubjects(ctx context.Context, c Caller, nhs string, recs []store.AuditRecord) error {
+	for _, rec := range recs {
+		if rec.Subject != nhs || !aboutOnly(rec.Body, nhs) {
+			return r.indexMismatch(ctx, c, "AuditEvent", rec.ID)
 		}
 	}
 	return nil

@@ -1,0 +1,155 @@
+// Package registry is the application layer of the server: the CP-IS
+// use-cases over a store.Store, taking a context and the caller, never gin.
+// It builds records from incoming resources and writes them (one write path
+// for single writes and Bundle entries), applies visibility and retention,
+// resolves includes, and audits: records about a patient leave it only after
+// their AuditEvent is durable (or the read is silent and permitted).
+package registry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"cpis/auth"
+	"cpis/fhir"
+	"cpis/store"
+)
+
+// Config is what the registry needs, built once by the caller.
+type Config struct {
+	Store store.Store
+	// Location is where plan dates are read (Europe/London).
+	Location *time.Location
+	// RetentionDays is how long after a plan ends it is still served.
+	RetentionDays int
+	Now           func() time.Time
+	// NewID makes ids for created resources and audit events.
+	NewID func() string
+	// Log receives errors that name only records (an index mismatch).
+	Log *slog.Logger
+	// SecurityLog receives silent reads; it never carries an NHS number (a
+	// keyed hash instead) or a name.
+	SecurityLog *slog.Logger
+	// SubjectKey keys the hash of NHS numbers in the security log.
+	SubjectKey []byte
+}
+
+// Registry is the CP-IS use-cases over one store.
+type Registry struct {
+	st            store.Store
+	loc           *time.Location
+	retentionDays int
+	clock         func() time.Time
+	newID         func() string
+	log           *slog.Logger
+	security      *slog.Logger
+	subjectKey    []byte
+}
+
+// New checks the configuration and builds the registry.
+func New(c Config) (*Registry, error) {
+	if c.Store == nil || c.Location == nil {
+		return nil, errors.New("registry: a store and a location are required")
+	}
+	if len(c.SubjectKey) < 16 {
+		return nil, errors.New("registry: the security-log key must be at least 16 bytes: an unkeyed hash of an NHS number can be reversed")
+	}
+	if c.Log == nil || c.SecurityLog == nil {
+		return nil, errors.New("registry: a log and a security log are required")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.NewID == nil {
+		c.NewID = uuid.NewString
+	}
+	if c.RetentionDays <= 0 {
+		c.RetentionDays = 365
+	}
+	return &Registry{st: c.Store, loc: c.Location, retentionDays: c.RetentionDays, clock: c.Now,
+		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey}, nil
+}
+
+// Caller is who asks and how: everything the permission checks, the audit
+// and the security log need, so the registry never sees the request.
+type Caller struct {
+	P *auth.Principal
+	// Silent is a scheduled-care read: no AuditEvent, a security-log line.
+	Silent bool
+	// RequestID names the request in the logs and in 5xx answers.
+	RequestID string
+	// Route is the route template (never the path's values).
+	Route string
+	// TraceID is the client's TraceID header, recorded in the AuditEvent.
+	TraceID string
+}
+
+// Now is the registry's clock, in UTC.
+func (r *Registry) Now() time.Time { return r.clock().UTC() }
+
+// RetainedSince is the retention cutoff, computed here only: the oldest plan
+// end date still served. Records that ended before it are treated as gone
+// and purged; access records before it are not served once the patient has
+// no retained plan.
+func (r *Registry) RetainedSince() time.Time {
+	return r.Now().AddDate(0, 0, -r.retentionDays)
+}
+
+// Ping checks the store can be reached.
+func (r *Registry) Ping(ctx context.Context) error { return r.st.Ping(ctx) }
+
+// NewID makes an id for a created resource.
+func (r *Registry) NewID() string { return r.newID() }
+
+// storeErr turns a store error into the error a client sees: the sentinel
+// errors become kinds; the cause is kept for the log.
+func storeErr(c Caller, err error) error {
+	var ue *store.UniqueError
+	switch {
+	case err == nil:
+		return nil
+	case fhir.As(err) != nil:
+		return err
+	case errors.Is(err, store.ErrNotFound):
+		return fhir.Wrap(fhir.KindNotFound, err, "Resource not found")
+	case errors.As(err, &ue):
+		return fhir.Wrap(fhir.KindPreconditionFailed, err, "The identifier %s already identifies another %s", keyToken(ue.Key), ue.Type)
+	case errors.Is(err, store.ErrVersionConflict):
+		// A write that kept losing races to others. 412 is only for a
+		// version the client pinned with If-Match (the writes say so).
+		return fhir.Wrap(fhir.KindConflict, err, "The resource was changed by other requests at the same time; send the request again")
+	case errors.Is(err, store.ErrInvalidCursor):
+		return fhir.Wrap(fhir.KindInvalidSearch, err, "The paging cursor is not valid; start the search again")
+	case errors.Is(err, store.ErrTransactionsUnsupported):
+		return fhir.Wrap(fhir.KindNotImplemented, err, "This server's database cannot apply several resources atomically, so transaction Bundles are refused; send a batch Bundle instead")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The client went away, or the request ran out of time: the
+		// handlers' one table tells them apart by the request's context.
+		return err
+	case errors.Is(err, store.ErrUnavailable):
+		return fhir.Wrap(fhir.KindUnavailable, err, "The service is unavailable; try again shortly (request %s)", c.RequestID)
+	}
+	// Context errors and bugs: the handlers' one table maps them.
+	return err
+}
+
+// StoreFault reports whether a store call's error is a failure of the store,
+// for the metrics: not an answer such as not-found or a version conflict,
+// nor a call stopped because its client went away.
+func StoreFault(err error) bool {
+	switch {
+	case err == nil,
+		errors.Is(err, context.Canceled),
+		errors.Is(err, store.ErrNotFound),
+		errors.Is(err, store.ErrVersionConflict),
+		errors.Is(err, store.ErrUniqueConflict),
+		errors.Is(err, store.ErrInvalidCursor),
+		errors.Is(err, store.ErrTransactionsUnsupported):
+		return false
+	}
+	return true
+}
