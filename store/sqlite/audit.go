@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -159,6 +160,23 @@ func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Tim
 	return n, rows.Err()
 }
 
+// firstSince is the smallest sequence number of owner's feed recorded at or
+// after since, 0 if none.
+func (s *Store) firstSince(ctx context.Context, owner string, since time.Time) (int64, error) {
+	rows, err := s.query(ctx, `SELECT min(seq) FROM audit_owner INDEXED BY audit_owner_recorded WHERE owner = ? AND recorded >= ?`, owner, since.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var first sql.NullInt64
+	if rows.Next() {
+		if err := rows.Scan(&first); err != nil {
+			return 0, unavailableCtx(ctx, err)
+		}
+	}
+	return first.Int64, unavailableErr(ctx, rows.Err())
+}
+
 // AuditFeed pages through the access records that touched owner's records.
 // The cursor is the last sequence number served: sequence numbers are
 // assigned inside the single writer's transaction, so a record committed
@@ -172,9 +190,24 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 		}
 		after = n
 	}
+	// The page walks owner's feed in sequence order from the cursor. Start
+	// it at the first record on or after since: from the feed's start it
+	// would pass over every older record (a year of them) to find a week's.
+	// The first is the smallest sequence number among the records since, an
+	// index-only read of the week's entries in audit_owner_recorded (owner,
+	// recorded, and seq, the table's key); records committed later have
+	// larger numbers.
+	first, err := s.firstSince(ctx, owner, since)
+	if err != nil {
+		return nil, "", err
+	}
+	if first == 0 {
+		return nil, cursor, nil
+	}
+	from := max(after, first-1)
 	recs, last, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM audit_owner o JOIN audit a ON a.seq = o.seq
 		WHERE o.owner = ? AND o.seq > ? AND o.recorded >= ? ORDER BY o.seq LIMIT `+strconv.Itoa(limit),
-		owner, after, since.UnixNano())
+		owner, from, since.UnixNano())
 	if err != nil {
 		return nil, "", err
 	}
