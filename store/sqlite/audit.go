@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +112,7 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body, &views); err != nil {
 			return nil, 0, unavailableCtx(ctx, err)
 		}
+		a.Seq = last
 		if a.Body, err = unpackBody(a.Body); err != nil {
 			return nil, 0, unavailable(err)
 		}
@@ -141,6 +143,53 @@ func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.T
 	for i, j := 0, len(recs)-1; i < j; i, j = i+1, j-1 {
 		recs[i], recs[j] = recs[j], recs[i]
 	}
+	return recs, err
+}
+
+// AuditHeadsBySubject is AuditBySubject without bodies, read from the
+// audit_subject index alone (it holds every column returned): no table page
+// is read and no body decompressed.
+func (s *Store) AuditHeadsBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]store.AuditRecord, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, `SELECT a.seq, a.id, a.recorded, a.agent, a.owners FROM audit a INDEXED BY audit_subject
+		WHERE a.subject = ? AND a.notify = 1 AND a.recorded >= ? ORDER BY a.recorded DESC, a.seq DESC LIMIT `+strconv.Itoa(limit), subject, since.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.AuditRecord
+	for rows.Next() {
+		a := store.AuditRecord{Subject: subject, Notify: true}
+		var recorded int64
+		var owners string
+		if err := rows.Scan(&a.Seq, &a.ID, &recorded, &a.Agent, &owners); err != nil {
+			return nil, unavailableCtx(ctx, err)
+		}
+		a.Recorded = time.Unix(0, recorded).UTC()
+		a.Owners = strings.Fields(owners)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailableCtx(ctx, err)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// AuditBodies reads access records by sequence number: one statement
+// whatever their number (they travel as one JSON array), each a seek on the
+// table's key.
+func (s *Store) AuditBodies(ctx context.Context, seqs []int64) ([]store.AuditRecord, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(seqs)
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: %w", err)
+	}
+	recs, _, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM json_each(?) j JOIN audit a ON a.seq = j.value ORDER BY j.key`, string(list))
 	return recs, err
 }
 

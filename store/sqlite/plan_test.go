@@ -41,6 +41,17 @@ func TestQueriesUseIndexes(t *testing.T) {
 			assert.NotContains(t, plan, "(dtype=?)", plan)
 		})
 	}
+	for name, c := range map[string]struct{ q, want string }{
+		"audit-heads-by-subject": {`SELECT a.seq, a.id, a.recorded, a.agent, a.owners FROM audit a INDEXED BY audit_subject
+			WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded DESC, a.seq DESC LIMIT 2000`, "USING COVERING INDEX audit_subject"},
+		"audit-bodies": {`SELECT ` + auditCols + ` FROM json_each('[3,1]') j JOIN audit a ON a.seq = j.value ORDER BY j.key`, "USING INTEGER PRIMARY KEY"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			plan := explain(t, s, c.q)
+			assert.Contains(t, plan, c.want, plan)
+			assert.NotRegexp(t, `SCAN (resources|audit|audit_owner|history)\b`, plan, plan)
+		})
+	}
 	for name, q := range map[string]string{
 		"get":              strings.NewReplacer("type = ?", "type = 'Flag'", "dtype = ?", "dtype = 'Flag'", "id = ?", "id = 'x'").Replace(getSQL),
 		"audit-by-subject": `SELECT a.seq FROM audit a WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded DESC, a.seq DESC LIMIT 2000`,
