@@ -197,6 +197,24 @@ func BenchmarkAudit(b *testing.B) {
 			}
 		}
 	})
+	// What the access history needs once it reads the heads and then the
+	// bodies of the 25 it shows (see handlers' accessHistory).
+	b.Run(fmt.Sprintf("heads-then-25-bodies/%d", n), func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			heads, err := s.AuditHeadsBySubject(ctx, set.subjects[(i*7)%len(set.subjects)], time.Time{}, 2000)
+			if err != nil || len(heads) == 0 {
+				b.Fatal(err, len(heads))
+			}
+			var seqs []int64
+			for _, h := range heads[max(0, len(heads)-25):] {
+				seqs = append(seqs, h.Seq)
+			}
+			if recs, err := s.AuditBodies(ctx, seqs); err != nil || len(recs) != len(seqs) {
+				b.Fatal(err, len(recs))
+			}
+		}
+	})
 	b.Run(fmt.Sprintf("feed-page/%d", n), func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
