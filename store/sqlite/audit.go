@@ -153,7 +153,7 @@ func (s *Store) AuditHeadsBySubject(ctx context.Context, subject string, since t
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.query(ctx, `SELECT a.seq, a.id, a.recorded, a.agent, a.owners FROM audit a INDEXED BY audit_subject
+	rows, err := s.query(ctx, `SELECT a.seq, a.id, a.recorded, a.subject, a.agent, a.owners FROM audit a INDEXED BY audit_subject
 		WHERE a.subject = ? AND a.notify = 1 AND a.recorded >= ? ORDER BY a.recorded DESC, a.seq DESC LIMIT `+strconv.Itoa(limit), subject, since.UnixNano())
 	if err != nil {
 		return nil, err
@@ -161,10 +161,12 @@ func (s *Store) AuditHeadsBySubject(ctx context.Context, subject string, since t
 	defer rows.Close()
 	var out []store.AuditRecord
 	for rows.Next() {
-		a := store.AuditRecord{Subject: subject, Notify: true}
+		a := store.AuditRecord{Notify: true}
 		var recorded int64
 		var owners string
-		if err := rows.Scan(&a.Seq, &a.ID, &recorded, &a.Agent, &owners); err != nil {
+		// The subject as stored, for the caller to check against the one
+		// asked about.
+		if err := rows.Scan(&a.Seq, &a.ID, &recorded, &a.Subject, &a.Agent, &owners); err != nil {
 			return nil, unavailableCtx(ctx, err)
 		}
 		a.Recorded = time.Unix(0, recorded).UTC()

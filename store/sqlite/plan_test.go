@@ -42,7 +42,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		})
 	}
 	for name, c := range map[string]struct{ q, want string }{
-		"audit-heads-by-subject": {`SELECT a.seq, a.id, a.recorded, a.agent, a.owners FROM audit a INDEXED BY audit_subject
+		"audit-heads-by-subject": {`SELECT a.seq, a.id, a.recorded, a.subject, a.agent, a.owners FROM audit a INDEXED BY audit_subject
 			WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded DESC, a.seq DESC LIMIT 2000`, "USING COVERING INDEX audit_subject"},
 		"audit-bodies": {`SELECT ` + auditCols + ` FROM json_each('[3,1]') j JOIN audit a ON a.seq = j.value ORDER BY j.key`, "USING INTEGER PRIMARY KEY"},
 	} {
