@@ -125,9 +125,12 @@ type Query struct {
 	Count bool
 }
 
-// AuditRecord is one access to a patient's records. Seq and ID are assigned
-// by the caller (ID) and the store (its position in the feed).
+// AuditRecord is one access to a patient's records. ID is assigned by the
+// caller, Seq by the store (its position in the feed).
 type AuditRecord struct {
+	// Seq is the record's position in the store, set on records read (0 on
+	// records written): what AuditBodies fetches a record by.
+	Seq      int64
 	ID       string
 	Recorded time.Time
 	Subject  string   // the NHS number accessed
@@ -160,6 +163,16 @@ type Store interface {
 	// AuditBySubject returns the most recent limit Notify access records
 	// about an NHS number recorded at or after since, oldest first.
 	AuditBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]AuditRecord, error)
+	// AuditHeadsBySubject is AuditBySubject without the bodies: Body and
+	// Views are nil, Seq is set. A caller that serves a few of many records
+	// (the access history shows 25 of up to 2,000) reads them this way and
+	// then the bodies of the ones it keeps with AuditBodies; SQLite answers
+	// it from an index alone.
+	AuditHeadsBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]AuditRecord, error)
+	// AuditBodies returns the access records with these sequence numbers
+	// (Seq), bodies and views included, in the order given. A number not
+	// stored (the record was purged meanwhile) is left out.
+	AuditBodies(ctx context.Context, seqs []int64) ([]AuditRecord, error)
 	// AuditFeed returns up to limit Notify access records that touched
 	// owner's records, recorded at or after since, oldest first, continuing
 	// after cursor ("" to start). It returns the cursor to continue from;

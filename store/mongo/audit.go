@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,7 +80,7 @@ func newAuditDoc(a store.AuditRecord) auditDoc {
 }
 
 func (d *auditDoc) record() store.AuditRecord {
-	return store.AuditRecord{ID: d.ID, Recorded: time.Unix(0, d.Recorded).UTC(), Subject: d.Subject,
+	return store.AuditRecord{Seq: d.Seq, ID: d.ID, Recorded: time.Unix(0, d.Recorded).UTC(), Subject: d.Subject,
 		Owners: d.Owners, Agent: d.Agent, Notify: d.Notify, Body: d.Body, Views: d.Views}
 }
 
@@ -442,8 +443,83 @@ func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.T
 	return out, err
 }
 
+// AuditHeadsBySubject is AuditBySubject without bodies: the same find on
+// subject_recorded, with the bodies and views projected out, so 2,000
+// records cross the wire as about 100 KB, not 5 MB. (MongoDB cannot answer
+// it from the index alone: owners is an array, and an index on an array
+// field never covers a query.)
+func (s *Store) AuditHeadsBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]store.AuditRecord, error) {
+	if err := s.broken(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	f := bson.D{{Key: "subject", Value: subject}, {Key: "notify", Value: true}}
+	if !since.IsZero() {
+		f = append(f, bson.E{Key: "recorded", Value: bson.D{{Key: "$gte", Value: since.UnixNano()}}})
+	}
+	var out []store.AuditRecord
+	err := s.run(ctx, func(ctx context.Context) error {
+		o := options.Find().SetSort(bson.D{{Key: "recorded", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(limit)).
+			SetProjection(bson.D{{Key: "body", Value: 0}, {Key: "views", Value: 0}})
+		var err error
+		out, err = s.findAudit(ctx, f, o)
+		return err
+	})
+	slices.Reverse(out)
+	return out, err
+}
+
+// AuditBodies reads access records by sequence number (their _id): one find
+// on the _id index.
+func (s *Store) AuditBodies(ctx context.Context, seqs []int64) ([]store.AuditRecord, error) {
+	if err := s.broken(); err != nil {
+		return nil, err
+	}
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	var found []store.AuditRecord
+	err := s.run(ctx, func(ctx context.Context) error {
+		var err error
+		found, err = s.findAudit(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: seqs}}}, {Key: "fence", Value: bson.D{{Key: "$ne", Value: true}}}}, options.Find())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	bySeq := make(map[int64]store.AuditRecord, len(found))
+	for _, r := range found {
+		bySeq[r.Seq] = r
+	}
+	out := make([]store.AuditRecord, 0, len(seqs))
+	for _, q := range seqs {
+		if r, ok := bySeq[q]; ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) findAudit(ctx context.Context, f bson.D, o *options.FindOptionsBuilder) ([]store.AuditRecord, error) {
+	cur, err := s.audit.Find(ctx, f, o)
+	if err != nil {
+		return nil, s.fail("reading access records", err)
+	}
+	var docs []auditDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, s.fail("reading access records", err)
+	}
+	out := make([]store.AuditRecord, 0, len(docs))
+	for i := range docs {
+		out = append(out, docs[i].record())
+	}
+	return out, nil
+}
+
 // AuditFeedTotal counts the records AuditFeed serves owner from since, up to
-// the feed horizon.
+// the feed horizon, on owners_notify_recorded: the entries since the date.
 func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error) {
 	if err := s.broken(); err != nil {
 		return 0, err
@@ -454,11 +530,13 @@ func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Tim
 		if err != nil {
 			return err
 		}
-		f := bson.D{{Key: "owners", Value: owner}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: h}}}, {Key: "notify", Value: true}}
+		from := int64(math.MinInt64)
 		if !since.IsZero() {
-			f = append(f, bson.E{Key: "recorded", Value: bson.D{{Key: "$gte", Value: since.UnixNano()}}})
+			from = since.UnixNano()
 		}
-		n, err = s.audit.CountDocuments(ctx, f)
+		f := bson.D{{Key: "owners", Value: owner}, {Key: "notify", Value: true},
+			{Key: "recorded", Value: bson.D{{Key: "$gte", Value: from}}}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: h}}}}
+		n, err = s.audit.CountDocuments(ctx, f, options.Count().SetHint("owners_notify_recorded"))
 		if err != nil {
 			return s.fail("counting access records", err)
 		}
@@ -513,6 +591,16 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 		if err != nil || h <= after {
 			return err
 		}
+		// Start at the first record since the date (owners_notify_recorded,
+		// the week's entries), not at the feed's start: on owners_seq the
+		// page would pass over a year of older records to find a week's.
+		if !since.IsZero() {
+			first, err := s.firstSince(ctx, owner, since, h)
+			if err != nil || first == 0 {
+				return err
+			}
+			after = max(after, first-1)
+		}
 		f := bson.D{{Key: "owners", Value: owner}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: after}, {Key: "$lte", Value: h}}}, {Key: "notify", Value: true}}
 		if !since.IsZero() {
 			f = append(f, bson.E{Key: "recorded", Value: bson.D{{Key: "$gte", Value: since.UnixNano()}}})
@@ -527,6 +615,24 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 		return nil, cursor, nil
 	}
 	return recs, "s" + strconv.FormatInt(last, 10), nil
+}
+
+// firstSince is the smallest sequence number up to h of owner's feed
+// recorded at or after since, 0 if none.
+func (s *Store) firstSince(ctx context.Context, owner string, since time.Time, h int64) (int64, error) {
+	var doc struct {
+		Seq int64 `bson:"_id"`
+	}
+	err := s.audit.FindOne(ctx, bson.D{{Key: "owners", Value: owner}, {Key: "notify", Value: true},
+		{Key: "recorded", Value: bson.D{{Key: "$gte", Value: since.UnixNano()}}}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: h}}}},
+		options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.D{{Key: "_id", Value: 1}}).SetHint("owners_notify_recorded")).Decode(&doc)
+	if errors.Is(err, mongodrv.ErrNoDocuments) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.fail("reading the access feed", err)
+	}
+	return doc.Seq, nil
 }
 
 // purgeAudit removes access records recorded before cutoff about subjects

@@ -264,6 +264,10 @@ var indexes = []index{
 	{coll: auditColl, name: "subject_recorded", keys: bson.D{{Key: "subject", Value: 1}, {Key: "recorded", Value: 1}, {Key: "_id", Value: 1}}},
 	// An LA's feed in sequence order.
 	{coll: auditColl, name: "owners_seq", keys: bson.D{{Key: "owners", Value: 1}, {Key: "_id", Value: 1}}},
+	// An LA's feed by time: the feed's total (a week of it) and where a page
+	// from a date starts are read from the week's index entries, not from
+	// the authority's whole feed on owners_seq.
+	{coll: auditColl, name: "owners_notify_recorded", keys: bson.D{{Key: "owners", Value: 1}, {Key: "notify", Value: 1}, {Key: "recorded", Value: 1}, {Key: "_id", Value: 1}}},
 	// Retention purge.
 	{coll: auditColl, name: "recorded", keys: bson.D{{Key: "recorded", Value: 1}}},
 }

@@ -60,6 +60,16 @@ func (o *observed) AuditBySubject(ctx context.Context, subject string, since tim
 	return o.s.AuditBySubject(ctx, subject, since, limit)
 }
 
+func (o *observed) AuditHeadsBySubject(ctx context.Context, subject string, since time.Time, limit int) (r []store.AuditRecord, err error) {
+	defer func(start time.Time) { o.done("audit_heads_by_subject", start, err) }(time.Now())
+	return o.s.AuditHeadsBySubject(ctx, subject, since, limit)
+}
+
+func (o *observed) AuditBodies(ctx context.Context, seqs []int64) (r []store.AuditRecord, err error) {
+	defer func(start time.Time) { o.done("audit_bodies", start, err) }(time.Now())
+	return o.s.AuditBodies(ctx, seqs)
+}
+
 func (o *observed) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (n int, err error) {
 	defer func(start time.Time) { o.done("audit_feed_total", start, err) }(time.Now())
 	return o.s.AuditFeedTotal(ctx, owner, since)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,6 +112,7 @@ func (s *Store) auditRecords(ctx context.Context, q string, args ...any) ([]stor
 		if err := rows.Scan(&last, &a.ID, &recorded, &a.Subject, &a.Agent, &a.Notify, &owners, &a.Body, &views); err != nil {
 			return nil, 0, unavailableCtx(ctx, err)
 		}
+		a.Seq = last
 		if a.Body, err = unpackBody(a.Body); err != nil {
 			return nil, 0, unavailable(err)
 		}
@@ -143,6 +146,55 @@ func (s *Store) AuditBySubject(ctx context.Context, subject string, since time.T
 	return recs, err
 }
 
+// AuditHeadsBySubject is AuditBySubject without bodies, read from the
+// audit_subject index alone (it holds every column returned): no table page
+// is read and no body decompressed.
+func (s *Store) AuditHeadsBySubject(ctx context.Context, subject string, since time.Time, limit int) ([]store.AuditRecord, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, `SELECT a.seq, a.id, a.recorded, a.subject, a.agent, a.owners FROM audit a INDEXED BY audit_subject
+		WHERE a.subject = ? AND a.notify = 1 AND a.recorded >= ? ORDER BY a.recorded DESC, a.seq DESC LIMIT `+strconv.Itoa(limit), subject, since.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.AuditRecord
+	for rows.Next() {
+		a := store.AuditRecord{Notify: true}
+		var recorded int64
+		var owners string
+		// The subject as stored, for the caller to check against the one
+		// asked about.
+		if err := rows.Scan(&a.Seq, &a.ID, &recorded, &a.Subject, &a.Agent, &owners); err != nil {
+			return nil, unavailableCtx(ctx, err)
+		}
+		a.Recorded = time.Unix(0, recorded).UTC()
+		a.Owners = strings.Fields(owners)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailableCtx(ctx, err)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// AuditBodies reads access records by sequence number: one statement
+// whatever their number (they travel as one JSON array), each a seek on the
+// table's key.
+func (s *Store) AuditBodies(ctx context.Context, seqs []int64) ([]store.AuditRecord, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(seqs)
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: %w", err)
+	}
+	recs, _, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM json_each(?) j JOIN audit a ON a.seq = j.value ORDER BY j.key`, string(list))
+	return recs, err
+}
+
 // AuditFeedTotal counts owner's feed from since, from audit_owner alone.
 func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error) {
 	rows, err := s.query(ctx, `SELECT count(*) FROM audit_owner WHERE owner = ? AND recorded >= ?`, owner, since.UnixNano())
@@ -159,6 +211,23 @@ func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Tim
 	return n, rows.Err()
 }
 
+// firstSince is the smallest sequence number of owner's feed recorded at or
+// after since, 0 if none.
+func (s *Store) firstSince(ctx context.Context, owner string, since time.Time) (int64, error) {
+	rows, err := s.query(ctx, `SELECT min(seq) FROM audit_owner INDEXED BY audit_owner_recorded WHERE owner = ? AND recorded >= ?`, owner, since.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var first sql.NullInt64
+	if rows.Next() {
+		if err := rows.Scan(&first); err != nil {
+			return 0, unavailableCtx(ctx, err)
+		}
+	}
+	return first.Int64, unavailableErr(ctx, rows.Err())
+}
+
 // AuditFeed pages through the access records that touched owner's records.
 // The cursor is the last sequence number served: sequence numbers are
 // assigned inside the single writer's transaction, so a record committed
@@ -172,9 +241,24 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 		}
 		after = n
 	}
+	// The page walks owner's feed in sequence order from the cursor. Start
+	// it at the first record on or after since: from the feed's start it
+	// would pass over every older record (a year of them) to find a week's.
+	// The first is the smallest sequence number among the records since, an
+	// index-only read of the week's entries in audit_owner_recorded (owner,
+	// recorded, and seq, the table's key); records committed later have
+	// larger numbers.
+	first, err := s.firstSince(ctx, owner, since)
+	if err != nil {
+		return nil, "", err
+	}
+	if first == 0 {
+		return nil, cursor, nil
+	}
+	from := max(after, first-1)
 	recs, last, err := s.auditRecords(ctx, `SELECT `+auditCols+` FROM audit_owner o JOIN audit a ON a.seq = o.seq
 		WHERE o.owner = ? AND o.seq > ? AND o.recorded >= ? ORDER BY o.seq LIMIT `+strconv.Itoa(limit),
-		owner, after, since.UnixNano())
+		owner, from, since.UnixNano())
 	if err != nil {
 		return nil, "", err
 	}
@@ -184,109 +268,251 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 	return recs, "s" + strconv.FormatInt(last, 10), nil
 }
 
-// Purge removes what ended before cutoff, a bounded batch per commit so the
-// writer is never held for long.
+// The sweep's pace. A purge finds what is due on the read pool (no lock
+// held) and deletes it through the writer in slices of at most purgeBatch
+// rows and purgeSlice of work, each its own operation in the writer's queue,
+// so in this process audit writes commit between them. Between slices it
+// pauses at least purgePause and twice the slice's time: another process's
+// writer (a second server) waiting on SQLite's lock retries within a few
+// milliseconds at first, and gets the lock in the pause.
+const (
+	purgeBatch = 500
+	purgeSlice = 5 * time.Millisecond
+	purgePause = 25 * time.Millisecond
+)
+
+// Purge removes what ended before cutoff: plans and their history and keys,
+// then access records recorded before cutoff about subjects with no record
+// left. Each delete checks its condition again in the write, so a plan
+// updated or an access recorded meanwhile is kept, and purges running at
+// once (in several processes) count each record once.
 func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, error) {
 	var stats store.PurgeStats
-	const batch = 500
+	end := cutoff.UnixNano()
 	for {
-		n := 0
-		err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-			rows, err := tx.query(ctx, `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < ? LIMIT `+strconv.Itoa(batch), cutoff.UnixNano())
-			if err != nil {
-				return unavailable(err)
-			}
-			var refs [][2]string
-			for rows.Next() {
-				var t, id string
-				if err := rows.Scan(&t, &id); err != nil {
-					rows.Close()
-					return unavailable(err)
-				}
-				refs = append(refs, [2]string{t, id})
-			}
-			rows.Close()
-			for _, ref := range refs {
-				for _, q := range []string{`DELETE FROM resources WHERE type = ? AND id = ?`, `DELETE FROM history WHERE type = ? AND id = ?`, `DELETE FROM keys WHERE type = ? AND id = ?`} {
-					if _, err := tx.exec(ctx, q, ref[0], ref[1]); err != nil {
-						return unavailable(err)
-					}
-				}
-			}
-			n = len(refs)
-			return nil
-		})
+		refs, err := s.purgeRecordCandidates(ctx, end)
 		if err != nil {
 			return stats, err
 		}
+		if len(refs) == 0 {
+			break
+		}
+		n, err := s.purgeSlices(ctx, len(refs), func(ctx context.Context, tx *writeTx, i int) (int, error) {
+			res, err := tx.exec(ctx, sqlPurgeRecord, refs[i][0], refs[i][1], end)
+			if err != nil {
+				return 0, unavailable(err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				return 0, err // updated or purged meanwhile
+			}
+			for _, q := range []string{sqlPurgeHistory, sqlPurgeKeys} {
+				if _, err := tx.exec(ctx, q, refs[i][0], refs[i][1]); err != nil {
+					return 0, unavailable(err)
+				}
+			}
+			return 1, nil
+		})
 		stats.Records += n
-		if n < batch {
+		if err != nil {
+			return stats, err
+		}
+		if len(refs) < purgeBatch {
 			break
 		}
 	}
+	// Access records, walked once in (recorded, seq) order: those about a
+	// subject with a record left are passed over, not read again.
+	var after audKey
 	for {
-		var n int64
-		err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-			rows, err := tx.query(ctx, `SELECT seq, owners FROM audit a WHERE a.recorded < ?
-				AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject) LIMIT `+strconv.Itoa(batch), cutoff.UnixNano())
-			if err != nil {
-				return unavailable(err)
-			}
-			type due struct {
-				seq    int64
-				owners string
-			}
-			var dues []due
-			for rows.Next() {
-				var d due
-				if err := rows.Scan(&d.seq, &d.owners); err != nil {
-					rows.Close()
-					return unavailable(err)
-				}
-				dues = append(dues, d)
-			}
-			rows.Close()
-			for _, d := range dues {
-				// The feed index goes first: each of its rows by key.
-				for _, o := range strings.Fields(d.owners) {
-					if _, err := tx.exec(ctx, `DELETE FROM audit_owner WHERE owner = ? AND seq = ?`, o, d.seq); err != nil {
-						return unavailable(err)
-					}
-				}
-				if _, err := tx.exec(ctx, `DELETE FROM audit WHERE seq = ?`, d.seq); err != nil {
-					return unavailable(err)
-				}
-			}
-			n = int64(len(dues))
-			return nil
-		})
+		dues, next, err := s.purgeAuditCandidates(ctx, end, after)
 		if err != nil {
 			return stats, err
 		}
-		stats.Audit += int(n)
-		if n < batch {
+		n, err := s.purgeSlices(ctx, len(dues), func(ctx context.Context, tx *writeTx, i int) (int, error) {
+			res, err := tx.exec(ctx, sqlPurgeAudit, dues[i].seq, end)
+			if err != nil {
+				return 0, unavailable(err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				return 0, err // the subject has a record again, or purged meanwhile
+			}
+			// The feed index, each of its rows by key.
+			for _, o := range strings.Fields(dues[i].owners) {
+				if _, err := tx.exec(ctx, sqlPurgeFeedRow, o, dues[i].seq); err != nil {
+					return 0, unavailable(err)
+				}
+			}
+			return 1, nil
+		})
+		stats.Audit += n
+		if err != nil {
+			return stats, err
+		}
+		if next == (audKey{}) {
 			break
 		}
+		after = next
 	}
 	return stats, nil
 }
 
-// Access-record bodies are stored compressed: an AuditEvent is about 3 KB
+// The sweep's deletes, prepared on the writer at Open: each checks again
+// that what it deletes is due.
+const (
+	sqlPurgeRecord  = `DELETE FROM resources WHERE type = ? AND id = ? AND plan_end IS NOT NULL AND plan_end < ?`
+	sqlPurgeHistory = `DELETE FROM history WHERE type = ? AND id = ?`
+	sqlPurgeKeys    = `DELETE FROM keys WHERE type = ? AND id = ?`
+	sqlPurgeAudit   = `DELETE FROM audit WHERE seq = ? AND recorded < ?
+		AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = audit.subject)`
+	sqlPurgeFeedRow = `DELETE FROM audit_owner WHERE owner = ? AND seq = ?`
+)
+
+// purgeRecordCandidates reads (on the read pool) up to purgeBatch records
+// whose period ended before end.
+func (s *Store) purgeRecordCandidates(ctx context.Context, end int64) ([][2]string, error) {
+	rows, err := s.query(ctx, `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < ? LIMIT `+strconv.Itoa(purgeBatch), end)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var refs [][2]string
+	for rows.Next() {
+		var t, id string
+		if err := rows.Scan(&t, &id); err != nil {
+			return nil, unavailableCtx(ctx, err)
+		}
+		refs = append(refs, [2]string{t, id})
+	}
+	return refs, unavailableErr(ctx, rows.Err())
+}
+
+// audKey is a position in the access records' (recorded, seq) order.
+type audKey struct{ recorded, seq int64 }
+
+type dueAudit struct {
+	seq    int64
+	owners string
+}
+
+// purgeAuditCandidates reads (on the read pool) the access records due
+// after a position: up to purgeBatch of them, and the position to go on
+// from (zero when none are left). It looks at no more than purgeScan
+// records, so a long stretch of records still retained is crossed over
+// several reads, none holding a snapshot for long.
+func (s *Store) purgeAuditCandidates(ctx context.Context, end int64, after audKey) ([]dueAudit, audKey, error) {
+	rows, err := s.query(ctx, `SELECT a.seq, a.recorded, a.owners, NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject)
+		FROM audit a WHERE a.recorded < ? AND (a.recorded, a.seq) > (?, ?) ORDER BY a.recorded, a.seq LIMIT `+strconv.Itoa(purgeScan),
+		end, after.recorded, after.seq)
+	if err != nil {
+		return nil, audKey{}, err
+	}
+	defer rows.Close()
+	var dues []dueAudit
+	var last audKey
+	seen := 0
+	for rows.Next() && len(dues) < purgeBatch {
+		var d dueAudit
+		var due bool
+		if err := rows.Scan(&d.seq, &last.recorded, &d.owners, &due); err != nil {
+			return nil, audKey{}, unavailableCtx(ctx, err)
+		}
+		last.seq = d.seq
+		seen++
+		if due {
+			dues = append(dues, d)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, audKey{}, unavailableCtx(ctx, err)
+	}
+	if seen < purgeScan && len(dues) < purgeBatch {
+		return dues, audKey{}, nil // the end of what is old enough
+	}
+	return dues, last, nil
+}
+
+// purgeScan bounds the access records one candidate read looks at.
+const purgeScan = 5000
+
+func unavailableErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	return unavailableCtx(ctx, err)
+}
+
+// purgeSlices deletes items 0..n-1 through the writer, del deleting one and
+// saying how many records it removed: as many per operation as fit in
+// purgeSlice and purgeBatch, pausing between operations (see purgePause).
+func (s *Store) purgeSlices(ctx context.Context, n int, del func(ctx context.Context, tx *writeTx, i int) (int, error)) (int, error) {
+	removed := 0
+	for next := 0; next < n; {
+		var took time.Duration
+		stop, got := next, 0
+		err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+			// The writer may run an operation twice (see Store.run): each
+			// run starts afresh, and only the committed one is counted.
+			start := time.Now()
+			stop, got = next, 0
+			for ; stop < n && time.Since(start) < purgeSlice; stop++ {
+				k, err := del(ctx, tx, stop)
+				if err != nil {
+					return err
+				}
+				got += k
+			}
+			took = time.Since(start)
+			return nil
+		})
+		if err != nil {
+			return removed, err
+		}
+		next, removed = stop, removed+got
+		if next < n || n == purgeBatch {
+			select {
+			case <-time.After(max(purgePause, 2*took)):
+			case <-ctx.Done():
+				return removed, fmt.Errorf("store/sqlite: %w: %w", store.ErrUnavailable, ctx.Err())
+			}
+		}
+	}
+	return removed, nil
+}
+
+// Access-record bodies are stored compressed: an AuditEvent is 2 to 3 KB
 // of JSON with much repeated text, and every audited read writes one, so
 // its size is most of what an audited read costs the disk and the log.
-// A stored body is either JSON as written before compression (it starts
-// with '{') or packedBody followed by a DEFLATE stream.
-const packedBody = 0x01
+// A stored body is one of:
+//   - JSON as written before compression (it starts with '{');
+//   - packedBody followed by a DEFLATE stream (written before the
+//     dictionary, still read);
+//   - packedDict followed by a DEFLATE stream against auditDict, the
+//     preset dictionary: what is written now. Most of an AuditEvent is text
+//     every AuditEvent repeats, which the dictionary already holds, so a
+//     body compresses to about a third of what DEFLATE alone makes of it.
+const (
+	packedBody = 0x01
+	packedDict = 0x02
+)
 
+var dict = []byte(auditDict)
+
+// deflaters keeps compressors primed with the dictionary. The level is
+// DEFLATE's default: at level 1 (BestSpeed) Go's compressor ignores a
+// preset dictionary, and for a body of 2 KB the default is no slower.
 var deflaters = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	w, _ := flate.NewWriterDict(nil, flate.DefaultCompression, dict)
 	return w
 }}
 
+// inflaters keeps decompressors: each holds a 32 KB window, which made
+// allocating one per body most of the cost of reading a history.
+var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+
 func packBody(b []byte) []byte {
 	var buf bytes.Buffer
-	buf.Grow(len(b)/2 + 16)
-	buf.WriteByte(packedBody)
+	buf.Grow(len(b)/3 + 16)
+	buf.WriteByte(packedDict)
 	w := deflaters.Get().(*flate.Writer)
 	w.Reset(&buf)
 	_, err := w.Write(b)
@@ -301,12 +527,22 @@ func packBody(b []byte) []byte {
 }
 
 func unpackBody(b []byte) ([]byte, error) {
-	if len(b) == 0 || b[0] != packedBody {
+	if len(b) == 0 || (b[0] != packedBody && b[0] != packedDict) {
 		return b, nil
 	}
-	out, err := io.ReadAll(flate.NewReader(bytes.NewReader(b[1:])))
+	var d []byte
+	if b[0] == packedDict {
+		d = dict
+	}
+	r := inflaters.Get().(io.ReadCloser)
+	if err := r.(flate.Resetter).Reset(bytes.NewReader(b[1:]), d); err != nil {
+		return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
+	}
+	out := bytes.NewBuffer(make([]byte, 0, 4*len(b)+512))
+	_, err := out.ReadFrom(r)
+	inflaters.Put(r)
 	if err != nil {
 		return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
 	}
-	return out, nil
+	return out.Bytes(), nil
 }

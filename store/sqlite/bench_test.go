@@ -3,10 +3,14 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"cpis/fhir"
+	"cpis/profiles"
 	"cpis/store"
 )
 
@@ -92,4 +96,145 @@ func BenchmarkStore(b *testing.B) {
 			})
 		})
 	}
+}
+
+// auditSet is a store holding n access records about subjects children,
+// each managed by one of 20 local authorities, spread over the year before
+// now as the seed spreads them, with real AuditEvent bodies.
+type auditSet struct {
+	s        *Store
+	dir      string
+	subjects []string
+	n        int
+}
+
+func benchAuditSet(b *testing.B, n, children int) *auditSet {
+	b.Helper()
+	dir := b.TempDir()
+	s, err := Open(dir, Options{CheckTimeout: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	var subjects []string
+	for i := 0; len(subjects) < children; i++ {
+		nine := fmt.Sprintf("999%06d", i)
+		if d := fhir.NHSNumberCheckDigit(nine); d >= 0 {
+			subjects = append(subjects, fmt.Sprintf("%s%d", nine, d))
+		}
+	}
+	ctx := context.Background()
+	now := time.Now().UTC()
+	from := now.AddDate(-1, 0, 0)
+	span := now.Sub(from)
+	recs := make([]store.AuditRecord, 0, 2000)
+	flush := func() {
+		if err := s.Audit(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+		recs = recs[:0]
+	}
+	for i := 0; i < n; i++ {
+		recs = append(recs, benchAccess(subjects, i, from.Add(time.Duration(float64(span)*float64(i)/float64(n)))))
+		if len(recs) == cap(recs) {
+			flush()
+		}
+	}
+	flush()
+	if _, err := s.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatal(err)
+	}
+	return &auditSet{s: s, dir: dir, subjects: subjects, n: n}
+}
+
+// benchAccess is the i-th synthetic access, as the seed makes them: one of
+// 5,000 clinicians searching a child's Flags.
+func benchAccess(subjects []string, i int, at time.Time) store.AuditRecord {
+	nhs := subjects[(i*7919)%len(subjects)]
+	u := (i * 104729) % 5000
+	la := fmt.Sprintf("LA%03d", (i*7919)%len(subjects)%20)
+	a := profiles.Access{
+		ID:       fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i*31),
+		Recorded: at, Interaction: "search-type",
+		Query:     "Flag?patient:identifier=" + fhir.NHSNumberSystem + "|" + nhs,
+		NHSNumber: nhs, Results: 1,
+		UserName: fmt.Sprintf("Clinician %04d", u), UserID: fmt.Sprintf("5551%08d", u), RoleID: fmt.Sprintf("5552%08d", u),
+		RoleName: `"Clinical":"Clinical Provision":"Nurse Access Role"`,
+		OrgCode:  fmt.Sprintf("T%04d", u%200), OrgName: fmt.Sprintf("Synthetic NHS Trust %03d", u%200),
+	}
+	return store.AuditRecord{ID: a.ID, Recorded: a.Recorded, Subject: nhs, Owners: []string{la}, Agent: "user:" + a.UserID,
+		Notify: true, Body: profiles.AuditEvent(a)}
+}
+
+// benchAuditN is the number of access records BenchmarkAudit loads: 100,000
+// (100 per child over 1,000 children) unless CPIS_BENCH_AUDIT says otherwise.
+func benchAuditN() int {
+	if n, err := strconv.Atoi(os.Getenv("CPIS_BENCH_AUDIT")); err == nil && n > 0 {
+		return n
+	}
+	return 100000
+}
+
+// BenchmarkAudit measures the access-history and feed reads at a national
+// density, and the bytes each access record costs the database file.
+func BenchmarkAudit(b *testing.B) {
+	n := benchAuditN()
+	set := benchAuditSet(b, n, 1000)
+	s := set.s
+	ctx := context.Background()
+	info, err := os.Stat(filepath.Join(set.dir, FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	perRecord := float64(info.Size()) / float64(n)
+	weekAgo := time.Now().AddDate(0, 0, -7)
+	b.Run(fmt.Sprintf("by-subject/%d", n), func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			recs, err := s.AuditBySubject(ctx, set.subjects[(i*7)%len(set.subjects)], time.Time{}, 2000)
+			if err != nil || len(recs) == 0 {
+				b.Fatal(err, len(recs))
+			}
+		}
+	})
+	// What the access history needs once it reads the heads and then the
+	// bodies of the 25 it shows (see handlers' accessHistory).
+	b.Run(fmt.Sprintf("heads-then-25-bodies/%d", n), func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			heads, err := s.AuditHeadsBySubject(ctx, set.subjects[(i*7)%len(set.subjects)], time.Time{}, 2000)
+			if err != nil || len(heads) == 0 {
+				b.Fatal(err, len(heads))
+			}
+			var seqs []int64
+			for _, h := range heads[max(0, len(heads)-25):] {
+				seqs = append(seqs, h.Seq)
+			}
+			if recs, err := s.AuditBodies(ctx, seqs); err != nil || len(recs) != len(seqs) {
+				b.Fatal(err, len(recs))
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("feed-page/%d", n), func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			recs, _, err := s.AuditFeed(ctx, fmt.Sprintf("LA%03d", i%20), weekAgo, "", 50)
+			if err != nil || len(recs) == 0 {
+				b.Fatal(err, len(recs))
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("feed-total/%d", n), func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, err := s.AuditFeedTotal(ctx, fmt.Sprintf("LA%03d", i%20), weekAgo); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("db-bytes-per-record/%d", n), func(b *testing.B) {
+		for b.Loop() {
+		}
+		b.ReportMetric(perRecord, "B/record")
+	})
 }

@@ -41,11 +41,26 @@ func TestQueriesUseIndexes(t *testing.T) {
 			assert.NotContains(t, plan, "(dtype=?)", plan)
 		})
 	}
+	for name, c := range map[string]struct{ q, want string }{
+		"audit-heads-by-subject": {`SELECT a.seq, a.id, a.recorded, a.subject, a.agent, a.owners FROM audit a INDEXED BY audit_subject
+			WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded DESC, a.seq DESC LIMIT 2000`, "USING COVERING INDEX audit_subject"},
+		"audit-bodies": {`SELECT ` + auditCols + ` FROM json_each('[3,1]') j JOIN audit a ON a.seq = j.value ORDER BY j.key`, "USING INTEGER PRIMARY KEY"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			plan := explain(t, s, c.q)
+			assert.Contains(t, plan, c.want, plan)
+			assert.NotRegexp(t, `SCAN (resources|audit|audit_owner|history)\b`, plan, plan)
+		})
+	}
 	for name, q := range map[string]string{
 		"get":              strings.NewReplacer("type = ?", "type = 'Flag'", "dtype = ?", "dtype = 'Flag'", "id = ?", "id = 'x'").Replace(getSQL),
 		"audit-by-subject": `SELECT a.seq FROM audit a WHERE a.subject = '1' AND a.notify = 1 AND a.recorded >= 0 ORDER BY a.recorded DESC, a.seq DESC LIMIT 2000`,
 		"audit-feed":       `SELECT a.seq FROM audit_owner o JOIN audit a ON a.seq = o.seq WHERE o.owner = 'LA001' AND o.seq > 5 AND o.recorded >= 0 ORDER BY o.seq LIMIT 50`,
 		"audit-feed-total": `SELECT count(*) FROM audit_owner WHERE owner = 'LA001' AND recorded >= 0`,
+		"audit-feed-first": `SELECT min(seq) FROM audit_owner INDEXED BY audit_owner_recorded WHERE owner = 'LA001' AND recorded >= 0`,
+		"purge-audit-due": `SELECT a.seq, a.recorded, a.owners, NOT EXISTS (SELECT 1 FROM resources r WHERE r.subject = a.subject)
+			FROM audit a WHERE a.recorded < 9 AND (a.recorded, a.seq) > (1, 2) ORDER BY a.recorded, a.seq LIMIT 5000`,
+		"purge-audit":      strings.NewReplacer("seq = ?", "seq = 5", "recorded < ?", "recorded < 9").Replace(sqlPurgeAudit),
 		"purge-feed-row":   `DELETE FROM audit_owner WHERE owner = 'LA001' AND seq = 5`,
 		"history":          `SELECT ` + cols + ` FROM history WHERE type = 'Flag' AND id = 'x' ORDER BY version DESC`,
 		"purge-candidates": `SELECT type, id FROM resources WHERE plan_end IS NOT NULL AND plan_end < 5 LIMIT 500`,
@@ -53,6 +68,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			plan := explain(t, s, q)
 			assert.NotRegexp(t, `SCAN (resources|audit|audit_owner|history)\b`, plan, plan)
+			assert.NotContains(t, plan, "TEMP B-TREE", "ordered by the index: "+plan)
 		})
 	}
 }

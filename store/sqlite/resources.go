@@ -160,7 +160,8 @@ const (
 // writerStatements are prepared on the writer's connection at Open.
 func writerStatements() []string {
 	return []string{sqlVersion, sqlDeleteKeys, sqlKeyHolder, sqlInsertKey, sqlUpsertResource, sqlToHistory,
-		sqlInsertAudit, sqlInsertOwner, `SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`}
+		sqlInsertAudit, sqlInsertOwner, `SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`,
+		sqlPurgeRecord, sqlPurgeHistory, sqlPurgeKeys, sqlPurgeAudit, sqlPurgeFeedRow}
 }
 
 const getSQL = `SELECT ` + cols + ` FROM resources WHERE (type = ? OR dtype = ?) AND id = ? LIMIT 1`

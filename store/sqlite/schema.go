@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 6
+const schemaVersion = 7
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -133,6 +133,15 @@ var migrations = [][]string{
 	// and the readiness probe's heartbeat.
 	{
 		`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
+	},
+	// 6 → 7: the access history reads what it needs to choose the accesses
+	// it shows (time, who, which authorities) from audit_subject alone, in
+	// order, and only the bodies of the 25 shown from the table: the index
+	// holds those columns (about 60 bytes an access more). Built once, at
+	// the first start of this release: seconds per million accesses.
+	{
+		`DROP INDEX audit_subject`,
+		`CREATE INDEX audit_subject ON audit(subject, recorded, seq, notify, agent, owners, id)`,
 	},
 }
 

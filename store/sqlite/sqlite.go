@@ -108,10 +108,6 @@ func (w *writeTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row 
 	return w.tx.QueryRowContext(ctx, q, args...)
 }
 
-func (w *writeTx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return w.tx.QueryContext(ctx, q, args...)
-}
-
 // Open opens (creating if needed) the database in dir.
 func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {

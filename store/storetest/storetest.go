@@ -45,6 +45,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("concurrent-updates", func(t *testing.T) { testConcurrentUpdates(t, h) })
 	t.Run("audit", func(t *testing.T) { testAudit(t, h) })
 	t.Run("audit-views", func(t *testing.T) { testAuditViews(t, h) })
+	t.Run("audit-heads-and-bodies", func(t *testing.T) { testAuditHeadsAndBodies(t, h) })
 	t.Run("audit-feed-while-writing", func(t *testing.T) { testAuditFeedWhileWriting(t, h) })
 	t.Run("purge", func(t *testing.T) { testPurge(t, h) })
 	t.Run("reopen", func(t *testing.T) { testReopen(t, h) })
@@ -519,6 +520,61 @@ func testAudit(t *testing.T, h Harness) {
 	assert.Equal(t, []string{"e2"}, auditIDs(feed), "since filters, non-notifying records are left out")
 	_, _, err = s.AuditFeed(ctx, "LA1", time.Time{}, "not-a-cursor", 10)
 	assert.ErrorIs(t, err, store.ErrInvalidCursor)
+}
+
+// testAuditHeadsAndBodies: the heads of a subject's access history are its
+// records without bodies (same records, order, limit and since), and the
+// bodies read back by sequence number are the whole records, in the order
+// asked, without a number no record has.
+func testAuditHeadsAndBodies(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := context.Background()
+	views := audit("e2", t0.Add(time.Minute), "9449306753", "u2", true, "LA1", "LA2")
+	views.Views = map[string][]byte{"LA1": []byte(`{"v":"LA1"}`), "LA2": []byte(`{"v":"LA2"}`)}
+	require.NoError(t, s.Audit(ctx, []store.AuditRecord{
+		audit("e1", t0, "9449306753", "u1", true, "LA1"),
+		views,
+		audit("e3", t0.Add(2*time.Minute), "9449306753", "la", false, "LA1"),
+		audit("e4", t0.Add(3*time.Minute), "9449306761", "u1", true, "LA2"),
+		audit("e5", t0.Add(4*time.Minute), "9449306753", "u1", true, "LA1"),
+	}))
+	for _, c := range []struct {
+		since time.Time
+		limit int
+	}{{time.Time{}, 100}, {t0.Add(30 * time.Second), 100}, {time.Time{}, 2}, {time.Time{}, 0}} {
+		full, err := s.AuditBySubject(ctx, "9449306753", c.since, c.limit)
+		require.NoError(t, err)
+		heads, err := s.AuditHeadsBySubject(ctx, "9449306753", c.since, c.limit)
+		require.NoError(t, err)
+		require.Equal(t, auditIDs(full), auditIDs(heads), "since %v, limit %d", c.since, c.limit)
+		for i, hd := range heads {
+			assert.Nil(t, hd.Body, hd.ID)
+			assert.Nil(t, hd.Views, hd.ID)
+			assert.NotZero(t, hd.Seq, hd.ID)
+			f := full[i]
+			assert.Equal(t, f.Seq, hd.Seq, hd.ID)
+			assert.Equal(t, f.Subject, hd.Subject, hd.ID)
+			assert.Equal(t, f.Agent, hd.Agent, hd.ID)
+			assert.True(t, f.Notify && hd.Notify, hd.ID)
+			assert.True(t, f.Recorded.Equal(hd.Recorded), hd.ID)
+			assert.ElementsMatch(t, f.Owners, hd.Owners, hd.ID)
+		}
+	}
+	heads, err := s.AuditHeadsBySubject(ctx, "9449306753", time.Time{}, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"e1", "e2", "e5"}, auditIDs(heads))
+	seqs := []int64{heads[2].Seq, heads[0].Seq, heads[2].Seq + 1000, heads[1].Seq}
+	recs, err := s.AuditBodies(ctx, seqs)
+	require.NoError(t, err)
+	require.Equal(t, []string{"e5", "e1", "e2"}, auditIDs(recs), "in the order asked; an unknown number left out")
+	assert.JSONEq(t, `{"resourceType":"AuditEvent","id":"e5"}`, string(recs[0].Body))
+	assert.Equal(t, "9449306753", recs[0].Subject)
+	assert.Equal(t, heads[2].Seq, recs[0].Seq)
+	assert.JSONEq(t, `{"v":"LA2"}`, string(recs[2].Views["LA2"]))
+	assert.ElementsMatch(t, []string{"LA1", "LA2"}, recs[2].Owners)
+	recs, err = s.AuditBodies(ctx, nil)
+	require.NoError(t, err)
+	assert.Empty(t, recs)
 }
 
 // testAuditViews: an access that showed two local authorities' plans keeps
