@@ -30,13 +30,16 @@ func (r *Registry) AccessHistory(ctx context.Context, c Caller, subject string, 
 		return nil, err
 	}
 	// The most recent accesses, enough for the 25 shown after repeats are
-	// counted once; an access's repeats are judged within this window.
-	recs, err := r.st.AuditBySubject(ctx, subject, time.Time{}, historyWindow)
+	// counted once; an access's repeats are judged within this window. They
+	// are read without their bodies: only the 25 kept are fetched whole.
+	heads, err := r.st.AuditHeadsBySubject(ctx, subject, time.Time{}, historyWindow)
 	if err != nil {
 		return nil, storeErr(c, err)
 	}
-	if err := r.checkAuditSubjects(ctx, c, subject, recs); err != nil {
-		return nil, err
+	for _, h := range heads {
+		if h.Subject != subject {
+			return nil, r.indexMismatch(ctx, c, "AuditEvent", h.ID)
+		}
 	}
 	// Once no plan of the patient is retained, accesses older than the
 	// retention period are not served (the sweeper purges them).
@@ -53,7 +56,7 @@ func (r *Registry) AccessHistory(ctx context.Context, c Caller, subject string, 
 	}
 	last := map[string]time.Time{}
 	var kept []store.AuditRecord
-	for _, a := range recs {
+	for _, a := range heads {
 		if c.P.IsLA() && !slices.Contains(a.Owners, c.P.OrgCode) {
 			continue
 		}
@@ -68,6 +71,10 @@ func (r *Registry) AccessHistory(ctx context.Context, c Caller, subject string, 
 	if len(kept) > historyEntries {
 		kept = kept[len(kept)-historyEntries:]
 	}
+	recs, err := r.bodiesOf(ctx, c, subject, kept)
+	if err != nil {
+		return nil, err
+	}
 	t := touched{}
 	t.see(subject)
 	for _, p := range planRecs {
@@ -76,7 +83,36 @@ func (r *Registry) AccessHistory(ctx context.Context, c Caller, subject string, 
 	if err := r.audited(ctx, c, "search-type", query, "", t); err != nil {
 		return nil, err
 	}
-	return shownAll(c, kept)
+	return shownAll(c, recs)
+}
+
+// bodiesOf reads the whole access records of the heads kept, in their
+// order, and checks each is the record its head named and about the patient
+// asked (by its stored subject and its body). A record purged between the
+// two reads is left out, as if it had been purged before.
+func (r *Registry) bodiesOf(ctx context.Context, c Caller, subject string, kept []store.AuditRecord) ([]store.AuditRecord, error) {
+	if len(kept) == 0 {
+		return nil, nil
+	}
+	seqs := make([]int64, len(kept))
+	want := make(map[int64]string, len(kept))
+	for i, h := range kept {
+		seqs[i] = h.Seq
+		want[h.Seq] = h.ID
+	}
+	recs, err := r.st.AuditBodies(ctx, seqs)
+	if err != nil {
+		return nil, storeErr(c, err)
+	}
+	for _, a := range recs {
+		if id, ok := want[a.Seq]; !ok || id != a.ID {
+			return nil, r.indexMismatch(ctx, c, "AuditEvent", a.ID)
+		}
+	}
+	if err := r.checkAuditSubjects(ctx, c, subject, recs); err != nil {
+		return nil, err
+	}
+	return recs, nil
 }
 
 // FeedPage is one page of a local authority's notification feed.
