@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
+	"cpis/cmd/cpis/internal/load"
 	"cpis/store"
 	"cpis/store/dumpfile"
 	"cpis/store/mongo"
@@ -111,16 +110,7 @@ func pointMarker(t target, s store.Store, log *slog.Logger) error {
 
 // bar is the progress bar of a dump or load, on stdout.
 func bar(out io.Writer, total int64, what string) (func(), func()) {
-	b := progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(out),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionSetItsString("records"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }),
-	)
+	b := load.ProgressBar(out, total, what, "records")
 	return func() { b.Add(1) }, func() { b.Finish() }
 }
 

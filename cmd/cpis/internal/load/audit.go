@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"cpis/fhir"
 	"cpis/profiles"
 	"cpis/store"
@@ -66,16 +64,7 @@ func seedAudit(ctx context.Context, st store.Store, d *demoData, o SeedOptions, 
 		return res, nil
 	}
 	start := time.Now()
-	bar := progressbar.NewOptions64(int64(o.AuditEvents-existing),
-		progressbar.OptionSetWriter(out),
-		progressbar.OptionSetDescription("access records"),
-		progressbar.OptionSetItsString("records"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }),
-	)
+	bar := ProgressBar(out, int64(o.AuditEvents-existing), "access records", "records")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	todo := make(chan int)

@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"cpis/auth"
 	"cpis/fhir"
 	"cpis/profiles"
@@ -259,16 +257,7 @@ func postAll(ctx context.Context, d *demoData, batch, workers int, out io.Writer
 	if err != nil {
 		return err
 	}
-	bar := progressbar.NewOptions64(int64(d.resources()),
-		progressbar.OptionSetWriter(out),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionSetItsString("resources"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }),
-	)
+	bar := ProgressBar(out, int64(d.resources()), what, "resources")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	todo := make(chan job)
