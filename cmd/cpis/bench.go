@@ -14,6 +14,7 @@ import (
 
 	"cpis/cmd/cpis/internal/load"
 	"cpis/handlers"
+	"cpis/profiles"
 	"cpis/store"
 )
 
@@ -133,7 +134,7 @@ func sweepBacklog(ctx context.Context, cfg *config, stdout io.Writer) error {
 	}
 	defer st.Close()
 	t0 := time.Now()
-	stats, err := st.Purge(ctx, time.Now().UTC().AddDate(0, 0, -cfg.RetentionDays))
+	stats, err := st.Purge(ctx, profiles.RetainedSince(time.Now().UTC(), cfg.RetentionDays))
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"cpis/auth"
 	"cpis/fhir"
 	"cpis/handlers"
+	"cpis/profiles"
 	"cpis/store"
 	"cpis/store/observed"
 	"cpis/store/sqlite"
@@ -293,7 +294,7 @@ func sweep(ctx context.Context, st store.Store, days int, every time.Duration, l
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().UTC().AddDate(0, 0, -days)
+		cutoff := profiles.RetainedSince(time.Now().UTC(), days)
 		stats, err := st.Purge(ctx, cutoff)
 		if err != nil {
 			if ctx.Err() == nil {

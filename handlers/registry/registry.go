@@ -16,6 +16,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/profiles"
 	"cpis/store"
 )
 
@@ -96,7 +97,7 @@ func (r *Registry) Now() time.Time { return r.clock().UTC() }
 // and purged; access records before it are not served once the patient has
 // no retained plan.
 func (r *Registry) RetainedSince() time.Time {
-	return r.Now().AddDate(0, 0, -r.retentionDays)
+	return profiles.RetainedSince(r.Now(), r.retentionDays)
 }
 
 // Ping checks the store can be reached.
