@@ -195,7 +195,7 @@ func decodeAudit(line []byte) (store.Item, error) {
 	if l.Seq <= 0 || l.ID == "" {
 		return store.Item{}, errors.New("an access record line needs a sequence number and an id")
 	}
-	a := &store.AuditRecord{ID: l.ID, Subject: l.Subject, Owners: l.Owners, Agent: l.Agent, Notify: l.Notify, Body: l.Body}
+	a := &store.AuditRecord{Seq: l.Seq, ID: l.ID, Subject: l.Subject, Owners: l.Owners, Agent: l.Agent, Notify: l.Notify, Body: l.Body}
 	var err error
 	if a.Recorded, err = parseTime(l.Recorded); err != nil {
 		return store.Item{}, err

@@ -36,7 +36,7 @@ func TestLinesKeepBodiesExactly(t *testing.T) {
 		it.Versions[1].Keys = []string{"LA1|s|a", "LA1|s|b"} // kept as a set, sorted
 		assert.Equal(t, it, got)
 
-		a := store.Item{Seq: 7, Audit: &store.AuditRecord{ID: "e1", Recorded: at, Subject: "9449306753", Owners: []string{"LA2", "LA1"},
+		a := store.Item{Seq: 7, Audit: &store.AuditRecord{Seq: 7, ID: "e1", Recorded: at, Subject: "9449306753", Owners: []string{"LA2", "LA1"},
 			Agent: "u1", Notify: true, Body: b, Views: map[string][]byte{"LA1": b, "LA2": []byte(`{"v":2}`)}}}
 		line, typ, isAudit, err = encode(a)
 		require.NoError(t, err)

@@ -150,6 +150,7 @@ func dumpAudit(ctx context.Context, tx *sql.Tx, fn func(store.Item) error) error
 		}
 		a.Recorded = time.Unix(0, recorded).UTC()
 		a.Owners = strings.Fields(owners)
+		a.Seq = seq
 		if err := fn(store.Item{Audit: &a, Seq: seq}); err != nil {
 			return err
 		}
