@@ -172,3 +172,29 @@ func TestCareTeamReadByID(t *testing.T) {
 		}
 	})
 }
+
+// TestCapabilityStatementOffersCareTeam: the CapabilityStatement lists
+// CareTeam with its profile, read and search-type, and the patient param.
+func TestCapabilityStatementOffersCareTeam(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	r := e.do(http.MethodGet, "metadata", "", "")
+	require.Equal(t, http.StatusOK, r.Code)
+	var ct map[string]any
+	for _, res := range jpath[[]any](t, r.json(), "rest", 0, "resource") {
+		if m := res.(map[string]any); m["type"] == "CareTeam" {
+			ct = m
+		}
+	}
+	require.NotNil(t, ct, "CareTeam is in the CapabilityStatement")
+	assert.Equal(t, "https://fhir.cpis.dev/StructureDefinition/CPIS-CareTeam", ct["profile"])
+	var codes []string
+	for _, in := range jpath[[]any](t, ct, "interaction") {
+		codes = append(codes, in.(map[string]any)["code"].(string))
+	}
+	assert.ElementsMatch(t, []string{"read", "search-type"}, codes)
+	var params []string
+	for _, p := range jpath[[]any](t, ct, "searchParam") {
+		params = append(params, p.(map[string]any)["name"].(string))
+	}
+	assert.Contains(t, params, "patient")
+}
