@@ -1,13 +1,18 @@
 package handlers_test
 
 import (
+	"database/sql"
 	"encoding/base64"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"cpis/store"
+	"cpis/store/sqlite"
 )
 
 func careTeamSearch(nhs string) string {
@@ -197,4 +202,36 @@ func TestCapabilityStatementOffersCareTeam(t *testing.T) {
 		params = append(params, p.(map[string]any)["name"].(string))
 	}
 	assert.Contains(t, params, "patient")
+}
+
+// TestHazard_CareTeamWithoutTheLANumbers makes the store fail the lookup of
+// the local authority's Organization (its key table is gone, on the real
+// SQLite store) and checks the CareTeam search and read answer 503 with no
+// CareTeam, rather than a CareTeam without the numbers to call, and that
+// nobody is told of an access that showed nothing.
+func TestHazard_CareTeamWithoutTheLANumbers(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, backend{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }})
+	e.putOrg("o1", la1, "Somerset Council")
+	e.putPlan(planSpec{id: "cpp", nhs: nhsA, la: la1})
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Exec(`ALTER TABLE keys RENAME TO keys_hidden`)
+	require.NoError(t, err)
+
+	for _, path := range []string{careTeamSearch(nhsA), "CareTeam/cpp"} {
+		r := e.do(http.MethodGet, path, e.nurse(), "")
+		require.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
+		assert.NotContains(t, r.Body.String(), `"CareTeam"`)
+		assert.NotContains(t, r.Body.String(), nhsA)
+	}
+	assert.Empty(t, e.auditOf(nhsA), "no access is recorded for an answer that showed nothing")
+
+	_, err = db.Exec(`ALTER TABLE keys_hidden RENAME TO keys`)
+	require.NoError(t, err)
+	r := e.do(http.MethodGet, careTeamSearch(nhsA), e.nurse(), "")
+	require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+	requireLANumbers(t, r.entries("match")[0], la1)
 }

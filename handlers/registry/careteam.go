@@ -92,11 +92,11 @@ func (r *Registry) readCareTeam(ctx context.Context, c Caller, id string) (store
 	if rec.Deleted {
 		return gone(rec)
 	}
-	if err := r.auditRecords(ctx, c, "read", []store.Record{rec}); err != nil {
-		return store.Record{}, err
-	}
 	out, err := r.careTeams(ctx, c, []store.Record{rec})
 	if err != nil {
+		return store.Record{}, err
+	}
+	if err := r.auditRecords(ctx, c, "read", []store.Record{rec}); err != nil {
 		return store.Record{}, err
 	}
 	return out[0], nil

@@ -232,6 +232,15 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 			return Page{}, err
 		}
 	}
+	// A CareTeam is rendered before the access is audited: if its local
+	// authority's numbers cannot be read, nothing is shown and nobody is
+	// told of an access that did not happen.
+	var shown []store.Record
+	if s.Type == careTeamType {
+		if shown, err = r.careTeams(ctx, c, recs); err != nil {
+			return Page{}, err
+		}
+	}
 	if PatientType(s.Type) {
 		seen, err := r.allMatches(ctx, c, q, recs, total)
 		if err != nil {
@@ -249,10 +258,7 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 		}
 	}
 	if s.Type == careTeamType {
-		if recs, err = r.careTeams(ctx, c, recs); err != nil {
-			return Page{}, err
-		}
-		return Page{Matches: recs, Total: total}, nil
+		return Page{Matches: shown, Total: total}, nil
 	}
 	page := Page{Matches: recs, Total: total}
 	for i := range recs {
