@@ -235,3 +235,41 @@ func TestHazard_CareTeamWithoutTheLANumbers(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 	requireLANumbers(t, r.entries("match")[0], la1)
 }
+
+// TestCareTeamSearchPages pages a CareTeam search with the server's links:
+// every plan once, each page a CareTeam with the LA's numbers, and the
+// first page's AuditEvent counts every match, not only the page.
+func TestCareTeamSearchPages(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		e.putOrg("o1", la1, "Somerset Council")
+		for _, id := range []string{"p1", "p2", "p3", "p4", "p5"} {
+			e.putPlan(planSpec{id: id, nhs: nhsA, la: la1})
+		}
+		seen := map[string]bool{}
+		next := careTeamSearch(nhsA) + "&_count=2"
+		pages := 0
+		for next != "" {
+			r := e.do(http.MethodGet, strings.TrimPrefix(next, base+"/"), e.nurse(), "")
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.Equal(t, 5, r.total())
+			for _, m := range r.entries("match") {
+				requireLANumbers(t, m, la1)
+				id := jpath[string](t, m, "id")
+				assert.False(t, seen[id], "no repeats")
+				seen[id] = true
+			}
+			next = r.link("next")
+			if next != "" {
+				assert.True(t, strings.HasPrefix(next, base+"/CareTeam?"), next)
+			}
+			pages++
+			require.Less(t, pages, 10)
+		}
+		assert.Len(t, seen, 5)
+		assert.Equal(t, 3, pages)
+		audits := e.auditOf(nhsA)
+		require.NotEmpty(t, audits)
+		assert.Contains(t, string(audits[len(audits)-1].Body), `"5 plans found"`, "the first page's AuditEvent counts every match")
+	})
+}
