@@ -62,6 +62,17 @@ func (s *Server) routes(e *gin.Engine) {
 		r.Handle(m, "/Flag/:id", flagsDerived)
 	}
 
+	// CareTeam: the national CP-IS API's answer about a plan, rendered from
+	// the EpisodeOfCare with its local authority's numbers; read-only.
+	r.GET("/CareTeam", s.search("CareTeam"))
+	r.POST("/CareTeam/_search", s.search("CareTeam"))
+	r.GET("/CareTeam/:id", s.read("CareTeam"))
+	careTeamsDerived := s.notAllowed("CareTeams are rendered from EpisodeOfCare by the server: write the EpisodeOfCare instead")
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		r.Handle(m, "/CareTeam", careTeamsDerived)
+		r.Handle(m, "/CareTeam/:id", careTeamsDerived)
+	}
+
 	// EpisodeOfCare: the plans local authorities write.
 	r.GET("/EpisodeOfCare", s.search("EpisodeOfCare"))
 	r.POST("/EpisodeOfCare/_search", s.search("EpisodeOfCare"))

@@ -99,6 +99,17 @@ func specs() []resourceSpec {
 			Doc:        "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405).",
 		},
 		{
+			Type: "CareTeam", Profile: profiles.CareTeamProfile,
+			Interactions: []string{"read", "search-type"},
+			Params: []searchParam{
+				nhsParam("patient:identifier", "patient.identifier", "subject:identifier", "subject.identifier"),
+				silentSearchParam(),
+			},
+			Doc: "The national CP-IS API's answer about a plan: one CareTeam per plan (same id as the EpisodeOfCare), with the managing " +
+				"local authority and its current office-hours (rank 1) and emergency duty team (rank 2) numbers. Read and audited as the Flag; " +
+				"CareTeams cannot be written (405).",
+		},
+		{
 			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
 			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "create", "delete"},
 			Params: []searchParam{

@@ -10,7 +10,9 @@ import (
 
 // PatientType reports whether records of typ are about a patient: their
 // reads are audited, and health users find them by NHS number only.
-func PatientType(typ string) bool { return typ == "Flag" || typ == "EpisodeOfCare" }
+func PatientType(typ string) bool {
+	return typ == "Flag" || typ == "EpisodeOfCare" || typ == careTeamType
+}
 
 // MayRead checks the caller may read typ in the given mode: a read that
 // notifies needs B0107 (or a system read scope), a silent read needs B0170.
@@ -21,14 +23,14 @@ func MayRead(p *auth.Principal, typ string, silent bool) error {
 	if silent {
 		acc = auth.SilentRead
 	}
-	if p.Allows(typ, acc) {
+	if p.Allows(permType(typ), acc) {
 		return nil
 	}
 	switch {
 	case p.Kind == auth.System && silent:
 		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: silent reads are for scheduled-care users (B0170)")
 	case p.Kind == auth.System:
-		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: the token has no system/%s.read scope", typ)
+		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: the token has no system/%s.read scope", permType(typ))
 	case silent:
 		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: a silent read of %s needs activity B0170", typ)
 	}

@@ -50,6 +50,9 @@ func (r *Registry) Read(ctx context.Context, c Caller, typ, id string) (store.Re
 	if err := ByID(c, typ); err != nil {
 		return store.Record{}, err
 	}
+	if typ == careTeamType {
+		return r.readCareTeam(ctx, c, id)
+	}
 	rec, err := r.st.Get(ctx, typ, id)
 	if err != nil {
 		return store.Record{}, storeErr(c, err)
@@ -198,7 +201,7 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 	if err := MayRead(c.P, s.Type, c.Silent); err != nil {
 		return Page{}, err
 	}
-	q := store.Query{Type: s.Type, Subject: s.Subject, IDs: s.IDs, RetainedSince: r.RetainedSince(), Limit: s.Limit, After: s.After, Count: true}
+	q := store.Query{Type: storedType(s.Type), Subject: s.Subject, IDs: s.IDs, RetainedSince: r.RetainedSince(), Limit: s.Limit, After: s.After, Count: true}
 	if s.Identifier != "" {
 		// Identifiers are unique within the organisation that manages the
 		// resource: a local authority searches its own; an LA's
@@ -229,6 +232,15 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 			return Page{}, err
 		}
 	}
+	// A CareTeam is rendered before the access is audited: if its local
+	// authority's numbers cannot be read, nothing is shown and nobody is
+	// told of an access that did not happen.
+	var shown []store.Record
+	if s.Type == careTeamType {
+		if shown, err = r.careTeams(ctx, c, recs); err != nil {
+			return Page{}, err
+		}
+	}
 	if PatientType(s.Type) {
 		seen, err := r.allMatches(ctx, c, q, recs, total)
 		if err != nil {
@@ -244,6 +256,9 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 		if err := r.audited(ctx, c, "search-type", s.Query, "", t); err != nil {
 			return Page{}, err
 		}
+	}
+	if s.Type == careTeamType {
+		return Page{Matches: shown, Total: total}, nil
 	}
 	page := Page{Matches: recs, Total: total}
 	for i := range recs {
