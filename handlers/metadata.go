@@ -138,6 +138,7 @@ func (s *Server) capabilityStatement() []byte {
 				"each (an OperationOutcome in response.outcome for a failure). Entries cannot refer to each other. Read (GET) entries are refused with 405: " +
 				"read and search with their own requests. " + bundleLimits},
 		},
+		Operation: []csOperation{{Name: dataQualityOp.Name, Definition: dataQualityOp.Definition, Documentation: dataQualityOp.Doc}},
 		Security: csSecurity{
 			CORS: len(s.corsOrigins) > 0,
 			Service: []fhir.CodeableConcept{{Coding: []fhir.Coding{{

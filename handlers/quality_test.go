@@ -102,3 +102,15 @@ func TestHazard_DataQualityReportForHealthUsersOrUnscopedLA(t *testing.T) {
 		assert.Empty(t, findingIssues(r), "an LA with no data has no findings")
 	})
 }
+
+// TestCapabilityStatementListsDataQuality: the operation is listed at
+// system level, where clients look for it.
+func TestCapabilityStatementListsDataQuality(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	r := e.do(http.MethodGet, "metadata", "", "")
+	require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+	ops := jpath[[]any](t, r.json(), "rest", 0, "operation")
+	require.Len(t, ops, 1)
+	assert.Equal(t, "data-quality", jpath[string](t, ops[0], "name"))
+	assert.Equal(t, "https://fhir.cpis.dev/OperationDefinition/data-quality", jpath[string](t, ops[0], "definition"))
+}
