@@ -114,3 +114,16 @@ func TestCapabilityStatementListsDataQuality(t *testing.T) {
 	assert.Equal(t, "data-quality", jpath[string](t, ops[0], "name"))
 	assert.Equal(t, "https://fhir.cpis.dev/OperationDefinition/data-quality", jpath[string](t, ops[0], "definition"))
 }
+
+// TestHazard_DataQualityReportEmptyOnStoreFailure: a report the database
+// could not produce is a 503, never "All OK".
+func TestHazard_DataQualityReportEmptyOnStoreFailure(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		e.putPlan(planSpec{id: "p1", nhs: nhsA, la: la1})
+		require.NoError(t, e.store.Close())
+		r := e.do(http.MethodGet, "$data-quality", e.laToken(la1, dqScopes...), "")
+		assert.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
+		assert.NotContains(t, r.Body.String(), "All OK")
+	})
+}
