@@ -60,7 +60,9 @@ type Permission struct {
 func (p Permission) String() string { return p.Type + "." + p.Access.String() }
 
 // Types are the resource types permissions can name.
-func Types() []string { return []string{"EpisodeOfCare", "Flag", "Organization", "AuditEvent"} }
+func Types() []string {
+	return []string{"EpisodeOfCare", "Flag", "Organization", "AuditEvent", "DataQuality"}
+}
 
 // Principal is the authenticated caller.
 type Principal struct {

@@ -98,6 +98,9 @@ func (s *Server) routes(e *gin.Engine) {
 	r.GET("/AuditEvent", s.handle(s.searchAudit))
 	r.POST("/AuditEvent/_search", s.handle(s.searchAudit))
 
+	// $data-quality: a local authority's report on its own data.
+	r.GET("/$data-quality", s.handle(s.dataQuality))
+
 	// $validate: any caller with a token; writes nothing, reads nothing.
 	for _, typ := range []string{"EpisodeOfCare", "Organization", "Flag", "AuditEvent"} {
 		r.POST("/"+typ+"/$validate", s.validate(typ))

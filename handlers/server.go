@@ -19,6 +19,7 @@ import (
 	"cpis/fhir"
 	"cpis/handlers/registry"
 	"cpis/profiles"
+	"cpis/profiles/quality"
 	"cpis/store"
 )
 
@@ -87,6 +88,9 @@ type Deps struct {
 	// served at /metrics.
 	Metrics        Metrics
 	MetricsHandler http.Handler
+	// Quality is the data-quality report's thresholds; the defaults when
+	// zero.
+	Quality quality.Thresholds
 }
 
 // Metrics observes requests; the server's Prometheus collectors implement it.
@@ -160,6 +164,9 @@ func NewEngine(d Deps) (*gin.Engine, error) {
 	}
 	if d.RetentionDays <= 0 {
 		d.RetentionDays = 365
+	}
+	if d.Quality == (quality.Thresholds{}) {
+		d.Quality = quality.DefaultThresholds()
 	}
 	if d.Profiles == nil {
 		if d.Profiles, err = profiles.Load(d.Location); err != nil {

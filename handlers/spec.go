@@ -53,6 +53,14 @@ var validateOp = operation{Name: "validate", Definition: "http://hl7.org/fhir/Op
 		"names: an unknown profile is an error), or one informational issue when the resource is valid. The instance form validates the " +
 		"body as an update of that id (its id must match) and never reads the stored resource, so it reveals nothing about it."}
 
+// dataQualityOp is $data-quality, at system level.
+var dataQualityOp = operation{Name: "data-quality", Definition: profiles.Base + "/OperationDefinition/data-quality",
+	Doc: "GET [base]/$data-quality: the calling local authority's data-quality report on its own retained plans and its Organization, as one " +
+		"OperationOutcome: an information issue per rule with its count, then one issue per finding, its rule in details.coding " +
+		"(https://fhir.cpis.dev/CodeSystem/data-quality-rule), the resource named by reference in diagnostics, never by NHS number, and the " +
+		"element in expression. Local authority systems with system/DataQuality.read (or system/*.read) only; others get 403. Another " +
+		"authority's plans are never counted or shown. Not audited: it names no patient. A database failure is 503, never an empty report."}
+
 // conformanceSpec is a type of the server's own conformance resources:
 // readable by any caller with a token, searchable by url.
 func conformanceSpec(typ, doc string) resourceSpec {
@@ -146,7 +154,8 @@ func specs() []resourceSpec {
 			Doc:        "Access history. By patient: the 25 most recent accesses, newest first, one per user per 24 hours. By date: the local authority's feed.",
 		},
 		conformanceSpec("StructureDefinition", "The CP-IS profiles of EpisodeOfCare, Flag, Organization and AuditEvent, each with its differential and full snapshot."),
-		conformanceSpec("CodeSystem", "The CP-IS code systems: plan-type (CPP, LAC, UCPP) and la-contact-purpose (office-hours, emergency-duty-team)."),
+		conformanceSpec("CodeSystem", "The CP-IS code systems: plan-type (CPP, LAC, UCPP), la-contact-purpose (office-hours, emergency-duty-team) and "+
+			"data-quality-rule (the rules of the $data-quality report, in its issues' details)."),
 		conformanceSpec("ValueSet", "The value sets the profiles bind to: plan-type (with the SNOMED CT synonyms of CPP and LAC) and la-contact-purpose."),
 	}
 }

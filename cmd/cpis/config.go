@@ -12,6 +12,7 @@ import (
 
 	"cpis/auth"
 	"cpis/handlers"
+	"cpis/profiles/quality"
 )
 
 // config is the server's configuration: environment variables, each with a
@@ -28,6 +29,8 @@ type config struct {
 	Audience      string
 	RBACFile      string
 	RetentionDays int
+	// Quality is the data-quality report's thresholds (CPIS_DQ_*).
+	Quality quality.Thresholds
 	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
 	MaxTokenLifetime time.Duration
 	maxTokenLifetime string
@@ -147,6 +150,9 @@ func loadConfigWith(name string, args []string, getenv func(string) string, out 
 		return nil, fs, badConfig("CPIS_RETENTION_DAYS must be a whole number of days from 1 to 36500, not %q", retention)
 	}
 	c.RetentionDays = n
+	if c.Quality, err = quality.ThresholdsFromEnv(getenv); err != nil {
+		return nil, fs, badConfig("%v", err)
+	}
 	return c, fs, c.check()
 }
 

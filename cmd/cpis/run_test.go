@@ -232,6 +232,8 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"request-not-under-write-timeout", map[string]string{"CPIS_WRITE_TIMEOUT": "30s"}, "CPIS_REQUEST_TIMEOUT"},
 		{"max-token-lifetime", map[string]string{"CPIS_MAX_TOKEN_LIFETIME": "1 day"}, "CPIS_MAX_TOKEN_LIFETIME"},
 		{"max-token-lifetime-zero", map[string]string{"CPIS_MAX_TOKEN_LIFETIME": "0s"}, "CPIS_MAX_TOKEN_LIFETIME"},
+		{"dq-ucpp-months", map[string]string{"CPIS_DQ_UCPP_MONTHS": "ten"}, "CPIS_DQ_UCPP_MONTHS"},
+		{"dq-correction-days-zero", map[string]string{"CPIS_DQ_CORRECTION_DAYS": "0"}, "CPIS_DQ_CORRECTION_DAYS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -204,7 +204,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
 		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey, CursorKey: pagingKey,
 		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
-		Location: london, RetentionDays: cfg.RetentionDays,
+		Location: london, RetentionDays: cfg.RetentionDays, Quality: cfg.Quality,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
 	})

@@ -1,0 +1,81 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"cpis/auth"
+	"cpis/fhir"
+	"cpis/profiles/quality"
+	"cpis/store"
+)
+
+// qualityPage is how many plans one store call of the data-quality report
+// reads.
+const qualityPage = 1000
+
+// MayReadQuality checks the caller may ask for a data-quality report: a
+// local authority system with system/DataQuality.read (or system/*.read).
+func MayReadQuality(p *auth.Principal) error {
+	if p.IsLA() && p.Allows("DataQuality", auth.Read) {
+		return nil
+	}
+	if !p.IsLA() {
+		return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: the data-quality report is for local authority systems")
+	}
+	return fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: the token has no system/DataQuality.read scope")
+}
+
+// DataQuality reports the data-quality findings on the caller's own plans
+// (those still retained) and its own Organization, under the thresholds th.
+// It reads only the calling local authority's records, so another's plans
+// for the same child are never counted or shown. Findings name resources
+// by reference, never by NHS number, so the read is not audited. A store
+// error fails the report: never an empty one.
+func (r *Registry) DataQuality(ctx context.Context, c Caller, th quality.Thresholds) ([]quality.Finding, error) {
+	if err := MayReadQuality(c.P); err != nil {
+		return nil, err
+	}
+	ods := c.P.OrgCode
+	if ods == "" {
+		return nil, fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: the token names no organisation")
+	}
+	now := r.Now()
+	since := r.RetainedSince()
+	var plans []quality.PlanFacts
+	after := ""
+	for {
+		recs, _, err := r.st.Search(ctx, store.Query{Type: "EpisodeOfCare", Owner: ods, RetainedSince: since, After: after, Limit: qualityPage})
+		if err != nil {
+			return nil, storeErr(c, err)
+		}
+		for _, rec := range recs {
+			if rec.Owner != ods || rec.Deleted || rec.Body == nil {
+				continue
+			}
+			pf, err := quality.ParsePlanFacts(rec.Body, rec.Updated, r.loc)
+			if err != nil {
+				return nil, fmt.Errorf("registry: data quality: EpisodeOfCare/%s: %w", rec.ID, err)
+			}
+			plans = append(plans, pf)
+		}
+		if len(recs) < qualityPage {
+			break
+		}
+		after = recs[len(recs)-1].ID
+	}
+	var org *quality.OrgFacts
+	orgs, _, err := r.st.Search(ctx, store.Query{Type: "Organization", Key: laKey(ods), Limit: 1})
+	if err != nil {
+		return nil, storeErr(c, err)
+	}
+	for _, o := range orgs {
+		if o.Owner != ods || o.Deleted || o.Body == nil {
+			continue
+		}
+		if org, err = quality.ParseOrgFacts(o.Body, o.Updated); err != nil {
+			return nil, fmt.Errorf("registry: data quality: Organization/%s: %w", o.ID, err)
+		}
+	}
+	return quality.Report(now, th, plans, org), nil
+}
