@@ -91,16 +91,10 @@ func (s *Store) identify(ctx context.Context) error {
 func (s *Store) ID() string { return s.id }
 
 // broken returns the error the store failed with, or nil.
-func (s *Store) broken() error {
-	if v := s.failure.Load(); v != nil {
-		return *v
-	}
-	return nil
-}
+func (s *Store) broken() error { return s.failure.Err() }
 
 func (s *Store) failWith(why string) {
-	err := fmt.Errorf("store/mongo: %w: %s; restart the server once the cause is understood", store.ErrUnavailable, why)
-	if s.failure.CompareAndSwap(nil, &err) {
+	if s.failure.Set("store/mongo", why) {
 		s.log.Error("the store has failed and refuses every call", slog.String("reason", why))
 	}
 }

@@ -114,7 +114,7 @@ type Store struct {
 
 	log       *slog.Logger
 	id        string
-	failure   atomic.Pointer[error] // set once the store has failed for good
+	failure   store.Failure         // set once the store has failed for good
 	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
 }
 

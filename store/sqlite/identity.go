@@ -75,17 +75,11 @@ func storeID(db *sql.DB, create bool) (string, error) {
 func (s *Store) ID() string { return s.id }
 
 // broken returns the error the store failed with, or nil.
-func (s *Store) broken() error {
-	if v := s.failure.Load(); v != nil {
-		return *v
-	}
-	return nil
-}
+func (s *Store) broken() error { return s.failure.Err() }
 
 // failWith fails the store for good, logging why once.
 func (s *Store) failWith(why string) {
-	err := fmt.Errorf("store/sqlite: %w: %s; restart the server once the cause is understood", store.ErrUnavailable, why)
-	if s.failure.CompareAndSwap(nil, &err) {
+	if s.failure.Set("store/sqlite", why) {
 		s.log.Error("the store has failed and refuses every call", slog.String("path", s.path), slog.String("reason", why))
 	}
 }

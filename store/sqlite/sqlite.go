@@ -75,7 +75,7 @@ type Store struct {
 	file      os.FileInfo // the database file opened, for the watcher
 	watchDone chan struct{}
 	walFull   chan struct{}         // the checkpointer asks the idle writer to bound the log
-	failure   atomic.Pointer[error] // set once the store has failed for good
+	failure   store.Failure         // set once the store has failed for good
 	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
 	walNext   time.Time             // writer only: no truncating checkpoint before
 	gate      sync.RWMutex          // reads start under RLock; boundWAL holds Lock
