@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,6 +213,14 @@ func (s *Store) insertAudit(ctx context.Context, docs []auditDoc) ([]error, erro
 	for attempt := 0; len(pending) > 0; attempt++ {
 		if attempt == seqAttempts {
 			return nil, fmt.Errorf("store/mongo: audit: %w: sequence numbers kept being fenced off", store.ErrUnavailable)
+		}
+		if attempt > 0 {
+			// Another process took the same numbers (FerretDB's $inc is not
+			// atomic across processes) or a reader fenced them off: wait a
+			// random moment so two writers retrying in step fall apart.
+			if err := jitter(ctx, attempt); err != nil {
+				return nil, s.fail("audit", err)
+			}
 		}
 		if attempt > 0 || docs[pending[0]].Seq == 0 {
 			first, err := s.allocate(ctx, len(pending))
@@ -688,4 +697,16 @@ func (s *Store) purgeAudit(ctx context.Context, cutoff time.Time) (int, error) {
 		return n, s.fail("purging fence markers", err)
 	}
 	return n, nil
+}
+
+// jitter sleeps a random time below 2^attempt milliseconds, or until ctx ends.
+func jitter(ctx context.Context, attempt int) error {
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) << attempt)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
