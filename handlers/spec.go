@@ -115,14 +115,15 @@ func specs() []resourceSpec {
 		},
 		{
 			Type: "CareTeam", Profile: profiles.CareTeamProfile,
-			Interactions: []string{"read", "search-type"},
+			Interactions: []string{"read", "vread", "history-instance", "search-type"},
 			Params: []searchParam{
 				nhsParam("patient:identifier", "patient.identifier", "subject:identifier", "subject.identifier"),
 				silentSearchParam(),
 			},
 			Doc: "The national CP-IS API's answer about a plan: one CareTeam per plan (same id as the EpisodeOfCare), with the managing " +
 				"local authority and its current office-hours (rank 1) and emergency duty team (rank 2) numbers. Read and audited as the Flag; " +
-				"CareTeams cannot be written (405).",
+				"CareTeams cannot be written (405). Its versions are the plan's (vread and _history audited as the Flag's), each rendered " +
+				"with the local authority's numbers as they are now.",
 		},
 		{
 			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
