@@ -309,6 +309,12 @@ func TestAuditEventSearchReportsWhatItIgnores(t *testing.T) {
 				assert.Contains(t, strict.Body.String(), tc.ignored)
 			})
 		}
+		// _summary=count is honoured, not ignored: the total only.
+		r0 := e.do(http.MethodGet, auditSearch(nhsA)+"&_summary=count&_include=AuditEvent:agent", gp, "", silent...)
+		require.Equal(t, http.StatusOK, r0.Code, r0.Body.String())
+		assert.Equal(t, 1, r0.total())
+		assert.Empty(t, r0.entries(""), "no entries with _summary=count")
+
 		// A supported include under strict handling is served.
 		r := e.do(http.MethodGet, auditSearch(nhsA)+"&_include="+nationalInclude, gp, "", append(silent, "Prefer", "handling=strict")...)
 		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
