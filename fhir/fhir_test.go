@@ -121,6 +121,7 @@ func FuzzParseSearch(f *testing.F) {
 	for _, s := range []string{
 		"patient:identifier=https://fhir.nhs.uk/Id/nhs-number|9449306753&_include=Flag:author",
 		"a=1&b=2,3&_count=10&_cursor=abc", "date=ge2026-01-01", "x.y:z=%2C", "", "&&&", "_include=a:b:c&_include=x:y",
+		"_include=AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED", "_include=a:b=c=d",
 	} {
 		f.Add(s)
 	}
