@@ -86,10 +86,23 @@ func TestParseSearch(t *testing.T) {
 	assert.Equal(t, "identifier", q.Params[1].Chain)
 	assert.Equal(t, []string{"a", "b,c"}, q.Params[1].Values)
 	assert.Equal(t, []fhir.Include{{Source: "Flag", Param: "author", Raw: "Flag:author"}}, q.Includes)
+	// The national CP-IS API's include, as published and URL-encoded.
+	for _, raw := range []string{
+		"_include=AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED",
+		"_include=AuditEvent%3Aentity-type%3Dhttp%3A%2F%2Fterminology.hl7.org%2FCodeSystem%2Fv3-RoleClass%7CASSIGNED",
+	} {
+		nq, err := fhir.ParseSearch(raw)
+		require.Nil(t, err, raw)
+		require.Len(t, nq.Includes, 1, raw)
+		inc := nq.Includes[0]
+		assert.Equal(t, fhir.Include{Source: "AuditEvent", Param: "entity-type", Value: "http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED",
+			Raw: "AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED"}, inc, raw)
+		assert.Equal(t, inc.Raw, inc.Name())
+	}
 	tok := fhir.ParseToken(q.Params[0].Values[0])
 	assert.Equal(t, fhir.Token{System: fhir.NHSNumberSystem, Code: "9449306753", HasSystem: true}, tok)
 
-	for _, bad := range []string{"_count=-1", "_count=x", "_count=1&_count=2", "_include=Flag", "a%zz=1", "=1", "x=%zz", strings.Repeat("a=1&", 70)} {
+	for _, bad := range []string{"_count=-1", "_count=x", "_count=1&_count=2", "_include=Flag", "_include=AuditEvent:agent=", "_include=AuditEvent:agent:PractitionerRole=x", "a%zz=1", "=1", "x=%zz", strings.Repeat("a=1&", 70)} {
 		_, err := fhir.ParseSearch(bad)
 		assert.NotNil(t, err, bad)
 		if err != nil {
@@ -108,6 +121,7 @@ func FuzzParseSearch(f *testing.F) {
 	for _, s := range []string{
 		"patient:identifier=https://fhir.nhs.uk/Id/nhs-number|9449306753&_include=Flag:author",
 		"a=1&b=2,3&_count=10&_cursor=abc", "date=ge2026-01-01", "x.y:z=%2C", "", "&&&", "_include=a:b:c&_include=x:y",
+		"_include=AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED", "_include=a:b=c=d",
 	} {
 		f.Add(s)
 	}

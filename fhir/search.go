@@ -31,10 +31,23 @@ type Param struct {
 // Key is the parameter as written, e.g. "patient:identifier".
 func (p Param) Key() string { return p.Raw }
 
-// Include is one _include value: Source:param[:Target].
+// Include is one _include value: Source:param[:Target], or
+// Source:param=Value, the form the national CP-IS API publishes
+// (AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED):
+// not standard FHIR, so Value is kept whole for the caller to match.
 type Include struct {
 	Source, Param, Target string
+	Value                 string
 	Raw                   string
+}
+
+// Name is the include as a server lists it: Source:param, or
+// Source:param=Value.
+func (i Include) Name() string {
+	if i.Value != "" {
+		return i.Source + ":" + i.Param + "=" + i.Value
+	}
+	return i.Source + ":" + i.Param
 }
 
 // SearchQuery is a parsed search request.
@@ -119,11 +132,12 @@ func (q *SearchQuery) setResult(name, value string) error {
 		}
 		q.Count = n
 	case "_include":
-		parts := strings.Split(value, ":")
-		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		head, filter, hasValue := strings.Cut(value, "=")
+		parts := strings.Split(head, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || hasValue && (len(parts) != 2 || filter == "") {
 			return At(KindInvalidSearch, "_include", "_include must be Type:parameter or Type:parameter:Target")
 		}
-		inc := Include{Source: parts[0], Param: parts[1], Raw: value}
+		inc := Include{Source: parts[0], Param: parts[1], Value: filter, Raw: value}
 		if len(parts) == 3 {
 			inc.Target = parts[2]
 		}

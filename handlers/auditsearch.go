@@ -6,6 +6,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"cpis/fhir"
+	"cpis/handlers/registry"
+	"cpis/store"
 )
 
 // searchAudit serves GET /AuditEvent: the access history of one patient
@@ -60,10 +62,55 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	total := len(kept)
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
 		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, searchCursorTTL)}}}
+	newest := make([]store.AuditRecord, 0, len(kept))
 	for i := len(kept) - 1; i >= 0; i-- {
-		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", kept[i].ID), Resource: kept[i].Body, Search: &fhir.EntrySearch{Mode: "match"}})
+		newest = append(newest, kept[i])
+	}
+	if err := s.auditEntries(b, sr, newest); err != nil {
+		return err
 	}
 	s.writeBundle(c, b)
+	return nil
+}
+
+// wantsRoles reports whether an AuditEvent search asks for the accessing
+// users' PractitionerRoles: _include=AuditEvent:agent[:PractitionerRole],
+// or the national CP-IS API's AuditEvent:entity-type=…v3-RoleClass|ASSIGNED.
+func wantsRoles(sr *searchRequest) bool {
+	for _, inc := range sr.q.Includes {
+		if sr.spec.includes(inc) {
+			return true
+		}
+	}
+	return false
+}
+
+// auditEntries adds the access records the registry returned to an
+// AuditEvent searchset, in order: as matches (none with _summary=count),
+// then, if asked, the PractitionerRoles the registry renders from them
+// (search.mode include; each AuditEvent's agent references its
+// PractitionerRole, whose fullUrl the reference resolves to), then the
+// parameters the search ignored.
+func (s *Server) auditEntries(b *fhir.Bundle, sr *searchRequest, recs []store.AuditRecord) error {
+	if sr.q.Summary == "count" {
+		recs = nil
+	}
+	var roles []store.Record
+	if wantsRoles(sr) {
+		var err error
+		if recs, roles, err = registry.WithRoles(recs); err != nil {
+			return err
+		}
+	}
+	for _, r := range recs {
+		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
+	}
+	for _, r := range roles {
+		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL(r.Type, r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "include"}})
+	}
+	if len(sr.ignored) > 0 {
+		b.Entry = append(b.Entry, ignoredEntry(sr))
+	}
 	return nil
 }
 
@@ -82,8 +129,8 @@ func (s *Server) feed(c *gin.Context, sr *searchRequest, since time.Time) error 
 	if len(page.Events) > 0 && page.Next != "" {
 		b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink("AuditEvent", sr, page.Next, feedCursorTTL)})
 	}
-	for _, r := range page.Events {
-		b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL("AuditEvent", r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
+	if err := s.auditEntries(b, sr, page.Events); err != nil {
+		return err
 	}
 	s.writeBundle(c, b)
 	return nil

@@ -196,7 +196,7 @@ func TestCapabilityStatementOffersCareTeam(t *testing.T) {
 	for _, in := range jpath[[]any](t, ct, "interaction") {
 		codes = append(codes, in.(map[string]any)["code"].(string))
 	}
-	assert.ElementsMatch(t, []string{"read", "search-type"}, codes)
+	assert.ElementsMatch(t, []string{"read", "vread", "history-instance", "search-type"}, codes)
 	var params []string
 	for _, p := range jpath[[]any](t, ct, "searchParam") {
 		params = append(params, p.(map[string]any)["name"].(string))
@@ -221,7 +221,7 @@ func TestHazard_CareTeamWithoutTheLANumbers(t *testing.T) {
 	_, err = db.Exec(`ALTER TABLE keys RENAME TO keys_hidden`)
 	require.NoError(t, err)
 
-	for _, path := range []string{careTeamSearch(nhsA), "CareTeam/cpp"} {
+	for _, path := range []string{careTeamSearch(nhsA), "CareTeam/cpp", "CareTeam/cpp/_history/1", "CareTeam/cpp/_history"} {
 		r := e.do(http.MethodGet, path, e.nurse(), "")
 		require.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
 		assert.NotContains(t, r.Body.String(), `"CareTeam"`)

@@ -99,7 +99,8 @@ func (s *Server) capabilityStatement() []byte {
 		"Health professionals use NHS CIS2 user tokens: the role whose person_roleid equals selected_roleid counts, and its activity codes grant " +
 		"B0107 (reads that notify the local authority) or B0170 (silent reads only). Local authority systems use system tokens with org_code and SMART " +
 		"system scopes (system/EpisodeOfCare.write, system/EpisodeOfCare.read, system/Flag.read, system/Organization.write, system/Organization.read, " +
-		"system/AuditEvent.read, system/DataQuality.read for $data-quality; .* and v2 .cruds forms accepted). A local authority reads and writes only what it manages. " +
+		"system/AuditEvent.read, system/DataQuality.read for $data-quality; .* and v2 .cruds forms accepted). " +
+		"A CareTeam is the Flag as the national CP-IS API serves it: reading it needs what reading the Flag needs (B0107 or B0170, system/Flag.read); there is no CareTeam scope. A local authority reads and writes only what it manages. " +
 		"The CP-IS definitions (StructureDefinition, CodeSystem, ValueSet) and $validate need only a valid token of either kind."
 	if len(s.corsOrigins) > 0 {
 		security += fmt.Sprintf(" Browser apps may call the API from %d configured origin(s) (CORS); preflights need no token.", len(s.corsOrigins))

@@ -67,6 +67,8 @@ func (s *Server) routes(e *gin.Engine) {
 	r.GET("/CareTeam", s.search("CareTeam"))
 	r.POST("/CareTeam/_search", s.search("CareTeam"))
 	r.GET("/CareTeam/:id", s.read("CareTeam"))
+	r.GET("/CareTeam/:id/_history", s.history("CareTeam"))
+	r.GET("/CareTeam/:id/_history/:vid", s.vread("CareTeam"))
 	careTeamsDerived := s.notAllowed("CareTeams are rendered from EpisodeOfCare by the server: write the EpisodeOfCare instead")
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
 		r.Handle(m, "/CareTeam", careTeamsDerived)

@@ -113,7 +113,7 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 		sr.ignored = append(sr.ignored, "_summary")
 	}
 	for _, inc := range q.Includes {
-		if !sr.spec.includes(inc.Source + ":" + inc.Param) {
+		if !sr.spec.includes(inc) {
 			sr.ignored = append(sr.ignored, "_include="+inc.Raw)
 		}
 	}
@@ -198,7 +198,7 @@ func (s *Server) registrySearch(typ string, sr *searchRequest) (registry.Search,
 		}
 	}
 	for _, inc := range sr.q.Includes {
-		if sr.spec.includes(inc.Source+":"+inc.Param) && (inc.Target == "" || inc.Target == "Organization") {
+		if sr.spec.includes(inc) {
 			q.Include = true
 		}
 	}
@@ -264,7 +264,7 @@ func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 		parts = append(parts, "silent=true")
 	}
 	for _, inc := range sr.q.Includes {
-		if sr.spec.includes(inc.Source + ":" + inc.Param) {
+		if sr.spec.includes(inc) {
 			parts = append(parts, "_include="+queryEscape(inc.Raw))
 		}
 	}

@@ -1,6 +1,9 @@
 package handlers
 
-import "cpis/profiles"
+import (
+	"cpis/fhir"
+	"cpis/profiles"
+)
 
 // paramKind is how a search parameter is applied.
 type paramKind int
@@ -30,8 +33,12 @@ type resourceSpec struct {
 	Profile      string
 	Interactions []string
 	Params       []searchParam
-	Includes     []string // Source:param
-	Operations   []operation
+	Includes     []string // Source:param (or the national Source:param=value)
+	// IncludeTarget is the type every include of this type adds ("": the
+	// managing local authority's Organization): an _include naming another
+	// target is not served, and is reported.
+	IncludeTarget string
+	Operations    []operation
 	// AnyToken: any caller with a valid token may read the type (the
 	// conformance resources); otherwise the RBAC table and scopes decide.
 	AnyToken bool
@@ -108,14 +115,15 @@ func specs() []resourceSpec {
 		},
 		{
 			Type: "CareTeam", Profile: profiles.CareTeamProfile,
-			Interactions: []string{"read", "search-type"},
+			Interactions: []string{"read", "vread", "history-instance", "search-type"},
 			Params: []searchParam{
 				nhsParam("patient:identifier", "patient.identifier", "subject:identifier", "subject.identifier"),
 				silentSearchParam(),
 			},
 			Doc: "The national CP-IS API's answer about a plan: one CareTeam per plan (same id as the EpisodeOfCare), with the managing " +
 				"local authority and its current office-hours (rank 1) and emergency duty team (rank 2) numbers. Read and audited as the Flag; " +
-				"CareTeams cannot be written (405).",
+				"CareTeams cannot be written (405). Its versions are the plan's (vread and _history audited as the Flag's), each rendered " +
+				"with the local authority's numbers as they are now.",
 		},
 		{
 			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
@@ -150,8 +158,13 @@ func specs() []resourceSpec {
 					Doc: "The local authority's notification feed: every access to its children recorded at or after the date (ge or gt), oldest first, paged with stable cursors."},
 				silentSearchParam(),
 			},
-			Operations: []operation{validateOp},
-			Doc:        "Access history. By patient: the 25 most recent accesses, newest first, one per user per 24 hours. By date: the local authority's feed.",
+			Includes:      []string{"AuditEvent:agent", nationalRoleInclude},
+			IncludeTarget: "PractitionerRole",
+			Operations:    []operation{validateOp},
+			Doc: "Access history. By patient: the 25 most recent accesses, newest first, one per user per 24 hours. By date: the local authority's feed. " +
+				"_include=AuditEvent:agent (or :PractitionerRole), or the national CP-IS API's " + nationalRoleInclude + ", adds one " +
+				"PractitionerRole (CPIS-PractitionerRole) per person and role who accessed, search.mode include, each AuditEvent's agent " +
+				"referencing it; derived from the AuditEvents shown, nothing else is read.",
 		},
 		conformanceSpec("StructureDefinition", "The CP-IS profiles of EpisodeOfCare, Flag, Organization and AuditEvent, each with its differential and full snapshot."),
 		conformanceSpec("CodeSystem", "The CP-IS code systems: plan-type (CPP, LAC, UCPP), la-contact-purpose (office-hours, emergency-duty-team) and "+
@@ -172,9 +185,23 @@ func (r *resourceSpec) param(raw string) *searchParam {
 	return nil
 }
 
-func (r *resourceSpec) includes(raw string) bool {
-	for _, inc := range r.Includes {
-		if inc == raw {
+// nationalRoleInclude is the _include the national CP-IS API publishes for
+// the access history's PractitionerRoles, exactly as published (it is not
+// standard FHIR).
+const nationalRoleInclude = "AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED"
+
+// includes reports whether the type serves inc: one of its includes, with
+// no target or the one it adds.
+func (r *resourceSpec) includes(inc fhir.Include) bool {
+	target := r.IncludeTarget
+	if target == "" {
+		target = "Organization"
+	}
+	if inc.Target != "" && inc.Target != target {
+		return false
+	}
+	for _, name := range r.Includes {
+		if name == inc.Name() {
 			return true
 		}
 	}

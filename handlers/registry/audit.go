@@ -93,7 +93,7 @@ func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, re
 		a := profiles.Access{
 			ID: r.newID(), Recorded: now, Interaction: interaction, Query: query, Resource: resource,
 			NHSNumber: subject, Results: x.plans,
-			System: p.Kind == auth.System, UserName: p.Name, UserID: p.UserID, RoleID: p.RoleID, RoleName: p.RoleName,
+			System: p.Kind == auth.System, UserName: p.Name, UserID: p.UserID, RoleID: p.RoleID, RoleName: p.RoleName, RoleCode: p.RoleCode,
 			OrgCode: p.OrgCode, OrgName: p.OrgName, TraceID: c.TraceID,
 		}
 		agent := "user:" + p.UserID

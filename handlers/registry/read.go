@@ -76,7 +76,7 @@ func (r *Registry) VRead(ctx context.Context, c Caller, typ, id string, vid int6
 	if err := ByID(c, typ); err != nil {
 		return store.Record{}, err
 	}
-	cur, err := r.st.Get(ctx, typ, id)
+	cur, err := r.st.Get(ctx, storedType(typ), id)
 	if err != nil {
 		return store.Record{}, storeErr(c, err)
 	}
@@ -84,25 +84,35 @@ func (r *Registry) VRead(ctx context.Context, c Caller, typ, id string, vid int6
 		return store.Record{}, err
 	}
 	if !c.P.IsLA() && vid < cur.Version {
-		tomb, deleted, err := r.deletedSince(ctx, c, typ, id, vid, cur)
+		tomb, deleted, err := r.deletedSince(ctx, c, storedType(typ), id, vid, cur)
 		if err != nil {
 			return store.Record{}, err
 		}
 		if deleted {
+			tomb.Type = typ
 			return gone(tomb)
 		}
 	}
-	rec, err := r.st.GetVersion(ctx, typ, id, vid)
+	rec, err := r.st.GetVersion(ctx, storedType(typ), id, vid)
 	if err != nil {
 		return store.Record{}, storeErr(c, err)
 	}
+	rec.Type = typ
 	if rec.Deleted {
 		return gone(rec)
+	}
+	shown := []store.Record{r.shown(rec)}
+	if typ == careTeamType {
+		// Rendered before the audit, as a read: no CareTeam without its
+		// local authority's numbers, and no access recorded for nothing.
+		if shown, err = r.careTeams(ctx, c, []store.Record{rec}); err != nil {
+			return store.Record{}, err
+		}
 	}
 	if err := r.auditRecords(ctx, c, "vread", []store.Record{rec}); err != nil {
 		return store.Record{}, err
 	}
-	return r.shown(rec), nil
+	return shown[0], nil
 }
 
 // deletedSince reports whether typ/id was deleted after version vid (cur is
@@ -130,9 +140,12 @@ func (r *Registry) History(ctx context.Context, c Caller, typ, id string) ([]sto
 	if err := ByID(c, typ); err != nil {
 		return nil, err
 	}
-	recs, err := r.st.History(ctx, typ, id)
+	recs, err := r.st.History(ctx, storedType(typ), id)
 	if err != nil {
 		return nil, storeErr(c, err)
+	}
+	for i := range recs {
+		recs[i].Type = typ
 	}
 	cur := recs[0]
 	if err := r.visible(c.P, cur); err != nil {
@@ -144,11 +157,29 @@ func (r *Registry) History(ctx context.Context, c Caller, typ, id string) ([]sto
 			return []store.Record{{Type: cur.Type, ID: cur.ID, Version: cur.Version, Updated: cur.Updated, Deleted: true}}, err
 		}
 	}
+	var teams []store.Record
+	if typ == careTeamType {
+		// Each version of the plan as a CareTeam, rendered before the audit
+		// as a read is (a local authority also sees its tombstones).
+		var live []store.Record
+		for _, rec := range recs {
+			if !rec.Deleted {
+				live = append(live, rec)
+			}
+		}
+		if teams, err = r.careTeams(ctx, c, live); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.auditRecords(ctx, c, "history-instance", recs); err != nil {
 		return nil, err
 	}
 	for i := range recs {
-		if !recs[i].Deleted {
+		switch {
+		case recs[i].Deleted:
+		case typ == careTeamType:
+			recs[i], teams = teams[0], teams[1:]
+		default:
 			recs[i] = r.shown(recs[i])
 		}
 	}
