@@ -1,6 +1,9 @@
 package handlers
 
-import "cpis/profiles"
+import (
+	"cpis/fhir"
+	"cpis/profiles"
+)
 
 // paramKind is how a search parameter is applied.
 type paramKind int
@@ -119,7 +122,7 @@ func specs() []resourceSpec {
 		},
 		{
 			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
-			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "create", "delete"},
+			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "patch", "create", "delete"},
 			Params: []searchParam{
 				nhsParam("patient:identifier", "patient.identifier"),
 				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
@@ -132,7 +135,7 @@ func specs() []resourceSpec {
 		},
 		{
 			Type: "Organization", Profile: profiles.OrganizationProfile,
-			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "create"},
+			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "patch", "create"},
 			Params: []searchParam{
 				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
 					Doc: "The local authority's ODS code: https://fhir.nhs.uk/Id/ods-organization-code|{code}."},
@@ -170,6 +173,12 @@ func (r *resourceSpec) param(raw string) *searchParam {
 		}
 	}
 	return nil
+}
+
+// servesInclude reports whether the server applies an _include: one the
+// type offers, with no target or the Organization it includes.
+func (r *resourceSpec) servesInclude(inc fhir.Include) bool {
+	return r.includes(inc.Source+":"+inc.Param) && (inc.Target == "" || inc.Target == "Organization")
 }
 
 func (r *resourceSpec) includes(raw string) bool {

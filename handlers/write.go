@@ -53,6 +53,13 @@ func (s *Server) validateResource(body []byte, typ string, named ...string) (*fh
 			Diagnostics: fmt.Sprintf("Expected a %s, got %q", typ, clip(res.Type))}}
 	}
 	issues = merge(issues, s.Profiles.Validate(res, named...))
+	if res.IsSubsetted() {
+		// A subset (_summary, _elements) lacks what it left out: written
+		// back, it would erase that from the record.
+		issues = append(issues, fhir.Issue{Kind: fhir.KindUnprocessable, Expression: []string{typ + ".meta.tag"},
+			Diagnostics: "The resource carries the SUBSETTED tag (" + fhir.SubsettedSystem + "|" + fhir.SubsettedCode + "): it is a summary or a " +
+				"selection of elements, not the whole resource. Read it without _summary or _elements, change that, and send it whole"})
+	}
 	if id := res.ID(); id != "" && !fhir.ValidID(id) {
 		issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Expression: []string{typ + ".id"},
 			Diagnostics: fmt.Sprintf("%q is not a valid resource id", clip(id))})
