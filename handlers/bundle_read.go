@@ -182,6 +182,8 @@ func (s *Server) bundleReadError(err error) error {
 		return fhir.Wrap(fhir.KindInvalid, err, "The body is not valid JSON: syntax error at byte %d", se.Offset)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return fhir.Wrap(fhir.KindInvalid, err, "The body is not valid JSON: it ends too early")
+	case bodyTimedOut(err):
+		return slowBody(err)
 	}
 	return fhir.Wrap(fhir.KindInvalid, err, "The request body could not be read")
 }

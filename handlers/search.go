@@ -37,6 +37,9 @@ func searchInput(c *gin.Context) (string, error) {
 		return raw, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(c.Request.Body, maxSearchBody+1))
+	if bodyTimedOut(err) {
+		return "", slowBody(err)
+	}
 	if err != nil {
 		return "", fhir.Wrap(fhir.KindInvalid, err, "The search body could not be read")
 	}

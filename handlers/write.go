@@ -21,6 +21,8 @@ func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, error) {
 	switch {
 	case errors.As(err, &mbe):
 		return nil, fhir.Errorf(fhir.KindTooLarge, "The request body is larger than this server accepts (%d bytes)", limit)
+	case bodyTimedOut(err):
+		return nil, slowBody(err)
 	case err != nil:
 		return nil, fhir.Wrap(fhir.KindInvalid, err, "The request body could not be read")
 	}
