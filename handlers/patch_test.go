@@ -170,3 +170,37 @@ func TestPatchInBundleRefused(t *testing.T) {
 		assert.Equal(t, `W/"1"`, tag)
 	})
 }
+
+// TestCapabilityStatementNamesTheExtras: what is served is advertised:
+// PATCH with its format, conditional reads where a 304 is given, and
+// none where it is not.
+func TestCapabilityStatementNamesTheExtras(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	r := e.do(http.MethodGet, "metadata", "", "")
+	require.Equal(t, http.StatusOK, r.Code)
+	cs := r.json()
+	assert.Equal(t, []any{"application/json-patch+json"}, cs["patchFormat"])
+	want := map[string]struct {
+		patch bool
+		cond  string
+	}{
+		"EpisodeOfCare": {true, "full-support"}, "Organization": {true, "full-support"}, "Flag": {false, "full-support"},
+		"CareTeam": {false, "not-supported"}, "StructureDefinition": {false, "not-supported"},
+	}
+	for _, res := range jpath[[]any](t, cs, "rest", 0, "resource") {
+		m := jpath[map[string]any](t, res)
+		typ := jpath[string](t, m, "type")
+		w, ok := want[typ]
+		if !ok {
+			continue
+		}
+		patch := false
+		for _, in := range jpath[[]any](t, m, "interaction") {
+			if jpath[string](t, in, "code") == "patch" {
+				patch = true
+			}
+		}
+		assert.Equal(t, w.patch, patch, typ)
+		assert.Equal(t, w.cond, m["conditionalRead"], typ)
+	}
+}
