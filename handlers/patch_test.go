@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -138,6 +139,13 @@ func TestPatch(t *testing.T) {
 			ops += `]`
 			r := e.patch("EpisodeOfCare/a1", la, ops)
 			require.Equal(t, http.StatusRequestEntityTooLarge, r.Code, r.Body.String())
+		})
+		t.Run("patch-body-too-large-413", func(t *testing.T) {
+			big := `[{"op":"add","path":"/extension","value":[{"url":"https://x.example","valueString":"` + strings.Repeat("x", 1<<20) + `"}]}]`
+			r := e.patch("EpisodeOfCare/a1", la, big)
+			require.Equal(t, http.StatusRequestEntityTooLarge, r.Code, r.Body.String())
+			tag, _ := e.planAt(la1, "a1")
+			assert.Equal(t, `W/"2"`, tag)
 		})
 		t.Run("organization-patch-200", func(t *testing.T) {
 			r := e.patch("Organization/org1", la, `[{"op":"replace","path":"/contact/1/telecom/0/value","value":"0300 123 8888"}]`, "If-Match", `W/"1"`)
