@@ -274,7 +274,7 @@ func patientReads(t *testing.T, eng *gin.Engine) []struct{ method, path, form st
 		}
 		typ, _, _ := strings.Cut(rest, "/")
 		search := rt.Method == http.MethodPost && strings.HasSuffix(rt.Path, "/_search")
-		if !registry.AboutPatients(typ) || (rt.Method != http.MethodGet && !search) {
+		if !registry.AboutPatients(typ) || (rt.Method != http.MethodGet && rt.Method != http.MethodHead && !search) {
 			continue
 		}
 		path := strings.NewReplacer(":id", "a1", ":vid", "1").Replace(rest)
@@ -302,7 +302,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
 	eng := e.engine()
 	reads := patientReads(t, eng)
-	require.GreaterOrEqual(t, len(reads), 12, "Flag and EpisodeOfCare read, vread, history and search (GET and POST), AuditEvent search: %v", reads)
+	require.GreaterOrEqual(t, len(reads), 26, "Flag, CareTeam and EpisodeOfCare read, vread, history and search (GET, HEAD and POST), AuditEvent search (GET, HEAD and POST): %v", reads)
 
 	send := func(method, path, form, token string) resp {
 		if form != "" {
@@ -315,6 +315,10 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 		t.Run("refused-"+rd.method+"-"+rd.path, func(t *testing.T) {
 			r := send(rd.method, rd.path, rd.form, e.nurse())
 			require.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
+			if rd.method == http.MethodHead {
+				assert.Empty(t, r.Body.String(), "a HEAD answer has no body")
+				return
+			}
 			assert.Equal(t, "SERVICE_UNAVAILABLE", r.code())
 			assert.NotContains(t, r.Body.String(), nhsA, "no data in the refusal")
 			assert.NotContains(t, r.Body.String(), "Flag\",\"id")

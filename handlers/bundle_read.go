@@ -182,6 +182,8 @@ func (s *Server) bundleReadError(err error) error {
 		return fhir.Wrap(fhir.KindInvalid, err, "The body is not valid JSON: syntax error at byte %d", se.Offset)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return fhir.Wrap(fhir.KindInvalid, err, "The body is not valid JSON: it ends too early")
+	case bodyTimedOut(err):
+		return slowBody(err)
 	}
 	return fhir.Wrap(fhir.KindInvalid, err, "The request body could not be read")
 }
@@ -357,7 +359,10 @@ func entryMethod(e *bundleEntry, noneExist string) error {
 		case e.id == "":
 			return fhir.At(fhir.KindInvalid, at+".url", "DELETE needs EpisodeOfCare/id; conditional deletes are not supported")
 		}
-	case http.MethodGet, http.MethodHead, http.MethodPatch:
+	case http.MethodPatch:
+		return fhir.At(fhir.KindMethodNotAllowed, at+".method", "PATCH entries are not supported in Bundles: send the JSON Patch as its own PATCH request "+
+			"(Content-Type %s), or PUT the whole resource in the Bundle", jsonPatchMIME)
+	case http.MethodGet, http.MethodHead:
 		return fhir.At(fhir.KindMethodNotAllowed, at+".method", "%s entries are not supported in Bundles: read and search with their own requests, which are audited", e.method)
 	default:
 		return fhir.At(fhir.KindInvalid, at+".method", "request.method must be PUT, POST or DELETE")

@@ -19,12 +19,16 @@ func (s *Server) readConformance(typ string) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		if err := readSubset(c, typ); err != nil {
+			s.fail(c, err)
+			return
+		}
 		a, ok := s.Profiles.Artifact(typ, id)
 		if !ok {
 			s.fail(c, fhir.Errorf(fhir.KindNotFound, "No %s with id %q: this server holds only the CP-IS definitions (GET %s to list them)", typ, id, typ))
 			return
 		}
-		s.writeJSON(c, http.StatusOK, a.Body)
+		s.writeJSON(c, http.StatusOK, subsetted(c, typ, a.Body))
 	}
 }
 

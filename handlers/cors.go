@@ -34,7 +34,7 @@ var corsExposeHeaders = strings.Join([]string{
 }, ", ")
 
 // corsAllowMethods are the methods the API serves.
-const corsAllowMethods = "GET, POST, PUT, DELETE"
+const corsAllowMethods = "GET, HEAD, POST, PUT, PATCH, DELETE"
 
 // corsMaxAge is how long (seconds) a browser may keep a preflight's answer.
 const corsMaxAge = "600"

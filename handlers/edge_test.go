@@ -93,7 +93,7 @@ func TestCORS(t *testing.T) {
 			assert.Equal(t, appOrigin, h.Get("Access-Control-Allow-Origin"))
 			assert.Empty(t, h.Get("Access-Control-Allow-Credentials"), "bearer tokens, never cookies")
 			methods := h.Get("Access-Control-Allow-Methods")
-			for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+			for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
 				assert.Contains(t, methods, m)
 			}
 			allowed := strings.ToLower(h.Get("Access-Control-Allow-Headers"))

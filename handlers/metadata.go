@@ -28,6 +28,7 @@ type capabilityStatement struct {
 	Implementation csImplementation `json:"implementation"`
 	FHIRVersion    string           `json:"fhirVersion"`
 	Format         []string         `json:"format"`
+	PatchFormat    []string         `json:"patchFormat,omitempty"`
 	Rest           []csRest         `json:"rest"`
 }
 
@@ -91,6 +92,20 @@ type csOperation struct {
 	Documentation string `json:"documentation,omitempty"`
 }
 
+// interactionDoc documents the interactions that need a word.
+var interactionDoc = map[string]string{
+	"read": "ETag W/\"versionId\" and Last-Modified. Conditional read: If-None-Match naming the current version (or *), or without it " +
+		"If-Modified-Since at or after Last-Modified, is 304 Not Modified with no body. A read of a record about a patient, a 304 and a HEAD " +
+		"included, is audited before the answer (it tells the caller the record exists). A Flag whose plan has ended (shown inactive, same " +
+		"version) and a CareTeam (rendered with its authority's current numbers) are always answered in full.",
+	"patch": "JSON Patch (RFC 6902, Content-Type application/json-patch+json; FHIRPath Patch is not supported, 415) by the managing local " +
+		"authority: the patch is applied to the current version and the result is validated and written like a PUT (another authority's id " +
+		"is 404; a result naming another authority is 403; one that breaks the profile is 422 with every problem; a failing test operation, " +
+		"or an operation whose path is not in the resource, is 422 and nothing changes; a malformed patch or an unknown op is 400). " +
+		"If-Match is honoured (412); without it the write is pinned to the version patched, so a write in between is 412, never lost. " +
+		"At most 100 operations; the patch and its result are bounded like a single resource. Not accepted in Bundles.",
+}
+
 // capabilityStatement describes what the server really serves: built from
 // the same resource specs the handlers use.
 func (s *Server) capabilityStatement() []byte {
@@ -119,7 +134,12 @@ func (s *Server) capabilityStatement() []byte {
 		"Request headers (with the request line) are limited to %d bytes (431). Headers: X-Request-ID (echoed, or made), X-Correlation-ID and "+
 		"TraceID (1 to 128 printable ASCII characters) are echoed, and TraceID is recorded in the AuditEvent of an audited read; "+
 		"IsUnscheduledAccessEvent: true (or absent) is an unscheduled read that is audited and notifies the local authority, false a scheduled, silent "+
-		"read (B0170); any other value is 400 PRECONDITION_FAILED.",
+		"read (B0170); any other value is 400 PRECONDITION_FAILED. "+
+		"Every GET is also served as HEAD: the same checks, audit and headers, without the body. "+
+		"Reads and searches take _summary (true, text, data, false; count for searches) and _elements (top-level element names): "+
+		"the id, meta and the elements R4 makes mandatory are always kept, and a resource with anything left out carries the meta.tag "+
+		fhir.SubsettedSystem+"|"+fhir.SubsettedCode+"; a write (PUT, POST, PATCH result, Bundle entry) carrying that tag is refused with 422. "+
+		"_revinclude and _include values a type does not offer are reported like unknown parameters.",
 		s.Limits.MaxResourceBytes, s.Limits.MaxBundleBytes, s.Limits.MaxBundleEntries, fhir.DefaultCount, fhir.MaxCount, s.RetentionDays, s.Limits.MaxHeaderBytes)
 	if s.RequestTimeout > 0 {
 		limits += fmt.Sprintf(" A request still running after %s is answered 503 SERVICE_UNAVAILABLE.", s.RequestTimeout)
@@ -154,8 +174,16 @@ func (s *Server) capabilityStatement() []byte {
 			ConditionalRead: "not-supported", ConditionalDelete: "not-supported", SearchInclude: sp.Includes,
 		}
 		for _, i := range sp.Interactions {
-			r.Interaction = append(r.Interaction, csInteraction{Code: i})
+			doc := ""
+			if !sp.AnyToken {
+				doc = interactionDoc[i]
+			}
+			r.Interaction = append(r.Interaction, csInteraction{Code: i, Documentation: doc})
 			switch i {
+			case "read":
+				if sp.Type != "CareTeam" && !sp.AnyToken {
+					r.ConditionalRead = "full-support"
+				}
 			case "update":
 				r.UpdateCreate, r.ConditionalUpdate = true, true
 				r.Versioning = "versioned-update"
@@ -195,6 +223,7 @@ func (s *Server) capabilityStatement() []byte {
 		},
 		FHIRVersion: fhir.Version,
 		Format:      []string{fhir.MIME, "json"},
+		PatchFormat: []string{jsonPatchMIME},
 		Rest:        []csRest{rest},
 	}
 	b, err := fhir.Marshal(cs)

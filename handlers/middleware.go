@@ -237,7 +237,9 @@ func (s *Server) recovery(c *gin.Context) {
 }
 
 // negotiate enforces JSON only: _format and Accept must allow FHIR JSON
-// (406 otherwise) and request bodies must be JSON (415 otherwise).
+// (406 otherwise) and request bodies of POST and PUT must be JSON (415
+// otherwise). PATCH bodies are JSON Patch documents: the patch handler
+// checks their type.
 func (s *Server) negotiate(c *gin.Context) {
 	if f := c.Query("_format"); f != "" && !jsonFormat(f) {
 		s.fail(c, fhir.At(fhir.KindNotAcceptable, "_format", "This server speaks FHIR JSON only (application/fhir+json); _format %q is not supported", clip(f)))
@@ -249,7 +251,7 @@ func (s *Server) negotiate(c *gin.Context) {
 		c.Abort()
 		return
 	}
-	if c.Request.Method == http.MethodPost || c.Request.Method == http.MethodPut || c.Request.Method == http.MethodPatch {
+	if c.Request.Method == http.MethodPost || c.Request.Method == http.MethodPut {
 		ct := c.GetHeader("Content-Type")
 		mt, _, err := mime.ParseMediaType(ct)
 		ok := err == nil && (mt == fhir.MIME || mt == "application/json")

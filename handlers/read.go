@@ -26,7 +26,10 @@ func readTarget(c *gin.Context, typ string) (registry.Caller, string, error) {
 		return registry.Caller{}, "", err
 	}
 	id, err := idParam(c)
-	return who, id, err
+	if err != nil {
+		return registry.Caller{}, "", err
+	}
+	return who, id, readSubset(c, typ)
 }
 
 func idParam(c *gin.Context) (string, error) {
@@ -37,8 +40,10 @@ func idParam(c *gin.Context) (string, error) {
 	return id, nil
 }
 
-// shown answers a registry read: the record, or its error; a deleted
-// version's error carries its version headers.
+// shown answers a registry read: the record (304 if the client's copy is
+// current; as the request's _summary or _elements ask), or its error; a
+// deleted version's error carries its version headers. The registry has
+// audited the read before this answer, whichever it is.
 func (s *Server) shown(c *gin.Context, r store.Record, err error) error {
 	if err != nil {
 		if r.Deleted {
@@ -46,7 +51,11 @@ func (s *Server) shown(c *gin.Context, r store.Record, err error) error {
 		}
 		return err
 	}
-	s.writeRecord(c, http.StatusOK, r, r.Body)
+	if s.notModified(c, r) {
+		answerNotModified(c, r)
+		return nil
+	}
+	s.writeRecord(c, http.StatusOK, r, subsetted(c, r.Type, r.Body))
 	return nil
 }
 

@@ -52,7 +52,9 @@ func (s *Server) location(r store.Record) string {
 // fullURL is the unversioned URL of a resource.
 func (s *Server) fullURL(typ, id string) string { return s.BaseURL + "/" + typ + "/" + id }
 
-// writeBundle encodes a bundle.
+// writeBundle encodes a bundle, its entries' resources as the request's
+// _summary or _elements ask.
 func (s *Server) writeBundle(c *gin.Context, b *fhir.Bundle) {
+	subsetEntries(c, b)
 	s.writeJSON(c, http.StatusOK, b.AppendJSON(nil))
 }

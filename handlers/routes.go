@@ -17,6 +17,7 @@ func (s *Server) routes(e *gin.Engine) {
 	// request body decoding (gzip) and the request deadline. Compression
 	// wraps the whole engine (New).
 	e.Use(s.requestID, s.noStore, s.accessLog, s.recovery)
+	e.Use(headOnly) // HEAD: every GET route, its body dropped (conditional.go)
 	if len(s.corsOrigins) > 0 {
 		e.Use(s.cors)
 	}
@@ -31,13 +32,14 @@ func (s *Server) routes(e *gin.Engine) {
 		s.fail(c, fhir.Errorf(fhir.KindMethodNotAllowed, "Method %s is not supported here", c.Request.Method))
 	})
 
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	root := headRoutes{&e.RouterGroup}
+	root.GET("/healthz", s.healthz)
+	root.GET("/readyz", s.readyz)
 	if s.MetricsHandler != nil {
-		e.GET("/metrics", gin.WrapH(s.MetricsHandler))
+		root.GET("/metrics", gin.WrapH(s.MetricsHandler))
 	}
 
-	api := e.Group(s.basePath, s.negotiate)
+	api := root.Group(s.basePath, s.negotiate)
 	api.GET("/metadata", s.metadata)
 
 	r := api.Group("", auth.Middleware(s.Verifier, s.fail))
@@ -85,6 +87,7 @@ func (s *Server) routes(e *gin.Engine) {
 	r.DELETE("/EpisodeOfCare/:id", s.remove("EpisodeOfCare"))
 	r.GET("/EpisodeOfCare/:id/_history", s.history("EpisodeOfCare"))
 	r.GET("/EpisodeOfCare/:id/_history/:vid", s.vread("EpisodeOfCare"))
+	r.PATCH("/EpisodeOfCare/:id", s.patch("EpisodeOfCare"))
 
 	// Organization: the local authority and its contact numbers.
 	r.GET("/Organization", s.search("Organization"))
@@ -95,6 +98,7 @@ func (s *Server) routes(e *gin.Engine) {
 	r.PUT("/Organization/:id", s.update("Organization"))
 	r.GET("/Organization/:id/_history", s.history("Organization"))
 	r.GET("/Organization/:id/_history/:vid", s.vread("Organization"))
+	r.PATCH("/Organization/:id", s.patch("Organization"))
 
 	// AuditEvent: access history and the local authority's feed.
 	r.GET("/AuditEvent", s.handle(s.searchAudit))

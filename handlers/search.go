@@ -23,8 +23,10 @@ type searchRequest struct {
 	applied []fhir.Param
 	ignored []string
 	silent  bool
-	p       *auth.Principal
-	spec    *resourceSpec
+	// subset is what _summary and _elements leave out of each resource.
+	subset fhir.Subset
+	p      *auth.Principal
+	spec   *resourceSpec
 }
 
 // searchInput is the query of a search: the URL query, plus the form body of
@@ -35,6 +37,9 @@ func searchInput(c *gin.Context) (string, error) {
 		return raw, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(c.Request.Body, maxSearchBody+1))
+	if bodyTimedOut(err) {
+		return "", slowBody(err)
+	}
 	if err != nil {
 		return "", fhir.Wrap(fhir.KindInvalid, err, "The search body could not be read")
 	}
@@ -95,6 +100,20 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 	for _, prm := range q.Params {
 		sp := sr.spec.param(prm.Raw)
 		switch {
+		case sp == nil && prm.Raw == "_elements":
+			if sr.subset.Elements != nil {
+				return nil, fhir.At(fhir.KindInvalidSearch, "_elements", "Give _elements once, with the names separated by commas")
+			}
+			if sr.subset.Elements, err = fhir.ParseElements(typ, prm.Values); err != nil {
+				return nil, err
+			}
+			if sr.subset.Elements == nil {
+				sr.subset.Elements = []string{}
+			}
+		case sp == nil && prm.Raw == "_revinclude":
+			for _, v := range prm.Values {
+				sr.ignored = append(sr.ignored, "_revinclude="+v)
+			}
 		case sp == nil:
 			sr.ignored = append(sr.ignored, prm.Raw)
 		case sp.Kind == paramSilent:
@@ -109,14 +128,18 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 	if q.Sort != "" {
 		sr.ignored = append(sr.ignored, "_sort")
 	}
-	if q.Summary != "" && q.Summary != "count" {
-		sr.ignored = append(sr.ignored, "_summary")
+	if q.Summary != "" {
+		if err := fhir.ParseSummary(q.Summary); err != nil {
+			return nil, err
+		}
+		sr.subset.Summary = q.Summary
 	}
 	for _, inc := range q.Includes {
 		if !sr.spec.includes(inc) {
 			sr.ignored = append(sr.ignored, "_include="+inc.Raw)
 		}
 	}
+	setSubset(c, sr.subset)
 	if len(sr.ignored) > 0 && preferStrict(c) {
 		return nil, fhir.Errorf(fhir.KindInvalidSearch, "Unknown or unsupported search parameters: %s", strings.Join(sr.ignored, ", "))
 	}
@@ -268,8 +291,11 @@ func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 			parts = append(parts, "_include="+queryEscape(inc.Raw))
 		}
 	}
-	if sr.q.Summary == "count" {
-		parts = append(parts, "_summary=count")
+	if sr.q.Summary != "" && sr.q.Summary != fhir.SummaryFalse {
+		parts = append(parts, "_summary="+sr.q.Summary)
+	}
+	if len(sr.subset.Elements) > 0 {
+		parts = append(parts, "_elements="+queryEscape(strings.Join(sr.subset.Elements, ",")))
 	}
 	parts = append(parts, "_count="+strconv.Itoa(sr.q.Count))
 	if cursor != "" {

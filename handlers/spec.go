@@ -127,7 +127,7 @@ func specs() []resourceSpec {
 		},
 		{
 			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
-			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "create", "delete"},
+			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "patch", "create", "delete"},
 			Params: []searchParam{
 				nhsParam("patient:identifier", "patient.identifier"),
 				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
@@ -140,7 +140,7 @@ func specs() []resourceSpec {
 		},
 		{
 			Type: "Organization", Profile: profiles.OrganizationProfile,
-			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "create"},
+			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "patch", "create"},
 			Params: []searchParam{
 				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
 					Doc: "The local authority's ODS code: https://fhir.nhs.uk/Id/ods-organization-code|{code}."},

@@ -21,6 +21,8 @@ func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, error) {
 	switch {
 	case errors.As(err, &mbe):
 		return nil, fhir.Errorf(fhir.KindTooLarge, "The request body is larger than this server accepts (%d bytes)", limit)
+	case bodyTimedOut(err):
+		return nil, slowBody(err)
 	case err != nil:
 		return nil, fhir.Wrap(fhir.KindInvalid, err, "The request body could not be read")
 	}
@@ -53,6 +55,13 @@ func (s *Server) validateResource(body []byte, typ string, named ...string) (*fh
 			Diagnostics: fmt.Sprintf("Expected a %s, got %q", typ, clip(res.Type))}}
 	}
 	issues = merge(issues, s.Profiles.Validate(res, named...))
+	if res.IsSubsetted() {
+		// A subset (_summary, _elements) lacks what it left out: written
+		// back, it would erase that from the record.
+		issues = append(issues, fhir.Issue{Kind: fhir.KindUnprocessable, Expression: []string{typ + ".meta.tag"},
+			Diagnostics: "The resource carries the SUBSETTED tag (" + fhir.SubsettedSystem + "|" + fhir.SubsettedCode + "): it is a summary or a " +
+				"selection of elements, not the whole resource. Read it without _summary or _elements, change that, and send it whole"})
+	}
 	if id := res.ID(); id != "" && !fhir.ValidID(id) {
 		issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Expression: []string{typ + ".id"},
 			Diagnostics: fmt.Sprintf("%q is not a valid resource id", clip(id))})
