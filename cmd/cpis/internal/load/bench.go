@@ -427,13 +427,7 @@ func (b *benchRun) scenarios() []scenario {
 		{name: "transaction", what: "POST / with a 1,000-entry transaction Bundle of new plans, one at a time (Go client)", count: b.o.Transactions, token: b.la,
 			request: func() (string, string, []byte) {
 				n := txSeq.Add(1)
-				la := demoLA{ods: b.laODS, name: b.laName}
-				j := job{la: la}
-				for i := 0; i < 1000; i++ {
-					e, _ := planEntry(la, demoPlan{ident: fmt.Sprintf("BENCH-%d-%d-%04d", time.Now().Unix(), n, i), typ: "CPP", nhs: fresh(), start: "2026-01-01"})
-					j.entries = append(j.entries, e)
-				}
-				return "POST", b.base, bundleBody(j, "transaction")
+				return "POST", b.base, txBundle(demoLA{ods: b.laODS, name: b.laName}, 1000, fmt.Sprintf("BENCH-%d-%d", time.Now().Unix(), n), fresh)
 			}},
 	}
 	if b.env.Open != nil {
@@ -557,6 +551,17 @@ func bundleJobs(d *demoData, n int) ([]job, error) {
 		}
 	}
 	return jobs, nil
+}
+
+// txBundle is a transaction Bundle of n new CPP plans of la, each put by
+// its plan identifier (prefix-0000 on) for a child with a new NHS number.
+func txBundle(la demoLA, n int, prefix string, nhs func() string) []byte {
+	j := job{la: la}
+	for i := 0; i < n; i++ {
+		e, _ := planEntry(la, demoPlan{ident: fmt.Sprintf("%s-%04d", prefix, i), typ: "CPP", nhs: nhs(), start: "2026-01-01"})
+		j.entries = append(j.entries, e)
+	}
+	return bundleBody(j, "transaction")
 }
 
 func bundleBody(j job, typ string) []byte {
