@@ -330,7 +330,7 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 	case !hasResource:
 		bad(fhir.KindInvalid, at+".resource", "A %s entry needs the resource", e.method)
 	default:
-		in, err := s.decodeResource(res, e.typ)
+		in, err := s.decodeCheckedResource(res, e.typ)
 		if err != nil {
 			errs = append(errs, fhir.As(fhir.Under(at, e.typ, asError(err))))
 			return done()
