@@ -61,3 +61,14 @@ func BenchmarkBundle(b *testing.B) {
 		buf = bundle.AppendJSON(buf[:0])
 	}
 }
+
+// BenchmarkCheckJSON is the strict key check every resource and Bundle
+// entry goes through before it is decoded.
+func BenchmarkCheckJSON(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if issues := fhir.CheckJSON([]byte(benchPlan), "EpisodeOfCare"); issues != nil {
+			b.Fatal(issues)
+		}
+	}
+}

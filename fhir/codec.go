@@ -67,6 +67,13 @@ func (c *Codec) Decode(body []byte) (*Resource, []Issue) {
 	if issues := CheckJSON(body, ""); issues != nil {
 		return nil, rootedAt(issues, body)
 	}
+	return c.DecodeChecked(body)
+}
+
+// DecodeChecked is Decode for a body CheckJSON has already passed as part
+// of a larger one (a Bundle entry's resource, checked with its entry):
+// the keys inside it were checked there, at one level deeper.
+func (c *Codec) DecodeChecked(body []byte) (*Resource, []Issue) {
 	fields, issues := decodeObject(body)
 	if issues != nil {
 		return nil, issues

@@ -41,80 +41,130 @@ const MaxIssues = 100
 func CheckJSON(body []byte, root string) []Issue {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	type frame struct {
-		object bool
-		path   string
-		keys   map[string]struct{}
-		index  int
-		key    bool // an object expects a key next
-	}
-	var stack []*frame
+	// Paths are made only for a problem: most bodies have none, and
+	// making every value's path was most of this check's work.
+	var stack []*jsonFrame
 	var c Collector
-	// path of the value about to be read in the innermost container.
-	valuePath := func(f *frame, key string) string {
-		if f.object {
-			return joinPath(f.path, key)
-		}
-		return fmt.Sprintf("%s[%d]", f.path, f.index)
-	}
 	var key string
 	for {
 		tok, err := dec.Token()
 		if err != nil {
 			break // io.EOF or a syntax error, which the decoder reports
 		}
-		var top *frame
+		var top *jsonFrame
 		if len(stack) > 0 {
 			top = stack[len(stack)-1]
 		}
-		if top != nil && top.object && top.key {
+		if top != nil && top.object && top.expectKey {
 			if d, ok := tok.(json.Delim); ok && d == '}' {
 				stack = stack[:len(stack)-1]
 				continue
 			}
 			key, _ = tok.(string)
-			top.key = false
-			expr := clipPath(joinPath(top.path, key))
-			if _, dup := top.keys[key]; dup {
-				c.Add(Issue{Kind: KindInvalid, Expression: []string{expr},
+			top.expectKey = false
+			if top.seen(key) {
+				c.Add(Issue{Kind: KindInvalid, Expression: []string{clipPath(joinPath(top.pathOf(root, stack), key))},
 					Diagnostics: fmt.Sprintf("Element %q appears more than once in the same object", clipKey(key))})
-			} else if len(top.keys) < 1<<16 {
-				top.keys[key] = struct{}{}
 			}
 			if !elementName(key) {
-				c.Add(Issue{Kind: KindInvalid, Expression: []string{expr},
+				c.Add(Issue{Kind: KindInvalid, Expression: []string{clipPath(joinPath(top.pathOf(root, stack), key))},
 					Diagnostics: fmt.Sprintf("%q is not a FHIR element name: element names are case-sensitive and start with a lower-case letter", clipKey(key))})
 			}
 			continue
 		}
-		path := root
+		// The value about to be read: under key in an object, or the
+		// next element of an array.
+		index := 0
 		if top != nil {
-			path = valuePath(top, key)
 			if top.object {
-				top.key = true
+				top.expectKey = true
 			} else {
-				top.index++
+				index = top.next
+				top.next++
 			}
 		}
 		d, ok := tok.(json.Delim)
 		switch {
 		case !ok:
 		case d == '{' || d == '[':
+			f := &jsonFrame{depth: len(stack), key: key, index: index}
 			if len(stack) >= MaxJSONDepth {
-				c.Add(Issue{Kind: KindInvalid, Expression: []string{clipPath(path)},
+				c.Add(Issue{Kind: KindInvalid, Expression: []string{clipPath(f.pathOf(root, stack))},
 					Diagnostics: fmt.Sprintf("The body nests deeper than %d levels, more than any resource this server accepts", MaxJSONDepth)})
 				return c.Issues()
 			}
-			f := &frame{object: d == '{', path: path, key: d == '{'}
-			if f.object {
-				f.keys = map[string]struct{}{}
-			}
+			f.object, f.expectKey = d == '{', d == '{'
 			stack = append(stack, f)
 		default: // ']': '}' is read as a key position above
 			stack = stack[:len(stack)-1]
 		}
 	}
 	return c.Issues()
+}
+
+// jsonFrame is an object or array CheckJSON is in, and where it sits.
+type jsonFrame struct {
+	object    bool
+	expectKey bool   // an object expects a key next
+	depth     int    // its place in the stack: 0 is the body's top value
+	key       string // the key it sits under, in an object
+	index     int    // its index, in an array
+	next      int    // an array's next element
+	keys      []string
+	keySet    map[string]struct{} // past smallKeys keys
+	path      string
+	hasPath   bool
+}
+
+// smallKeys is how many keys of an object are kept in a slice (searched in
+// order, no allocation for a map) before they move to a set.
+const smallKeys = 16
+
+// seen records key in the object and reports whether it was there already.
+// At most 1<<16 keys are kept.
+func (f *jsonFrame) seen(key string) bool {
+	if f.keySet != nil {
+		if _, dup := f.keySet[key]; dup {
+			return true
+		}
+		if len(f.keySet) < 1<<16 {
+			f.keySet[key] = struct{}{}
+		}
+		return false
+	}
+	if slices.Contains(f.keys, key) {
+		return true
+	}
+	if len(f.keys) < smallKeys {
+		f.keys = append(f.keys, key)
+		return false
+	}
+	f.keySet = make(map[string]struct{}, 2*smallKeys)
+	for _, k := range f.keys {
+		f.keySet[k] = struct{}{}
+	}
+	f.keys = nil
+	f.keySet[key] = struct{}{}
+	return false
+}
+
+// pathOf is the path of the value f stands for, its parents being
+// stack[:f.depth] (root is the top value's path).
+func (f *jsonFrame) pathOf(root string, stack []*jsonFrame) string {
+	if f.hasPath {
+		return f.path
+	}
+	p := root
+	if f.depth > 0 {
+		parent := stack[f.depth-1]
+		if parent.object {
+			p = joinPath(parent.pathOf(root, stack), f.key)
+		} else {
+			p = fmt.Sprintf("%s[%d]", parent.pathOf(root, stack), f.index)
+		}
+	}
+	f.path, f.hasPath = p, true
+	return p
 }
 
 // elementName reports whether key is spelt as a FHIR JSON element name:

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 
@@ -130,20 +133,72 @@ func (s *Server) readBundle(c *gin.Context, p *auth.Principal) (*postedBundle, e
 	// Only a Bundle within the limits is checked entry by entry.
 	b.entries = make([]*bundleEntry, 0, len(raws))
 	problems := 0
-	for i, raw := range raws {
-		if b.typ == "transaction" && problems >= fhir.MaxIssues {
-			b.unchecked = len(raws) - i
-			break
+	for from := 0; from < len(raws); from += entryChunk {
+		chunk := s.checkEntries(p, raws, from, min(from+entryChunk, len(raws)))
+		for k, e := range chunk {
+			i := from + k
+			if b.typ == "transaction" && problems >= fhir.MaxIssues {
+				b.unchecked = len(raws) - i
+				return b, nil
+			}
+			if e.err != nil {
+				problems += len(fhir.As(e.err).Issues)
+			}
+			b.entries = append(b.entries, e)
 		}
-		e := s.readEntry(p, i, raw)
-		if e.err != nil {
-			problems += len(fhir.As(e.err).Issues)
-		}
-		b.entries = append(b.entries, e)
-		raws[i] = nil
 	}
 	return b, nil
 }
+
+// entryChunk is how many entries are checked at once, spread over the
+// cores. A transaction stops checking once its entries have
+// fhir.MaxIssues problems; the chunk bounds the work done past that point,
+// and the entries checked past it are dropped, so the answer is the one a
+// check of one entry after another gives.
+const entryChunk = 64
+
+// checkEntries checks raws[from:to] with a worker per core, each entry on
+// its own (decoding and validating a resource is most of an upload's
+// CPU), and releases their raw JSON. Entry i is out[i-from]. A panic in a
+// worker is raised again here, in the request's goroutine, where the
+// recovery middleware answers it.
+func (s *Server) checkEntries(p *auth.Principal, raws []json.RawMessage, from, to int) []*bundleEntry {
+	out := make([]*bundleEntry, to-from)
+	workers := min(runtime.GOMAXPROCS(0), to-from)
+	if workers <= 1 {
+		for i := from; i < to; i++ {
+			out[i-from], raws[i] = s.readEntry(p, i, raws[i]), nil
+		}
+		return out
+	}
+	var next atomic.Int64
+	next.Store(int64(from))
+	var wg sync.WaitGroup
+	var panicked atomic.Value
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if v := recover(); v != nil {
+					panicked.CompareAndSwap(nil, panicValue{v})
+				}
+			}()
+			for i := int(next.Add(1) - 1); i < to; i = int(next.Add(1) - 1) {
+				out[i-from], raws[i] = s.readEntry(p, i, raws[i]), nil
+			}
+		}()
+	}
+	wg.Wait()
+	if v, ok := panicked.Load().(panicValue); ok {
+		panic(v.v)
+	}
+	return out
+}
+
+// panicValue wraps a recovered value for atomic.Value (which needs one
+// concrete type).
+type panicValue struct{ v any }
 
 // readEntries reads Bundle.entry one entry at a time, as JSON only, and
 // counts them.
@@ -277,7 +332,7 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 	case !hasResource:
 		bad(fhir.KindInvalid, at+".resource", "A %s entry needs the resource", e.method)
 	default:
-		in, err := s.decodeResource(res, e.typ)
+		in, err := s.decodeCheckedResource(res, e.typ)
 		if err != nil {
 			errs = append(errs, fhir.As(fhir.Under(at, e.typ, asError(err))))
 			return done()

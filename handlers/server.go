@@ -154,7 +154,7 @@ func NewEngine(d Deps) (*gin.Engine, error) {
 		d.Now = time.Now
 	}
 	if d.NewID == nil {
-		d.NewID = newUUID
+		d.NewID = registry.NewResourceID
 	}
 	if d.Limits == (Limits{}) {
 		d.Limits = DefaultLimits()

@@ -40,6 +40,19 @@ func (s *Server) decodeResource(body []byte, typ string) (*registry.Incoming, er
 	return s.reg.NewIncoming(res), nil
 }
 
+// decodeCheckedResource is decodeResource for a Bundle entry's resource,
+// whose keys fhir.CheckJSON passed with the entry's.
+func (s *Server) decodeCheckedResource(body []byte, typ string) (*registry.Incoming, error) {
+	res, issues := s.Codec.DecodeChecked(body)
+	if res != nil {
+		issues = s.checkDecoded(res, typ, issues)
+	}
+	if err := fhir.Invalid(issues); err != nil {
+		return nil, err
+	}
+	return s.reg.NewIncoming(res), nil
+}
+
 // validateResource is the one validation of a resource body, for writes
 // and $validate: the base R4 specification through the codec, then the
 // type's CP-IS profile and any profile the resource claims or the caller
@@ -50,8 +63,19 @@ func (s *Server) validateResource(body []byte, typ string, named ...string) (*fh
 	if res == nil {
 		return nil, issues
 	}
+	issues = s.checkDecoded(res, typ, issues, named...)
+	if issues != nil && res.Type != typ {
+		return nil, issues
+	}
+	return res, issues
+}
+
+// checkDecoded adds the checks after the base specification's (its
+// issues): the type, the type's CP-IS profile and any profile the
+// resource claims or the caller names, and the id.
+func (s *Server) checkDecoded(res *fhir.Resource, typ string, issues []fhir.Issue, named ...string) []fhir.Issue {
 	if res.Type != typ {
-		return nil, []fhir.Issue{{Kind: fhir.KindInvalid, Expression: []string{"resourceType"},
+		return []fhir.Issue{{Kind: fhir.KindInvalid, Expression: []string{"resourceType"},
 			Diagnostics: fmt.Sprintf("Expected a %s, got %q", typ, clip(res.Type))}}
 	}
 	issues = merge(issues, s.Profiles.Validate(res, named...))
@@ -66,7 +90,7 @@ func (s *Server) validateResource(body []byte, typ string, named ...string) (*fh
 		issues = append(issues, fhir.Issue{Kind: fhir.KindInvalid, Expression: []string{typ + ".id"},
 			Diagnostics: fmt.Sprintf("%q is not a valid resource id", clip(id))})
 	}
-	return res, issues
+	return issues
 }
 
 // merge adds the profile's issues to the base specification's, leaving out

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -24,11 +25,11 @@ type benchFlags struct {
 	children, laCount, auditEvents int
 	concurrency, transactions      int
 	duration, warmup               time.Duration
-	keep, seeded                   bool
+	keep, seeded, gzip             bool
 }
 
 func (f *benchFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&f.target, "target", "", "base URL of a running local-mode server (http://host:port), with --data-dir its data directory; default: start one")
+	fs.StringVar(&f.target, "target", "", "a running local-mode server (http://host:port, with the API's path if it is not CPIS_BASE_URL's: http://host:port/cpis/FHIR/R4), with --data-dir its data directory; default: start one")
 	fs.IntVar(&f.children, "children", 100000, "synthetic children to seed before measuring (0: seed nothing)")
 	fs.IntVar(&f.laCount, "la-count", 20, "local authorities the children are spread over")
 	fs.IntVar(&f.auditEvents, "audit-events", 0, "access records (AuditEvents) to write over the year before, straight to the store")
@@ -39,6 +40,7 @@ func (f *benchFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.scenarios, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(load.ScenarioNames(), ","))
 	fs.StringVar(&f.generator, "generator", "", "load generator: wrk or go (default: wrk if it is on the PATH, else the Go client)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the temporary data directory")
+	fs.BoolVar(&f.gzip, "gzip", false, "ask for gzip-compressed answers (Accept-Encoding: gzip); by default the load generators do not, as wrk does not")
 	fs.BoolVar(&f.seeded, "seeded", false, "the data directory already holds this run's data (an earlier run's, kept with --keep): do not load it again")
 }
 
@@ -72,9 +74,27 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	dirGiven := getenv("CPIS_DATA_DIR") != ""
 	fs.Visit(func(fl *flag.Flag) { dirGiven = dirGiven || fl.Name == "data-dir" })
-	o := load.BenchOptions{Target: f.target, DataDir: cfg.DataDir, Children: f.children, LACount: f.laCount, AuditEvents: f.auditEvents,
+	// The API's path: the target's own (--target http://host:port/cpis/FHIR/R4),
+	// else the path of CPIS_BASE_URL, as the server serves it.
+	basePath, err := handlers.BasePath(cfg.BaseURL)
+	if err != nil {
+		return badConfig("CPIS_BASE_URL: %v", err)
+	}
+	if f.target != "" {
+		u, err := url.Parse(f.target)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return badConfig("bench: --target must be http://host:port, optionally with the API's path, not %q", f.target)
+		}
+		if p := strings.TrimSuffix(u.EscapedPath(), "/"); p != "" {
+			if basePath, err = handlers.BasePath(f.target); err != nil {
+				return badConfig("bench: --target: %v", err)
+			}
+		}
+		f.target = u.Scheme + "://" + u.Host
+	}
+	o := load.BenchOptions{Target: f.target, BasePath: basePath, DataDir: cfg.DataDir, Children: f.children, LACount: f.laCount, AuditEvents: f.auditEvents,
 		Seeded: f.seeded, AsOf: time.Now().UTC().AddDate(0, 0, -1), Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup,
-		Transactions: f.transactions, Scenarios: f.scenarios, Generator: f.generator,
+		Transactions: f.transactions, Scenarios: f.scenarios, Generator: f.generator, Gzip: f.gzip,
 		RetentionDays: cfg.RetentionDays, Issuer: cfg.Issuer, Audience: cfg.Audience}
 	env := load.BenchEnv{Open: func(ctx context.Context) (store.Store, error) {
 		return openStore(ctx, cfg, handlers.NewPrometheus(version), newLogger(stdout, "error"), false)
@@ -117,7 +137,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 			cmd.Env = append(cmd.Env, s.env+"="+*s.dst)
 		}
 		cmd.Env = append(cmd.Env, "CPIS_RETENTION_DAYS="+strconv.Itoa(cfg.RetentionDays),
-			"CPIS_ADDR="+addr, "CPIS_DATA_DIR="+cfg.DataDir, "CPIS_BASE_URL=http://"+addr+"/FHIR/R4", "CPIS_LOG_LEVEL=info")
+			"CPIS_ADDR="+addr, "CPIS_DATA_DIR="+cfg.DataDir, "CPIS_BASE_URL=http://"+addr+basePath, "CPIS_LOG_LEVEL=info")
 		return cmd
 	}
 	env.Ceiling = func(addr string) *exec.Cmd { return exec.Command(self, "bench", "ceiling", addr) }

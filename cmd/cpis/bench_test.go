@@ -69,3 +69,25 @@ func TestBenchAgainstARunningServer(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchFollowsTheServersBasePath: a server whose API is at
+// /cpis/FHIR/R4 (CPIS_BASE_URL's path, as the national API has it) is
+// seeded and measured there, not at a hard-coded /FHIR/R4; the path may
+// also be given with --target.
+func TestBenchFollowsTheServersBasePath(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"CPIS_DATA_DIR": dir, "CPIS_BASE_URL": "http://localhost:8080/cpis/FHIR/R4"}
+	s := start(t, vars)
+	for _, target := range []string{"http://" + s.addr, "http://" + s.addr + "/cpis/FHIR/R4/"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"bench", "--target", target, "--data-dir", dir, "--generator", "go", "--scenarios", "ping,silent-search",
+			"--children", "5", "--concurrency", "2", "--duration", "100ms", "--warmup", "0s"}, env(vars), &out)
+		require.NoError(t, err, out.String())
+		for _, l := range strings.Split(out.String(), "\n") {
+			if f := strings.Fields(l); len(f) > 3 && (f[0] == "ping" || f[0] == "silent-search") {
+				assert.NotEqual(t, "0", f[1], "%s: requests ran: %s", target, l)
+			}
+		}
+		assert.NotContains(t, out.String(), "404", target)
+	}
+}

@@ -66,7 +66,7 @@ func New(c Config) (*Registry, error) {
 		c.Now = time.Now
 	}
 	if c.NewID == nil {
-		c.NewID = uuid.NewString
+		c.NewID = NewResourceID
 	}
 	if c.RetentionDays <= 0 {
 		c.RetentionDays = 365
@@ -102,6 +102,21 @@ func (r *Registry) RetainedSince() time.Time {
 
 // Ping checks the store can be reached.
 func (r *Registry) Ping(ctx context.Context) error { return r.st.Ping(ctx) }
+
+// NewResourceID is the default id of a created resource or an access
+// record: a version 7 UUID, 74 random bits after the creation time in
+// milliseconds. Ids made one after another sort one after another, so a
+// store's id indexes grow at their end, a few pages per 1,000-entry upload,
+// where version 4 ids land on a random page each (at 150,000 children a
+// 1,000-entry transaction then touched thousands of index pages). The time
+// it carries is the meta.lastUpdated the resource shows anyway.
+func NewResourceID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
 
 // NewID makes an id for a created resource.
 func (r *Registry) NewID() string { return r.newID() }

@@ -32,6 +32,10 @@ type BenchOptions struct {
 	// Target is the base URL (http://host:port) of a running server; ""
 	// when the command starts one (BenchEnv.Server).
 	Target string
+	// BasePath is the path the FHIR API is served at (/FHIR/R4, or
+	// /cpis/FHIR/R4 as the national API has it): the path of the server's
+	// base URL. "" is /FHIR/R4.
+	BasePath string
 	// DataDir is the server's data directory: its local key signs the
 	// tokens, and its size is the store's.
 	DataDir string
@@ -50,6 +54,9 @@ type BenchOptions struct {
 	Generator        string
 	RetentionDays    int
 	Issuer, Audience string
+	// Gzip makes the load generators ask for gzip-compressed answers
+	// (Accept-Encoding: gzip); by default neither does.
+	Gzip bool
 }
 
 // BenchEnv is what the command wires in.
@@ -89,13 +96,21 @@ type benchRun struct {
 	notes                 []string
 }
 
+// newClient is the Go load client. Like wrk, it does not ask for gzip
+// (Go's transport would, and would decompress every answer) unless
+// o.Gzip says so: compressing answers is work the server then does.
+func newClient(o BenchOptions) *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * o.Concurrency, MaxIdleConnsPerHost: 2 * o.Concurrency,
+		IdleConnTimeout: time.Minute, DisableCompression: !o.Gzip}, Timeout: time.Minute}
+}
+
 // Bench runs the load command: it starts the server (or targets one) and
 // the bare gin ceiling, seeds what is missing, mints tokens, drives each
 // scenario and prints a table with every scenario's throughput as a share
 // of the ceiling and of /_ping measured in the same run.
 func Bench(ctx context.Context, o BenchOptions, env BenchEnv, out io.Writer) error {
 	b := &benchRun{o: o, env: env, out: out}
-	b.client = &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * o.Concurrency, MaxIdleConnsPerHost: 2 * o.Concurrency, IdleConnTimeout: time.Minute}, Timeout: time.Minute}
+	b.client = newClient(o)
 	var err error
 	if b.tmp, err = os.MkdirTemp("", "cpis-bench-wrk-"); err != nil {
 		return err
@@ -123,7 +138,7 @@ func Bench(ctx context.Context, o BenchOptions, env BenchEnv, out io.Writer) err
 		defer stop()
 	} else {
 		b.host = strings.TrimSuffix(o.Target, "/")
-		b.base = b.host + "/FHIR/R4"
+		b.base = b.host + b.basePath()
 	}
 	stopCeiling, err := b.startCeiling(ctx)
 	if err != nil {
@@ -211,6 +226,14 @@ func (b *benchRun) startProcess(ctx context.Context, cmd *exec.Cmd, url string) 
 	}
 }
 
+// basePath is the path the API is served at.
+func (b *benchRun) basePath() string {
+	if b.o.BasePath == "" {
+		return "/FHIR/R4"
+	}
+	return "/" + strings.Trim(b.o.BasePath, "/")
+}
+
 // startServer runs the server on a free loopback port and measures its
 // cold start: from starting the process to /readyz answering 200.
 func (b *benchRun) startServer(ctx context.Context) (func(), error) {
@@ -219,7 +242,8 @@ func (b *benchRun) startServer(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	cmd := b.env.Server(addr)
-	b.host, b.base = "http://"+addr, "http://"+addr+"/FHIR/R4"
+	b.host = "http://" + addr
+	b.base = b.host + b.basePath()
 	took, stop, err := b.startProcess(ctx, cmd, b.host+"/readyz")
 	if err != nil {
 		return nil, err
@@ -427,13 +451,7 @@ func (b *benchRun) scenarios() []scenario {
 		{name: "transaction", what: "POST / with a 1,000-entry transaction Bundle of new plans, one at a time (Go client)", count: b.o.Transactions, token: b.la,
 			request: func() (string, string, []byte) {
 				n := txSeq.Add(1)
-				la := demoLA{ods: b.laODS, name: b.laName}
-				j := job{la: la}
-				for i := 0; i < 1000; i++ {
-					e, _ := planEntry(la, demoPlan{ident: fmt.Sprintf("BENCH-%d-%d-%04d", time.Now().Unix(), n, i), typ: "CPP", nhs: fresh(), start: "2026-01-01"})
-					j.entries = append(j.entries, e)
-				}
-				return "POST", b.base, bundleBody(j, "transaction")
+				return "POST", b.base, txBundle(demoLA{ods: b.laODS, name: b.laName}, 1000, fmt.Sprintf("BENCH-%d-%d", time.Now().Unix(), n), fresh)
 			}},
 	}
 	if b.env.Open != nil {
@@ -557,6 +575,17 @@ func bundleJobs(d *demoData, n int) ([]job, error) {
 		}
 	}
 	return jobs, nil
+}
+
+// txBundle is a transaction Bundle of n new CPP plans of la, each put by
+// its plan identifier (prefix-0000 on) for a child with a new NHS number.
+func txBundle(la demoLA, n int, prefix string, nhs func() string) []byte {
+	j := job{la: la}
+	for i := 0; i < n; i++ {
+		e, _ := planEntry(la, demoPlan{ident: fmt.Sprintf("%s-%04d", prefix, i), typ: "CPP", nhs: nhs(), start: "2026-01-01"})
+		j.entries = append(j.entries, e)
+	}
+	return bundleBody(j, "transaction")
 }
 
 func bundleBody(j job, typ string) []byte {
@@ -802,7 +831,11 @@ func (sc scenario) driveWrk(ctx context.Context, d time.Duration) (benchResult, 
 	if err := os.WriteFile(paths, []byte(strings.Join(sc.paths, "\n")+"\n"), 0o600); err != nil {
 		return benchResult{}, err
 	}
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrkScript, paths, "Bearer "+sc.token)), 0o600); err != nil {
+	lua := fmt.Sprintf(wrkScript, paths, "Bearer "+sc.token)
+	if b.o.Gzip {
+		lua += "wrk.headers[\"Accept-Encoding\"] = \"gzip\"\n"
+	}
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return benchResult{}, err
 	}
 	secs := max(1, int((d+time.Second-1)/time.Second))
