@@ -85,7 +85,11 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		recs, err := s.reg.History(c.Request.Context(), who, typ, id)
+		hq, err := s.parseHistory(c.Request.URL.Query(), preferStrict(c), false)
+		if err != nil {
+			return err
+		}
+		recs, err := s.reg.HistoryIn(c.Request.Context(), who, typ, id, hq.window)
 		if err != nil {
 			if len(recs) == 1 && recs[0].Deleted {
 				versionHeaders(c, recs[0])
