@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"cpis/fhir"
 	"cpis/store"
 )
 
@@ -29,17 +29,17 @@ func entryIDs(r resp, mode string) []string {
 	return out
 }
 
-// path turns an absolute link into the path e.do takes.
-func path(t *testing.T, link string) string {
+// linkPath turns an absolute link into the path e.do takes.
+func linkPath(t *testing.T, link string) string {
 	t.Helper()
 	rest, ok := strings.CutPrefix(link, base+"/")
 	require.True(t, ok, "link %s is under the base", link)
 	return rest
 }
 
-// follow reads every page of a search from its first request, calling
+// followPages reads every page of a search from its first request, calling
 // between after each page, and returns the ids served, in order.
-func follow(t *testing.T, e *env, first, token string, between func()) []string {
+func followPages(t *testing.T, e *env, first, token string, between func()) []string {
 	t.Helper()
 	var out []string
 	next := first
@@ -50,7 +50,7 @@ func follow(t *testing.T, e *env, first, token string, between func()) []string 
 		out = append(out, entryIDs(r, "match")...)
 		next = ""
 		if l := r.link("next"); l != "" {
-			next = path(t, l)
+			next = linkPath(t, l)
 		}
 		if between != nil {
 			between()
@@ -162,7 +162,7 @@ func TestSortAndPaging(t *testing.T) {
 				if tc.query != "" {
 					q += "&" + tc.query
 				}
-				assert.Equal(t, tc.want, follow(t, e, q, la, nil), "pages of one")
+				assert.Equal(t, tc.want, followPages(t, e, q, la, nil), "pages of one")
 				r := e.do(http.MethodGet, "EpisodeOfCare?"+tc.query, la, "")
 				require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 				assert.Equal(t, tc.want, entryIDs(r, "match"))
@@ -170,7 +170,7 @@ func TestSortAndPaging(t *testing.T) {
 			})
 		}
 		t.Run("flags-newest-first", func(t *testing.T) {
-			got := follow(t, e, flagSearch(nhsA)+"&_sort=-_lastUpdated&_count=2", e.nurse(), nil)
+			got := followPages(t, e, flagSearch(nhsA)+"&_sort=-_lastUpdated&_count=2", e.nurse(), nil)
 			assert.Equal(t, []string{"p1", "q1", "p4", "p3", "p2"}, got)
 		})
 		for _, tc := range []struct{ name, sort string }{
@@ -202,11 +202,11 @@ func TestSortAndPaging(t *testing.T) {
 			require.NotEmpty(t, next)
 			// A link is followed as given: a different sort cannot be
 			// replayed onto its position.
-			r = e.do(http.MethodGet, path(t, next)+"&_sort=_id", la, "")
+			r = e.do(http.MethodGet, linkPath(t, next)+"&_sort=_id", la, "")
 			require.Equal(t, http.StatusBadRequest, r.Code, r.Body.String())
-			r = e.do(http.MethodGet, path(t, next), e.laToken(la2), "")
+			r = e.do(http.MethodGet, linkPath(t, next), e.laToken(la2), "")
 			require.Equal(t, http.StatusBadRequest, r.Code, "another caller's link: %s", r.Body.String())
-			r = e.do(http.MethodGet, path(t, next), la, "")
+			r = e.do(http.MethodGet, linkPath(t, next), la, "")
 			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 			assert.Equal(t, []string{"p3", "p2"}, entryIDs(r, "match"))
 		})
@@ -256,7 +256,7 @@ func TestHazard_SortedPagesSkipOrRepeatUnderConcurrentWrites(t *testing.T) {
 					}
 					wg.Wait()
 				}
-				got := follow(t, e, "EpisodeOfCare?_count=3&_sort="+sort, la, between)
+				got := followPages(t, e, "EpisodeOfCare?_count=3&_sort="+sort, la, between)
 				seen := map[string]int{}
 				for _, id := range got {
 					seen[id]++
@@ -289,6 +289,22 @@ func (e *env) allAuditOf(nhs string) int {
 		return nil
 	}))
 	return n
+}
+
+// lastAuditOf is the latest access record about a patient.
+func (e *env) lastAuditOf(nhs string) store.AuditRecord {
+	e.t.Helper()
+	d, ok := e.store.(store.Dumper)
+	require.True(e.t, ok)
+	var last store.AuditRecord
+	require.NoError(e.t, d.Dump(context.Background(), func(it store.Item) error {
+		if it.Audit != nil && it.Audit.Subject == nhs {
+			last = *it.Audit
+		}
+		return nil
+	}))
+	require.NotEmpty(e.t, last.ID, "an access record about the patient")
+	return last
 }
 
 func TestTypeHistory(t *testing.T) {
@@ -330,6 +346,11 @@ func TestTypeHistory(t *testing.T) {
 			assert.Equal(t, a+1, e.allAuditOf(nhsA), "each child shown is audited once")
 			assert.Equal(t, b+1, e.allAuditOf(nhsB))
 			assert.Equal(t, 0, e.allAuditOf(nhsC), "a child not shown is not")
+			ev := e.lastAuditOf(nhsA)
+			assert.False(t, ev.Notify, "an LA reading its own plans is recorded, not notified")
+			assert.Contains(t, string(ev.Body), `"code":"history-type"`)
+			v := e.do(http.MethodPost, "AuditEvent/$validate", la, string(ev.Body))
+			assert.Equal(t, []string{"information"}, v.severities(), "the AuditEvent is a valid CP-IS AuditEvent: %s", v.Body.String())
 		})
 		t.Run("since", func(t *testing.T) {
 			r := e.do(http.MethodGet, "EpisodeOfCare/_history?_since="+url.QueryEscape(since.Format(time.RFC3339)), la, "")
@@ -347,7 +368,7 @@ func TestTypeHistory(t *testing.T) {
 				got = append(got, versions(r)...)
 				next = ""
 				if l := r.link("next"); l != "" {
-					next = path(t, l)
+					next = linkPath(t, l)
 					assert.NotContains(t, l, "_count", "the link is sealed")
 					if n == 0 {
 						// A link is for its caller and its own route only.
@@ -490,4 +511,28 @@ func TestHazard_TypeHistoryUnauditedWhenAuditRefused(t *testing.T) {
 	assert.Equal(t, 1, e.allAuditOf(nhsA))
 }
 
-var _ = fhir.DefaultCount
+// TestCapabilityStatementSaysWhatChanged: what is served is advertised, from
+// the same table: _lastUpdated on the stored types, history-type on the
+// three whose type history is served, the sorts in the documentation.
+func TestCapabilityStatementSaysWhatChanged(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	r := e.do(http.MethodGet, "metadata", "", "")
+	require.Equal(t, http.StatusOK, r.Code)
+	res := map[string]map[string]any{}
+	for _, x := range jpath[[]any](t, r.json(), "rest", 0, "resource") {
+		m := jpath[map[string]any](t, x)
+		res[jpath[string](t, m, "type")] = m
+	}
+	for typ, want := range map[string]bool{"Flag": true, "EpisodeOfCare": true, "Organization": true, "CareTeam": false, "AuditEvent": false} {
+		var params, interactions []string
+		for _, p := range jpath[[]any](t, res[typ], "searchParam") {
+			params = append(params, jpath[string](t, p, "name"))
+		}
+		for _, i := range jpath[[]any](t, res[typ], "interaction") {
+			interactions = append(interactions, jpath[string](t, i, "code"))
+		}
+		assert.Equal(t, want, slices.Contains(params, "_lastUpdated"), "%s _lastUpdated", typ)
+		assert.Equal(t, want, slices.Contains(interactions, "history-type"), "%s history-type", typ)
+		assert.Equal(t, want, strings.Contains(jpath[string](t, res[typ], "documentation"), "_sort: _id (the default), _lastUpdated"), "%s _sort", typ)
+	}
+}
