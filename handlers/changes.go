@@ -140,6 +140,7 @@ var historyParams = map[string]bool{"_since": true, "_at": true, "_count": true,
 type historyQuery struct {
 	window registry.Window
 	since  string // _since as given, for the self and next links
+	at     string // _at as given, for the self link
 	count  int
 	cursor string
 }
@@ -190,7 +191,7 @@ func (s *Server) parseHistory(q url.Values, strict, typeLevel bool) (historyQuer
 		if !ok {
 			return hq, fhir.At(fhir.KindInvalidSearch, "_at", "_at must be a date or dateTime, e.g. _at=2026-12-01")
 		}
-		hq.window.AtFrom, hq.window.AtTo = low, high
+		hq.window.AtFrom, hq.window.AtTo, hq.at = low, high, at
 	}
 	if v, has, err := one("_count"); err != nil {
 		return hq, err
@@ -313,4 +314,19 @@ func historyEntry(s *Server, r store.Record, created bool) fhir.Entry {
 	e.Request = &fhir.EntryRequest{Method: method, URL: r.Type + "/" + r.ID}
 	e.Response = &fhir.EntryResponse{Status: status, Etag: etag(r.Version), LastModified: fhir.Instant(r.Updated)}
 	return e
+}
+
+// selfQuery is the window of an instance history as its self link gives it.
+func (hq historyQuery) selfQuery() string {
+	var parts []string
+	if hq.since != "" {
+		parts = append(parts, "_since="+queryEscape(hq.since))
+	}
+	if hq.at != "" {
+		parts = append(parts, "_at="+queryEscape(hq.at))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "?" + strings.Join(parts, "&")
 }

@@ -474,6 +474,7 @@ func TestInstanceHistorySinceAndAt(t *testing.T) {
 					return
 				}
 				assert.Equal(t, tc.want, etags(r))
+				assert.Equal(t, base+"/"+p, r.link("self"), "the self link gives the window")
 			})
 		}
 		t.Run("nurse-since-audits-what-is-shown", func(t *testing.T) {

@@ -98,7 +98,7 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 		}
 		total := len(recs)
 		b := &fhir.Bundle{Type: "history", Total: &total, Timestamp: fhir.Instant(s.now()),
-			Link: []fhir.Link{{Relation: "self", URL: s.fullURL(typ, id) + "/_history"}}}
+			Link: []fhir.Link{{Relation: "self", URL: s.fullURL(typ, id) + "/_history" + hq.selfQuery()}}}
 		for i, r := range recs {
 			e := fhir.Entry{FullURL: s.fullURL(typ, id)}
 			method, status := http.MethodPut, "200 OK"
