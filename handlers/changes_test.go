@@ -504,7 +504,8 @@ func TestHazard_TypeHistoryUnauditedWhenAuditRefused(t *testing.T) {
 		r := e.do(http.MethodGet, p, e.laToken(la1), "")
 		require.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
 		assert.NotContains(t, r.Body.String(), nhsA)
-		assert.NotContains(t, r.Body.String(), "a1")
+		assert.NotContains(t, r.Body.String(), `"a1"`)
+		assert.NotContains(t, r.Body.String(), "/a1")
 	}
 	restore()
 	r := e.do(http.MethodGet, "EpisodeOfCare/_history", e.laToken(la1), "")
@@ -536,4 +537,27 @@ func TestCapabilityStatementSaysWhatChanged(t *testing.T) {
 		assert.Equal(t, want, slices.Contains(interactions, "history-type"), "%s history-type", typ)
 		assert.Equal(t, want, strings.Contains(jpath[string](t, res[typ], "documentation"), "_sort: _id (the default), _lastUpdated"), "%s _sort", typ)
 	}
+}
+
+// TestHazard_TypeHistoryShowsPlansPastRetention: a plan that ended longer
+// ago than the retention period is gone everywhere, even before the sweeper
+// purges it; the type history must not show it (or its child) either.
+func TestHazard_TypeHistoryShowsPlansPastRetention(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		la := e.laToken(la1)
+		e.putPlan(planSpec{id: "new1", nhs: nhsA, la: la1})
+		e.clock.Add(time.Second)
+		e.putPlan(planSpec{id: "old1", nhs: nhsB, la: la1, start: "2024-01-10", end: "2025-01-31", status: "finished"})
+		require.Equal(t, []string{"new1"}, entryIDs(e.do(http.MethodGet, "EpisodeOfCare", la, ""), "match"), "the search does not show it")
+		for _, p := range []string{"EpisodeOfCare/_history", "Flag/_history", "EpisodeOfCare/_history?_count=1"} {
+			r := e.do(http.MethodGet, p, la, "")
+			require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+			assert.NotContains(t, r.Body.String(), "old1", p)
+			assert.NotContains(t, r.Body.String(), nhsB, p)
+			assert.Len(t, r.entries(""), 1, p)
+			assert.Empty(t, r.link("next"), "%s: nothing more to page to", p)
+		}
+		assert.Equal(t, 0, e.allAuditOf(nhsB), "nothing shown, nothing audited")
+	})
 }

@@ -95,6 +95,7 @@ func (r *Registry) TypeHistory(ctx context.Context, c Caller, q TypeHistoryQuery
 	if q.Type == "Flag" {
 		sq.Type = "EpisodeOfCare"
 	}
+	retained := r.RetainedSince()
 	var page HistoryPage
 	var lastRead store.HistoryPosition
 	for {
@@ -103,15 +104,24 @@ func (r *Registry) TypeHistory(ctx context.Context, c Caller, q TypeHistoryQuery
 			return HistoryPage{}, storeErr(c, err)
 		}
 		for _, rec := range recs {
-			if len(page.Versions) == q.Limit {
+			// Past retention a version is treated as gone, as everywhere,
+			// even before the sweeper purges it; a plan's deletion is not a
+			// Flag version.
+			skip := !rec.End.IsZero() && rec.End.Before(retained)
+			if q.Type == "Flag" {
+				skip = skip || rec.Deleted || rec.Derived == nil || rec.Derived.Type != "Flag"
+			}
+			if !skip && len(page.Versions) == q.Limit {
+				// There is more to show: the next page starts after what
+				// this one read.
 				page.Next = &lastRead
 				break
 			}
 			lastRead = rec.Position()
+			if skip {
+				continue
+			}
 			if q.Type == "Flag" {
-				if rec.Deleted || rec.Derived == nil || rec.Derived.Type != "Flag" {
-					continue
-				}
 				rec.Type, rec.Body, rec.Ends, rec.Derived = "Flag", rec.Derived.Body, rec.Derived.Ends, nil
 			}
 			page.Versions = append(page.Versions, rec)
@@ -119,7 +129,8 @@ func (r *Registry) TypeHistory(ctx context.Context, c Caller, q TypeHistoryQuery
 		if page.Next != nil || len(recs) < sq.Limit {
 			break
 		}
-		// A Flag history skipped tombstones: read on from the last read.
+		// Versions were skipped (a Flag history's tombstones, versions past
+		// retention): read on from the last read.
 		sq.After = lastRead
 	}
 	if PatientType(q.Type) {

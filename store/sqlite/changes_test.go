@@ -32,6 +32,7 @@ func TestChangesUseIndexes(t *testing.T) {
 			cond, args := searchWhere(c.q)
 			cond, args, order := pageWhere(c.q, cond, args)
 			plan := explain(t, s, `SELECT `+cols+` FROM resources WHERE `+cond+` ORDER BY `+order+` LIMIT 50`, args...)
+			t.Log(plan)
 			assert.Contains(t, plan, c.index, plan)
 			assert.NotContains(t, plan, "SCAN resources", plan)
 		})
