@@ -277,6 +277,11 @@ func patientReads(t *testing.T, eng *gin.Engine) []struct{ method, path, form st
 		if !registry.AboutPatients(typ) || (rt.Method != http.MethodGet && rt.Method != http.MethodHead && !search) {
 			continue
 		}
+		if rest == typ+"/_history" {
+			// A type's history is for local authorities only (403 for
+			// health users): TestHazard_TypeHistoryUnauditedWhenAuditRefused.
+			continue
+		}
 		path := strings.NewReplacer(":id", "a1", ":vid", "1").Replace(rest)
 		query := "patient:identifier=https://fhir.nhs.uk/Id/nhs-number|" + nhsA
 		switch {

@@ -94,7 +94,11 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		recs, err := s.reg.History(c.Request.Context(), who, typ, id)
+		hq, err := s.parseHistory(c.Request.URL.Query(), preferStrict(c), false)
+		if err != nil {
+			return err
+		}
+		recs, err := s.reg.HistoryIn(c.Request.Context(), who, typ, id, hq.window)
 		if err != nil {
 			if len(recs) == 1 && recs[0].Deleted {
 				versionHeaders(c, recs[0])
@@ -103,7 +107,7 @@ func (s *Server) history(typ string) gin.HandlerFunc {
 		}
 		total := len(recs)
 		b := &fhir.Bundle{Type: "history", Total: &total, Timestamp: fhir.Instant(s.now()),
-			Link: []fhir.Link{{Relation: "self", URL: s.fullURL(typ, id) + "/_history"}}}
+			Link: []fhir.Link{{Relation: "self", URL: s.fullURL(typ, id) + "/_history" + hq.selfQuery()}}}
 		for i, r := range recs {
 			e := fhir.Entry{FullURL: s.fullURL(typ, id)}
 			method, status := http.MethodPut, "200 OK"

@@ -56,6 +56,7 @@ func (s *Server) routes(e *gin.Engine) {
 	r.GET("/Flag", s.search("Flag"))
 	r.POST("/Flag/_search", s.search("Flag"))
 	r.GET("/Flag/:id", s.read("Flag"))
+	r.GET("/Flag/_history", s.typeHistory("Flag"))
 	r.GET("/Flag/:id/_history", s.history("Flag"))
 	r.GET("/Flag/:id/_history/:vid", s.vread("Flag"))
 	flagsDerived := s.notAllowed("Flags are derived from EpisodeOfCare by the server: write the EpisodeOfCare instead")
@@ -68,6 +69,9 @@ func (s *Server) routes(e *gin.Engine) {
 	// the EpisodeOfCare with its local authority's numbers; read-only.
 	r.GET("/CareTeam", s.search("CareTeam"))
 	r.POST("/CareTeam/_search", s.search("CareTeam"))
+	r.GET("/CareTeam/_history", s.handle(func(*gin.Context) error {
+		return fhir.Errorf(fhir.KindNotFound, "CareTeams have no history: they are rendered from the plan; read EpisodeOfCare/_history as the plan's local authority")
+	}))
 	r.GET("/CareTeam/:id", s.read("CareTeam"))
 	r.GET("/CareTeam/:id/_history", s.history("CareTeam"))
 	r.GET("/CareTeam/:id/_history/:vid", s.vread("CareTeam"))
@@ -85,6 +89,7 @@ func (s *Server) routes(e *gin.Engine) {
 	r.GET("/EpisodeOfCare/:id", s.read("EpisodeOfCare"))
 	r.PUT("/EpisodeOfCare/:id", s.update("EpisodeOfCare"))
 	r.DELETE("/EpisodeOfCare/:id", s.remove("EpisodeOfCare"))
+	r.GET("/EpisodeOfCare/_history", s.typeHistory("EpisodeOfCare"))
 	r.GET("/EpisodeOfCare/:id/_history", s.history("EpisodeOfCare"))
 	r.GET("/EpisodeOfCare/:id/_history/:vid", s.vread("EpisodeOfCare"))
 	r.PATCH("/EpisodeOfCare/:id", s.patch("EpisodeOfCare"))
@@ -96,6 +101,7 @@ func (s *Server) routes(e *gin.Engine) {
 	r.PUT("/Organization", s.conditionalUpdate("Organization"))
 	r.GET("/Organization/:id", s.read("Organization"))
 	r.PUT("/Organization/:id", s.update("Organization"))
+	r.GET("/Organization/_history", s.typeHistory("Organization"))
 	r.GET("/Organization/:id/_history", s.history("Organization"))
 	r.GET("/Organization/:id/_history/:vid", s.vread("Organization"))
 	r.PATCH("/Organization/:id", s.patch("Organization"))

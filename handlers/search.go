@@ -11,6 +11,7 @@ import (
 	"cpis/auth"
 	"cpis/fhir"
 	"cpis/handlers/registry"
+	"cpis/store"
 )
 
 // maxSearchBody bounds a POST _search form body.
@@ -23,6 +24,7 @@ type searchRequest struct {
 	applied []fhir.Param
 	ignored []string
 	silent  bool
+	sort    store.Sort // the _sort applied (SortID when none)
 	// subset is what _summary and _elements leave out of each resource.
 	subset fhir.Subset
 	p      *auth.Principal
@@ -125,8 +127,10 @@ func (s *Server) parseSearch(c *gin.Context, typ string) (*searchRequest, error)
 			sr.applied = append(sr.applied, prm)
 		}
 	}
-	if q.Sort != "" {
-		sr.ignored = append(sr.ignored, "_sort")
+	if srt, ok := searchSort(sr.spec, q.Sort); ok {
+		sr.sort = srt
+	} else {
+		sr.ignored = append(sr.ignored, "_sort="+q.Sort)
 	}
 	if q.Summary != "" {
 		if err := fhir.ParseSummary(q.Summary); err != nil {
@@ -186,10 +190,15 @@ func identifierKey(p fhir.Param) (string, error) {
 // registrySearch turns the applied parameters into the registry's search;
 // the registry adds what the caller's permissions require.
 func (s *Server) registrySearch(typ string, sr *searchRequest) (registry.Search, error) {
-	q := registry.Search{Type: typ, Limit: sr.q.Count, After: sr.q.Cursor, Query: typ + "?" + s.selfQuery(sr, "")}
+	q := registry.Search{Type: typ, Limit: sr.q.Count, Sort: sr.sort, Query: typ + "?" + s.selfQuery(sr, "")}
 	if sr.q.Summary == "count" {
 		q.Limit = 0
 	}
+	var err error
+	if q.After, q.AfterUpdated, err = readPosition(sr.sort, sr.q.Cursor); err != nil {
+		return q, err
+	}
+	var lastUpdated []fhir.Param
 	for _, prm := range sr.applied {
 		sp := sr.spec.param(prm.Raw)
 		switch sp.Kind {
@@ -218,7 +227,12 @@ func (s *Server) registrySearch(typ string, sr *searchRequest) (registry.Search,
 				}
 			}
 			q.IDs = append(q.IDs, prm.Values...)
+		case paramUpdated:
+			lastUpdated = append(lastUpdated, prm)
 		}
+	}
+	if q.UpdatedFrom, q.UpdatedTo, err = s.updatedRange(lastUpdated); err != nil {
+		return q, err
 	}
 	for _, inc := range sr.q.Includes {
 		if sr.spec.includes(inc) {
@@ -247,7 +261,7 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
 		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.selfLink(typ, sr, searchCursorTTL)})
 		if q.Limit > 0 && len(page.Matches) == q.Limit {
-			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, page.Matches[len(page.Matches)-1].ID, searchCursorTTL)})
+			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, position(sr.sort, page.Last), searchCursorTTL)})
 		}
 		for _, r := range page.Matches {
 			b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL(r.Type, r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
@@ -296,6 +310,11 @@ func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 	}
 	if len(sr.subset.Elements) > 0 {
 		parts = append(parts, "_elements="+queryEscape(strings.Join(sr.subset.Elements, ",")))
+	}
+	if sr.q.Sort != "" && sr.spec.Sorted {
+		if _, ok := sorts[sr.q.Sort]; ok {
+			parts = append(parts, "_sort="+queryEscape(sr.q.Sort))
+		}
 	}
 	parts = append(parts, "_count="+strconv.Itoa(sr.q.Count))
 	if cursor != "" {

@@ -15,6 +15,7 @@ const (
 	paramDate                            // AuditEvent.recorded (date, ge/gt)
 	paramSilent                          // the silent-read switch
 	paramURL                             // a conformance resource's canonical url
+	paramUpdated                         // _lastUpdated (date, every prefix but ne)
 )
 
 // searchParam is one search parameter a type supports; the same table
@@ -39,6 +40,9 @@ type resourceSpec struct {
 	// target is not served, and is reported.
 	IncludeTarget string
 	Operations    []operation
+	// Sorted: the type's searches take _sort (sortDoc), and its stored
+	// time is its meta.lastUpdated.
+	Sorted bool
 	// AnyToken: any caller with a valid token may read the type (the
 	// conformance resources); otherwise the RBAC table and scopes decide.
 	AnyToken bool
@@ -104,14 +108,17 @@ func specs() []resourceSpec {
 	return []resourceSpec{
 		{
 			Type: "Flag", Profile: profiles.FlagProfile,
-			Interactions: []string{"read", "vread", "history-instance", "search-type"},
+			Interactions: []string{"read", "vread", "history-instance", "history-type", "search-type"},
 			Params: []searchParam{
 				nhsParam("patient:identifier", "patient.identifier", "subject:identifier", "subject.identifier"),
-				idSearchParam(), silentSearchParam(),
+				idSearchParam(), silentSearchParam(), lastUpdatedParam(), lastUpdatedParam(),
 			},
 			Includes:   []string{"Flag:author"},
 			Operations: []operation{validateOp},
-			Doc:        "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405).",
+			Sorted:     true,
+			Doc: "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405)." + sortDoc +
+				" GET Flag/_history is a local authority's own Flags' versions (the plans' versions as Flags; a plan's deletion is not a Flag version), " +
+				"newest first, optionally _since an instant; health users get 403.",
 		},
 		{
 			Type: "CareTeam", Profile: profiles.CareTeamProfile,
@@ -127,27 +134,35 @@ func specs() []resourceSpec {
 		},
 		{
 			Type: "EpisodeOfCare", Profile: profiles.EpisodeOfCareProfile,
-			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "patch", "create", "delete"},
+			Interactions: []string{"read", "vread", "history-instance", "history-type", "search-type", "update", "patch", "create", "delete"},
 			Params: []searchParam{
 				nhsParam("patient:identifier", "patient.identifier"),
 				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
 					Doc: "The local authority's own plan identifier, system|value; also the condition of a conditional update."},
-				idSearchParam(), silentSearchParam(),
+				idSearchParam(), silentSearchParam(), lastUpdatedParam(),
 			},
 			Includes:   []string{"EpisodeOfCare:organization"},
 			Operations: []operation{validateOp},
-			Doc:        "A child's plan (CPP, LAC or UCPP against the mother's NHS number), written by the managing local authority.",
+			Sorted:     true,
+			Doc: "A child's plan (CPP, LAC or UCPP against the mother's NHS number), written by the managing local authority." + sortDoc +
+				" GET EpisodeOfCare/_history (history-type) is for local authority systems only, and shows only the versions of plans they managed, " +
+				"deletions included, newest first, optionally _since an instant, paged with sealed links (_count, at most 1000); it is audited like " +
+				"an instance history (one AuditEvent per child on the page, before the answer; not notified). Health users get 403: they read a " +
+				"child's plans by NHS number. Instance histories take _since and _at.",
 		},
 		{
 			Type: "Organization", Profile: profiles.OrganizationProfile,
-			Interactions: []string{"read", "vread", "history-instance", "search-type", "update", "patch", "create"},
+			Interactions: []string{"read", "vread", "history-instance", "history-type", "search-type", "update", "patch", "create"},
 			Params: []searchParam{
 				{Name: "identifier", Type: "token", Accepted: []string{"identifier"}, Kind: paramIdentifier,
 					Doc: "The local authority's ODS code: https://fhir.nhs.uk/Id/ods-organization-code|{code}."},
-				idSearchParam(), silentSearchParam(),
+				idSearchParam(), silentSearchParam(), lastUpdatedParam(),
 			},
 			Operations: []operation{validateOp},
-			Doc:        "The local authority, with its office-hours and emergency duty team phone numbers.",
+			Sorted:     true,
+			Doc: "The local authority, with its office-hours and emergency duty team phone numbers." + sortDoc +
+				" GET Organization/_history is a local authority's own Organization's versions, newest first, optionally _since an instant; " +
+				"health users get 403.",
 		},
 		{
 			Type: "AuditEvent", Profile: profiles.AuditEventProfile,

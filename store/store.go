@@ -102,7 +102,7 @@ func (w Write) Check() error {
 }
 
 // Query selects live (not deleted) records of one type. Every non-empty field
-// must match. Results are ordered by id.
+// must match. Results are ordered by id unless Sort says otherwise.
 type Query struct {
 	Type    string
 	IDs     []string // any of
@@ -117,8 +117,17 @@ type Query struct {
 	OwnKey string
 	// RetainedSince excludes records whose End is before it (zero: no limit).
 	RetainedSince time.Time
-	// After is the id to continue after (keyset paging).
+	// After is the id to continue after (keyset paging); with a sort by
+	// Updated, the position is (AfterUpdated, After).
 	After string
+	// UpdatedFrom and UpdatedTo bound the current version's Updated: from
+	// inclusive, to exclusive (zero: no bound). The _lastUpdated search.
+	UpdatedFrom, UpdatedTo time.Time
+	// Sort orders the results: by id (the zero value), or by Updated then
+	// id, ascending or descending. AfterUpdated is the Updated of the
+	// record After names when paging a sort by Updated.
+	Sort         Sort
+	AfterUpdated time.Time
 	// Limit caps the records returned (0 returns none; use Count for totals).
 	Limit int
 	// Count asks for the total number of matches as well.

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"strings"
+	"time"
 
 	"cpis/fhir"
 	"cpis/profiles"
@@ -137,6 +138,12 @@ func (r *Registry) deletedSince(ctx context.Context, c Caller, typ, id string, v
 // The current version decides who may see it; clinicians see only the
 // versions written since the last delete (none if it is deleted now: gone).
 func (r *Registry) History(ctx context.Context, c Caller, typ, id string) ([]store.Record, error) {
+	return r.HistoryIn(ctx, c, typ, id, Window{})
+}
+
+// HistoryIn is History narrowed to the versions in w (_since, _at): only
+// those are shown, and audited.
+func (r *Registry) HistoryIn(ctx context.Context, c Caller, typ, id string, w Window) ([]store.Record, error) {
 	if err := ByID(c, typ); err != nil {
 		return nil, err
 	}
@@ -157,6 +164,7 @@ func (r *Registry) History(ctx context.Context, c Caller, typ, id string) ([]sto
 			return []store.Record{{Type: cur.Type, ID: cur.ID, Version: cur.Version, Updated: cur.Updated, Deleted: true}}, err
 		}
 	}
+	recs = w.keep(recs)
 	var teams []store.Record
 	if typ == careTeamType {
 		// Each version of the plan as a CareTeam, rendered before the audit
@@ -209,6 +217,13 @@ type Search struct {
 	// after an id.
 	Limit int
 	After string
+	// UpdatedFrom (inclusive) and UpdatedTo (exclusive) bound when the
+	// records were last updated (_lastUpdated; zero: no bound).
+	UpdatedFrom, UpdatedTo time.Time
+	// Sort orders the matches; with a sort by Updated, AfterUpdated is the
+	// Updated of the record After names (the page's keyset position).
+	Sort         store.Sort
+	AfterUpdated time.Time
 	// Include asks for the local authorities' Organizations that manage the
 	// matches (_include=Flag:author, EpisodeOfCare:organization).
 	Include bool
@@ -222,6 +237,10 @@ type Page struct {
 	Matches  []store.Record
 	Total    int
 	Included []store.Record
+	// Last is the keyset position of the page's last match, as stored (a
+	// CareTeam shows a later lastUpdated when its Organization changed):
+	// where the next page starts.
+	Last store.HistoryPosition
 }
 
 // Search finds the live, retained records of a type the caller may see: a
@@ -232,7 +251,8 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 	if err := MayRead(c.P, s.Type, c.Silent); err != nil {
 		return Page{}, err
 	}
-	q := store.Query{Type: storedType(s.Type), Subject: s.Subject, IDs: s.IDs, RetainedSince: r.RetainedSince(), Limit: s.Limit, After: s.After, Count: true}
+	q := store.Query{Type: storedType(s.Type), Subject: s.Subject, IDs: s.IDs, RetainedSince: r.RetainedSince(), Limit: s.Limit, After: s.After, Count: true,
+		UpdatedFrom: s.UpdatedFrom, UpdatedTo: s.UpdatedTo, Sort: s.Sort, AfterUpdated: s.AfterUpdated}
 	if s.Identifier != "" {
 		// Identifiers are unique within the organisation that manages the
 		// resource: a local authority searches its own; an LA's
@@ -257,6 +277,10 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 	recs, total, err := r.st.Search(ctx, q)
 	if err != nil {
 		return Page{}, storeErr(c, err)
+	}
+	var last store.HistoryPosition
+	if len(recs) > 0 {
+		last = recs[len(recs)-1].Position()
 	}
 	if q.Subject != "" {
 		if err := r.checkSubjects(ctx, c, q.Subject, recs); err != nil {
@@ -289,9 +313,9 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 		}
 	}
 	if s.Type == careTeamType {
-		return Page{Matches: shown, Total: total}, nil
+		return Page{Matches: shown, Total: total, Last: last}, nil
 	}
-	page := Page{Matches: recs, Total: total}
+	page := Page{Matches: recs, Total: total, Last: last}
 	for i := range recs {
 		recs[i] = r.shown(recs[i])
 	}
@@ -314,7 +338,7 @@ func (r *Registry) allMatches(ctx context.Context, c Caller, q store.Query, recs
 		return recs, nil
 	}
 	all := q
-	all.Limit, all.After, all.Count = total, "", false
+	all.Limit, all.After, all.AfterUpdated, all.Count = total, "", time.Time{}, false
 	matches, _, err := r.st.Search(ctx, all)
 	if err != nil {
 		return nil, storeErr(c, err)

@@ -257,6 +257,10 @@ var indexes = []index{
 	{coll: resourcesColl, name: "types_id", keys: bson.D{{Key: "types", Value: 1}, {Key: "id", Value: 1}}},
 	// Retention purge.
 	{coll: resourcesColl, name: "end", keys: bson.D{{Key: "end", Value: 1}}},
+	// What changed since: an LA's records by time (_lastUpdated, _sort) and
+	// its versions of a type by time (the type-level _history).
+	{coll: resourcesColl, name: "owner_types_updated_id", keys: bson.D{{Key: "owner", Value: 1}, {Key: "types", Value: 1}, {Key: "updated", Value: 1}, {Key: "id", Value: 1}}},
+	{coll: resourcesColl, name: "history_owner_type_updated", keys: bson.D{{Key: "history.owner", Value: 1}, {Key: "type", Value: 1}, {Key: "history.updated", Value: 1}}},
 
 	// Caller-assigned access record ids are unique; fence markers have none.
 	{coll: auditColl, name: "id_unique", keys: bson.D{{Key: "id", Value: 1}}, unique: true, sparse: true},

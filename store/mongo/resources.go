@@ -486,6 +486,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 	if !q.RetainedSince.IsZero() {
 		f = append(f, bson.E{Key: "end", Value: bson.D{{Key: "$gte", Value: q.RetainedSince.UnixNano()}}})
 	}
+	if updated := updatedRange(q); updated != nil {
+		f = append(f, bson.E{Key: "updated", Value: updated})
+	}
 	var idCond bson.D
 	if len(q.IDs) > 0 {
 		idCond = append(idCond, bson.E{Key: "$in", Value: q.IDs})
@@ -507,14 +510,21 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 		if q.Limit <= 0 {
 			return nil
 		}
-		if q.After != "" {
+		order := bson.D{{Key: "id", Value: 1}}
+		switch {
+		case q.Sort != store.SortID:
+			order = sortUpdated(q.Sort)
+			if q.After != "" {
+				f = append(f, afterUpdated(q))
+			}
+		case q.After != "":
 			idCond = append(idCond, bson.E{Key: "$gt", Value: q.After})
 		}
 		if idCond != nil {
 			f = append(f, bson.E{Key: "id", Value: idCond})
 		}
 		cur, err := s.res.Find(ctx, f, options.Find().
-			SetSort(bson.D{{Key: "id", Value: 1}}).SetLimit(int64(q.Limit)).SetProjection(noHistory))
+			SetSort(order).SetLimit(int64(q.Limit)).SetProjection(noHistory))
 		if err != nil {
 			return s.fail("searching "+q.Type, err)
 		}

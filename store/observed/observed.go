@@ -11,9 +11,14 @@ import (
 // Observer is told each store call's operation name, duration and error.
 type Observer func(op string, d time.Duration, err error)
 
-// Wrap returns s with every call reported to observe.
+// Wrap returns s with every call reported to observe. What optional
+// interfaces s implements (store.TypeHistorian), the wrapped store does too.
 func Wrap(s store.Store, observe Observer) store.Store {
-	return &observed{s: s, observe: observe}
+	o := &observed{s: s, observe: observe}
+	if th, ok := s.(store.TypeHistorian); ok {
+		return &historian{observed: o, th: th}
+	}
+	return o
 }
 
 type observed struct {

@@ -266,15 +266,11 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 	cond, args := searchWhere(q)
 	var recs []store.Record
 	if q.Limit > 0 {
-		pageCond, pageArgs := cond, args
-		if q.After != "" {
-			pageCond += ` AND id > ?`
-			pageArgs = append(append([]any{}, args...), q.After)
-		}
+		pageCond, pageArgs, order := pageWhere(q, cond, args)
 		var err error
 		// The limit is written into the SQL, not bound: SQLite plans with a
 		// bound LIMIT's value, so rebinding it made every run re-prepare.
-		recs, err = s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+pageCond+` ORDER BY id LIMIT `+strconv.Itoa(q.Limit), pageArgs...)
+		recs, err = s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+pageCond+` ORDER BY `+order+` LIMIT `+strconv.Itoa(q.Limit), pageArgs...)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -339,5 +335,40 @@ func searchWhere(q store.Query) (string, []any) {
 		where = append(where, `(plan_end IS NULL OR plan_end >= ?)`)
 		args = append(args, q.RetainedSince.UnixNano())
 	}
+	if !q.UpdatedFrom.IsZero() {
+		where = append(where, `updated >= ?`)
+		args = append(args, q.UpdatedFrom.UnixNano())
+	}
+	if !q.UpdatedTo.IsZero() {
+		where = append(where, `updated < ?`)
+		args = append(args, q.UpdatedTo.UnixNano())
+	}
 	return strings.Join(where, ` AND `), args
+}
+
+// pageWhere adds a page's keyset position to a query's condition and
+// returns its order: by id, or by (updated, id) either way.
+func pageWhere(q store.Query, cond string, args []any) (string, []any, string) {
+	args = append([]any{}, args...)
+	switch q.Sort {
+	case store.SortUpdated:
+		if q.After != "" {
+			cond += ` AND (updated > ? OR (updated = ? AND id > ?))`
+			u := q.AfterUpdated.UnixNano()
+			args = append(args, u, u, q.After)
+		}
+		return cond, args, `updated, id`
+	case store.SortUpdatedDesc:
+		if q.After != "" {
+			cond += ` AND (updated < ? OR (updated = ? AND id < ?))`
+			u := q.AfterUpdated.UnixNano()
+			args = append(args, u, u, q.After)
+		}
+		return cond, args, `updated DESC, id DESC`
+	}
+	if q.After != "" {
+		cond += ` AND id > ?`
+		args = append(args, q.After)
+	}
+	return cond, args, `id`
 }

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 7
+const schemaVersion = 8
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -142,6 +142,14 @@ var migrations = [][]string{
 	{
 		`DROP INDEX audit_subject`,
 		`CREATE INDEX audit_subject ON audit(subject, recorded, seq, notify, agent, owners, id)`,
+	},
+	// 7 → 8: what changed since. A local authority's records by time (its
+	// _lastUpdated searches and _sort=_lastUpdated pages) and its type-level
+	// _history, both tables read from a keyset position. The Flag search by
+	// NHS number keeps resources_subject (checked by plan_test.go).
+	{
+		`CREATE INDEX resources_owner_updated ON resources(owner, updated, id)`,
+		`CREATE INDEX history_owner_updated ON history(owner, type, updated, id, version)`,
 	},
 }
 

@@ -49,6 +49,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("audit-feed-while-writing", func(t *testing.T) { testAuditFeedWhileWriting(t, h) })
 	t.Run("purge", func(t *testing.T) { testPurge(t, h) })
 	t.Run("reopen", func(t *testing.T) { testReopen(t, h) })
+	t.Run("search-updated", func(t *testing.T) { testSearchUpdated(t, h) })
+	t.Run("sorted-paging-while-writing", func(t *testing.T) { testSortedPagingWhileWriting(t, h) })
+	t.Run("type-history", func(t *testing.T) { testTypeHistory(t, h) })
 }
 
 var t0 = time.Date(2026, 3, 1, 9, 30, 0, 123000000, time.UTC)
