@@ -203,4 +203,6 @@ func knownType(t string) bool {
 // writable says which types clients may write: Flags are derived and
 // AuditEvents are the server's own. Subscriptions are a local authority's
 // notification subscriptions (system/Subscription.*).
-func writable(t string) bool { return t == "EpisodeOfCare" || t == "Organization" || t == "Subscription" }
+func writable(t string) bool {
+	return t == "EpisodeOfCare" || t == "Organization" || t == "Subscription"
+}
