@@ -13,7 +13,7 @@ type Observer func(op string, d time.Duration, err error)
 
 // Wrap returns s with every call reported to observe.
 func Wrap(s store.Store, observe Observer) store.Store {
-	return &observed{s: s, observe: observe}
+	return wrapSubs(&observed{s: s, observe: observe})
 }
 
 type observed struct {
