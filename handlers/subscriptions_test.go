@@ -184,7 +184,7 @@ func testNow() func() time.Time {
 
 // withNotify builds the delivery of one server process over the env's
 // store; run starts it (as cpis serve does).
-func withNotify(t testing.TB, n *notifier, holder string, run bool, now func() time.Time) envOption {
+func withNotify(t testing.TB, n *notifier, holder string, run bool, now func() time.Time, tune ...func(*notify.Config)) envOption {
 	return func(d *handlers.Deps) {
 		london, _ := time.LoadLocation("Europe/London")
 		d.Now = now
@@ -195,6 +195,12 @@ func withNotify(t testing.TB, n *notifier, holder string, run bool, now func() t
 			Poll: 50 * time.Millisecond, AttemptTimeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 			ErrorAttempts: 1000, Lease: 5 * time.Second})
 		require.NoError(t, err)
+		if len(tune) > 0 {
+			cfg := notify.Config{Store: d.Store, Feed: reg, BaseURL: base, Log: d.Log, Now: now, Holder: holder}
+			tune[0](&cfg)
+			svc, err = notify.New(cfg)
+			require.NoError(t, err)
+		}
 		d.Notify = svc
 		n.svc = svc
 		n.stop = func() {}

@@ -243,13 +243,25 @@ func (s *Store) ClaimSubscription(ctx context.Context, id, holder string, now ti
 func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch int64, from, to string, evs []store.SubEvent) error {
 	return s.run(ctx, func(ctx context.Context) error {
 		if len(evs) > 0 {
-			models := make([]mongodrv.WriteModel, len(evs))
+			// Plain inserts (an upsert is a collection scan on FerretDB).
+			// Numbers already there were left by a holder that stopped
+			// before moving the cursor (or lost its lease): the same
+			// numbers of the same feed from the same cursor, so they are
+			// replaced, only in this page's range.
+			docs := make([]any, len(evs))
 			for i, e := range evs {
-				models[i] = mongodrv.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: evKey(id, e.Number)}}).
-					SetReplacement(bson.D{{Key: "_id", Value: evKey(id, e.Number)}, {Key: "number", Value: e.Number},
-						{Key: "seq", Value: e.Seq}, {Key: "recorded", Value: ns(e.Recorded)}}).SetUpsert(true)
+				docs[i] = bson.D{{Key: "_id", Value: evKey(id, e.Number)}, {Key: "number", Value: e.Number},
+					{Key: "seq", Value: e.Seq}, {Key: "recorded", Value: ns(e.Recorded)}}
 			}
-			if _, err := s.db.Collection(subEvColl).BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true)); err != nil {
+			coll := s.db.Collection(subEvColl)
+			_, err := coll.InsertMany(ctx, docs)
+			if isDuplicate(err) {
+				if _, err = coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{
+					{Key: "$gte", Value: evKey(id, evs[0].Number)}, {Key: "$lte", Value: evKey(id, evs[len(evs)-1].Number)}}}}); err == nil {
+					_, err = coll.InsertMany(ctx, docs)
+				}
+			}
+			if err != nil {
 				return s.fail("writing a subscription's events", err)
 			}
 		}
