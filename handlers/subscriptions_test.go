@@ -338,6 +338,7 @@ func TestHazard_NotificationShowsAnotherLAsPlan(t *testing.T) {
 		body := string(rc.notices("event-notification")[0].Body)
 		assert.Contains(t, body, `"resourceType":"AuditEvent"`, "full-resource carries the AuditEvent")
 		assert.NotContains(t, body, "plan-la2-secret", "LA001 is never told of LA002's plan")
+		assert.NotContains(t, body, "2 plans found", "nor that another plan was found")
 		assert.NotContains(t, body, nhsB)
 		e.requireValidR4([]byte(body))
 	})
