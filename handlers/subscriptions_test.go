@@ -583,3 +583,40 @@ func TestSubscriptionManagement(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, bad.Code)
 	})
 }
+
+// An endpoint that keeps failing turns the subscription to error ($status
+// says so); the authority updates it to requested, the handshake succeeds
+// and delivery resumes at the first unacknowledged event.
+func TestSubscriptionErrorThenReactivated(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		n := &notifier{}
+		now := testNow()
+		e := newEnv(t, b, withNotify(t, n, "p1", true, now, func(c *notify.Config) {
+			c.Poll, c.RetryBase, c.RetryMax = 50*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond
+			c.ErrorAttempts, c.ErrorAfter = 3, time.Millisecond
+		}))
+		e.putPlan(planSpec{id: "plan-a", nhs: nhsA, la: la1})
+		rc := newReceiver(t)
+		body := subJSON(rc.url(), "id-only")
+		id := e.createSub(la1, body)
+		eventually(t, "active", func() bool { return e.subStatus(la1, id) == "active" })
+		rc.down.Store(true)
+		e.audited(nhsA)
+		e.audited(nhsA)
+		eventually(t, "error", func() bool { return e.subStatus(la1, id) == "error" })
+		st := e.do(http.MethodGet, "Subscription/"+id+"/$status", e.laSubToken(la1), "")
+		require.Equal(t, http.StatusOK, st.Code)
+		assert.Contains(t, st.Body.String(), `"name":"status","valueCode":"error"`)
+		hits := rc.hits.Load()
+		time.Sleep(200 * time.Millisecond)
+		assert.Equal(t, hits, rc.hits.Load(), "a subscription in error is not delivered")
+
+		rc.down.Store(false)
+		up := strings.Replace(body, `"resourceType":"Subscription",`, `"resourceType":"Subscription","id":"`+id+`",`, 1)
+		r := e.do(http.MethodPut, "Subscription/"+id, e.laSubToken(la1), up)
+		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+		eventually(t, "delivered after reactivation", func() bool { return len(rc.numbers()) >= 2 })
+		assert.Equal(t, seq(2), rc.numbers())
+		assert.Equal(t, "active", e.subStatus(la1, id))
+	})
+}
