@@ -18,6 +18,11 @@ import (
 // the _id subscription#number (zero-padded, so a range of _id is a range of
 // numbers and needs no index of its own), and lease claims in "sub_claims".
 //
+// On FerretDB, whose conditional update is a read and a write of the whole
+// document, every write of a subscription's document is serialised within
+// the process (lockRecord), as the resources' are: an outcome recorded by
+// the delivery must not undo the authority's update that came between.
+//
 // Without multi-document transactions (FerretDB, standalone servers) every
 // write is one conditional single-document update, ordered so a crash
 // between two steps leaves nothing visible: events are written before the
@@ -186,6 +191,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 
 // ClaimSubscription renews or takes over the delivery lease.
 func (s *Store) ClaimSubscription(ctx context.Context, id, holder string, now time.Time, ttl time.Duration) (store.Subscription, bool, error) {
+	defer s.lockRecord(subsColl + "/" + id)()
 	sub, err := s.GetSubscription(ctx, id)
 	if err != nil {
 		return store.Subscription{}, false, err
@@ -241,6 +247,7 @@ func (s *Store) ClaimSubscription(ctx context.Context, id, holder string, now ti
 // AppendSubEvents numbers one feed page's accesses: the events first, then
 // the cursor and last number that make them count.
 func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch int64, from, to string, evs []store.SubEvent) error {
+	defer s.lockRecord(subsColl + "/" + id)()
 	return s.run(ctx, func(ctx context.Context) error {
 		if len(evs) > 0 {
 			// Plain inserts (an upsert is a collection scan on FerretDB).
@@ -277,6 +284,7 @@ func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch in
 
 // SetSubDelivery records a delivery attempt's outcome.
 func (s *Store) SetSubDelivery(ctx context.Context, id, holder string, epoch, version int64, d store.Delivery) error {
+	defer s.lockRecord(subsColl + "/" + id)()
 	return s.run(ctx, func(ctx context.Context) error {
 		res, err := s.db.Collection(subsColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "holder", Value: holder},
 			{Key: "epoch", Value: epoch}, {Key: "version", Value: version}},
