@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -102,6 +103,13 @@ func (s *Service) round(ctx context.Context, wg *sync.WaitGroup) {
 			s.step(sctx, id)
 		}(sub.ID)
 	}
+	s.mu.Lock()
+	for id := range s.leases { // subscriptions deleted meanwhile
+		if !slices.ContainsFunc(subs, func(x store.Subscription) bool { return x.ID == id }) && s.running[id] == nil {
+			delete(s.leases, id)
+		}
+	}
+	s.mu.Unlock()
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.Queue(queue)
 	}
@@ -109,7 +117,14 @@ func (s *Service) round(ctx context.Context, wg *sync.WaitGroup) {
 
 // step delivers one subscription while it has something to send.
 func (s *Service) step(ctx context.Context, id string) {
-	var until time.Time // when this process's lease ends, as it last took it
+	s.mu.Lock()
+	until := s.leases[id] // when this process's lease ends, as it last took it
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.leases[id] = until
+		s.mu.Unlock()
+	}()
 	for i := 0; i < maxSteps && ctx.Err() == nil; i++ {
 		var sub store.Subscription
 		var err error
@@ -126,6 +141,9 @@ func (s *Service) step(ctx context.Context, id string) {
 		}
 		if err != nil || !held || sub.Status == "off" {
 			s.logErr(ctx, id, "claiming the lease", err)
+			if !held || err != nil {
+				until = time.Time{}
+			}
 			return
 		}
 		numbered, err := s.number(ctx, &sub)

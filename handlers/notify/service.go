@@ -80,11 +80,10 @@ type Service struct {
 	st   store.Subscriptions
 	wake chan struct{}
 
-	mu       sync.Mutex
-	running  map[string]context.CancelFunc // subscriptions being delivered here
-	sems     map[string]chan struct{}      // per endpoint host
-	queue    map[string]int
-	stopping bool
+	mu      sync.Mutex
+	running map[string]context.CancelFunc // subscriptions being delivered here
+	leases  map[string]time.Time          // when this process's leases end
+	sems    map[string]chan struct{}      // per endpoint host
 }
 
 // New checks the configuration and builds the service.
@@ -126,7 +125,7 @@ func New(c Config) (*Service, error) {
 		c.PerEndpoint = 4
 	}
 	return &Service{cfg: c, st: st, wake: make(chan struct{}, 1), running: map[string]context.CancelFunc{},
-		sems: map[string]chan struct{}{}, queue: map[string]int{}}, nil
+		sems: map[string]chan struct{}{}, leases: map[string]time.Time{}}, nil
 }
 
 // Nudge wakes the delivery: accesses were recorded. It never blocks.
@@ -302,7 +301,7 @@ func (s *Service) Delete(ctx context.Context, p *auth.Principal, id string) erro
 	if err := s.st.DeleteSubscription(ctx, id); err != nil {
 		return storeErr(err)
 	}
-	s.cancel(id)
+	s.forget(id)
 	return nil
 }
 
@@ -312,6 +311,14 @@ func (s *Service) cancel(id string) {
 	if c := s.running[id]; c != nil {
 		c()
 	}
+	s.mu.Unlock()
+}
+
+// forget drops what this process knows of a deleted subscription.
+func (s *Service) forget(id string) {
+	s.cancel(id)
+	s.mu.Lock()
+	delete(s.leases, id)
 	s.mu.Unlock()
 }
 
