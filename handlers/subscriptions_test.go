@@ -620,3 +620,57 @@ func TestSubscriptionErrorThenReactivated(t *testing.T) {
 		assert.Equal(t, "active", e.subStatus(la1, id))
 	})
 }
+
+// With backport-heartbeat-period set, an idle subscription gets heartbeat
+// notifications (no events). The delivery's clock runs 100 times faster
+// than real time here, so the shortest period (10 s) passes in 0.1 s.
+func TestSubscriptionHeartbeat(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		start, t0 := time.Now(), time.Date(2026, 6, 15, 10, 0, 0, 0, time.UTC)
+		fast := func() time.Time { return t0.Add(100 * time.Since(start)) }
+		n := &notifier{}
+		e := newEnv(t, b, withNotify(t, n, "p1", true, fast))
+		rc := newReceiver(t)
+		body := strings.Replace(subJSON(rc.url(), "id-only"), `"type":"rest-hook",`,
+			`"type":"rest-hook","extension":[{"url":"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period","valueUnsignedInt":10}],`, 1)
+		e.createSub(la1, body)
+		eventually(t, "heartbeats", func() bool { return len(rc.notices("heartbeat")) >= 2 })
+		hb := rc.notices("heartbeat")[0]
+		assert.Equal(t, "active", hb.Status)
+		assert.Empty(t, hb.Numbers, "a heartbeat carries no event")
+		e.requireValidR4(hb.Body)
+	})
+}
+
+// The CapabilityStatement lists Subscription with the one topic.
+func TestCapabilityStatementListsTopic(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	r := e.do(http.MethodGet, "metadata", "", "")
+	require.Equal(t, http.StatusOK, r.Code)
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type      string
+				Extension []struct{ URL, ValueCanonical string }
+				Operation []struct{ Name string }
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal(r.Body.Bytes(), &cs))
+	found := false
+	for _, res := range cs.Rest[0].Resource {
+		if res.Type != "Subscription" {
+			continue
+		}
+		found = true
+		require.Len(t, res.Extension, 1)
+		assert.Equal(t, notify.TopicExtension, res.Extension[0].URL)
+		assert.Equal(t, notify.TopicURL, res.Extension[0].ValueCanonical)
+		var ops []string
+		for _, op := range res.Operation {
+			ops = append(ops, op.Name)
+		}
+		assert.ElementsMatch(t, []string{"status", "events"}, ops)
+	}
+	assert.True(t, found, "Subscription is listed")
+}
