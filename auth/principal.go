@@ -61,7 +61,7 @@ func (p Permission) String() string { return p.Type + "." + p.Access.String() }
 
 // Types are the resource types permissions can name.
 func Types() []string {
-	return []string{"EpisodeOfCare", "Flag", "Organization", "AuditEvent", "DataQuality"}
+	return []string{"EpisodeOfCare", "Flag", "Organization", "AuditEvent", "DataQuality", "Subscription"}
 }
 
 // Principal is the authenticated caller.
@@ -201,5 +201,8 @@ func knownType(t string) bool {
 }
 
 // writable says which types clients may write: Flags are derived and
-// AuditEvents are the server's own.
-func writable(t string) bool { return t == "EpisodeOfCare" || t == "Organization" }
+// AuditEvents are the server's own. Subscriptions are a local authority's
+// notification subscriptions (system/Subscription.*).
+func writable(t string) bool {
+	return t == "EpisodeOfCare" || t == "Organization" || t == "Subscription"
+}

@@ -9,6 +9,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/handlers/notify"
 )
 
 type capabilityStatement struct {
@@ -58,6 +59,7 @@ type csSecurity struct {
 }
 
 type csResource struct {
+	Extension         []csExtension   `json:"extension,omitempty"`
 	Type              string          `json:"type"`
 	Profile           string          `json:"profile,omitempty"`
 	SupportedProfile  []string        `json:"supportedProfile,omitempty"`
@@ -73,6 +75,11 @@ type csResource struct {
 	SearchInclude     []string        `json:"searchInclude,omitempty"`
 	SearchParam       []csSearchParam `json:"searchParam,omitempty"`
 	Operation         []csOperation   `json:"operation,omitempty"`
+}
+
+type csExtension struct {
+	URL            string `json:"url"`
+	ValueCanonical string `json:"valueCanonical"`
 }
 
 type csInteraction struct {
@@ -114,7 +121,7 @@ func (s *Server) capabilityStatement() []byte {
 		"Health professionals use NHS CIS2 user tokens: the role whose person_roleid equals selected_roleid counts, and its activity codes grant " +
 		"B0107 (reads that notify the local authority) or B0170 (silent reads only). Local authority systems use system tokens with org_code and SMART " +
 		"system scopes (system/EpisodeOfCare.write, system/EpisodeOfCare.read, system/Flag.read, system/Organization.write, system/Organization.read, " +
-		"system/AuditEvent.read, system/DataQuality.read for $data-quality; .* and v2 .cruds forms accepted). " +
+		"system/AuditEvent.read, system/DataQuality.read for $data-quality, system/Subscription.* for notification subscriptions; .* and v2 .cruds forms accepted). " +
 		"A CareTeam is the Flag as the national CP-IS API serves it: reading it needs what reading the Flag needs (B0107 or B0170, system/Flag.read); there is no CareTeam scope. A local authority reads and writes only what it manages. " +
 		"The CP-IS definitions (StructureDefinition, CodeSystem, ValueSet) and $validate need only a valid token of either kind."
 	if len(s.corsOrigins) > 0 {
@@ -192,6 +199,10 @@ func (s *Server) capabilityStatement() []byte {
 			case "history-instance":
 				r.ReadHistory = true
 			}
+		}
+		for _, t := range sp.Topics {
+			r.Extension = append(r.Extension, csExtension{URL: notify.TopicExtension, ValueCanonical: t})
+			r.ConditionalCreate, r.ConditionalUpdate = false, false
 		}
 		if r.Versioning == "" && r.ReadHistory {
 			r.Versioning = "versioned"

@@ -110,6 +110,10 @@ func (s *Server) routes(e *gin.Engine) {
 	r.GET("/AuditEvent", s.handle(s.searchAudit))
 	r.POST("/AuditEvent/_search", s.handle(s.searchAudit))
 
+	// Subscription: a local authority's notification subscriptions, with
+	// the backport's $status and $events.
+	s.subscriptionRoutes(r)
+
 	// $data-quality: a local authority's report on its own data.
 	r.GET("/$data-quality", s.handle(s.dataQuality))
 

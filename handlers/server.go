@@ -17,6 +17,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/handlers/notify"
 	"cpis/handlers/registry"
 	"cpis/profiles"
 	"cpis/profiles/quality"
@@ -91,6 +92,11 @@ type Deps struct {
 	// Quality is the data-quality report's thresholds; the defaults when
 	// zero.
 	Quality quality.Thresholds
+	// Notify manages local authorities' subscriptions and is nudged after
+	// each audited read; its delivery is run by the caller (cpis serve).
+	// When nil, one is made over the store (management only, no delivery),
+	// if the store keeps subscriptions.
+	Notify *notify.Service
 }
 
 // Metrics observes requests; the server's Prometheus collectors implement it.
@@ -178,10 +184,20 @@ func NewEngine(d Deps) (*gin.Engine, error) {
 		return nil, err
 	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
-	reg, err := registry.New(registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
-		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey})
+	rc := registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
+		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey}
+	if d.Notify != nil {
+		rc.Notified = d.Notify.Nudge
+	}
+	reg, err := registry.New(rc)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := d.Store.(store.Subscriptions); ok && d.Notify == nil {
+		if d.Notify, err = notify.New(notify.Config{Store: d.Store, Feed: reg, BaseURL: strings.TrimSuffix(d.BaseURL, "/"),
+			Log: d.Log, Now: d.Now, NewID: d.NewID}); err != nil {
+			return nil, err
+		}
 	}
 	d.Store = nil // the registry's alone
 	s := &Server{Deps: d, reg: reg, specs: map[string]*resourceSpec{}, started: d.Now().UTC().Format("2006-01-02"),

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"cpis/fhir"
+	"cpis/handlers/notify"
 	"cpis/profiles"
 )
 
@@ -47,6 +48,10 @@ type resourceSpec struct {
 	// conformance resources); otherwise the RBAC table and scopes decide.
 	AnyToken bool
 	Doc      string
+	// Topics are the subscription topics (canonical URLs) the type
+	// offers: the Subscription type's, advertised with the backport's
+	// CapabilityStatement extension. Its writes are not conditional.
+	Topics []string
 }
 
 // operation is a FHIR operation a type offers.
@@ -180,6 +185,29 @@ func specs() []resourceSpec {
 				"_include=AuditEvent:agent (or :PractitionerRole), or the national CP-IS API's " + nationalRoleInclude + ", adds one " +
 				"PractitionerRole (CPIS-PractitionerRole) per person and role who accessed, search.mode include, each AuditEvent's agent " +
 				"referencing it; derived from the AuditEvents shown, nothing else is read.",
+		},
+		{
+			Type: "Subscription", Profile: notify.SubscriptionProfile,
+			Interactions: []string{"read", "search-type", "create", "update", "delete"},
+			Operations: []operation{
+				{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+					Doc: "GET Subscription/[id]/$status: a searchset Bundle holding the subscription-status Parameters (type query-status): status, " +
+						"events-since-subscription-start (the last event number given)."},
+				{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
+					Doc: "GET Subscription/[id]/$events?eventsSinceNumber=&eventsUntilNumber=&content=: past events by number (at most 100), as a " +
+						"notification Bundle (type query-event): what an endpoint missed, with the same focus and content as the notifications."},
+			},
+			Topics: []string{notify.TopicURL},
+			Doc: "A local authority's push notification of unscheduled accesses to its children (HL7 Subscriptions R5 Backport for R4, rest-hook; " +
+				"local authority systems with system/Subscription.* only; another authority's are 404). criteria is the topic " + notify.TopicURL +
+				", whose events are exactly the authority's feed (AuditEvent?date=), in order, numbered per subscription from 1 without gaps. " +
+				"channel.endpoint must be https:// (http:// only to loopback addresses); channel.payload application/fhir+json with " +
+				"backport-payload-content empty, id-only (the default: focus AuditEvent/[id]) or full-resource (the AuditEvent as the authority's " +
+				"feed serves it); channel.header values are stored and sent, never returned; backport-heartbeat-period, backport-timeout and " +
+				"backport-max-count are honoured; filters are not supported. A handshake is sent on create (and on an update to requested): " +
+				"the subscription becomes active when the endpoint answers 2xx, error when not. Delivery is at-least-once from a durable outbox: " +
+				"after failures it retries with backoff, resuming at the first unacknowledged event; after repeated failures it turns to error " +
+				"(update it to requested to resume). Delete stops delivery at once.",
 		},
 		conformanceSpec("StructureDefinition", "The CP-IS profiles of EpisodeOfCare, Flag, Organization and AuditEvent, each with its differential and full snapshot."),
 		conformanceSpec("CodeSystem", "The CP-IS code systems: plan-type (CPP, LAC, UCPP), la-contact-purpose (office-hours, emergency-duty-team) and "+

@@ -45,6 +45,27 @@ type config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	RequestTimeout    time.Duration
+
+	// Notifications to local authorities (CPIS_NOTIFY_*).
+	NotifyPoll           time.Duration
+	NotifyAttemptTimeout time.Duration
+	NotifyRetryMax       time.Duration
+	NotifyErrorAfter     time.Duration
+	NotifyLease          time.Duration
+	NotifyErrorAttempts  int
+	notifyErrorAttempts  string
+}
+
+// notifyDurations are the delivery's settings of notifications to local
+// authorities (handlers/notify).
+func (c *config) notifyDurations() []duration {
+	return []duration{
+		{"CPIS_NOTIFY_POLL", "notify-poll", "1s", "how often subscriptions' outboxes are looked at without a wake-up from an audited read", &c.NotifyPoll},
+		{"CPIS_NOTIFY_ATTEMPT_TIMEOUT", "notify-attempt-timeout", "10s", "time one notification POST may take", &c.NotifyAttemptTimeout},
+		{"CPIS_NOTIFY_RETRY_MAX", "notify-retry-max", "5m", "longest wait between failed attempts (the backoff doubles from 1s, with jitter)", &c.NotifyRetryMax},
+		{"CPIS_NOTIFY_ERROR_AFTER", "notify-error-after", "10m", "a subscription whose endpoint keeps failing turns to error after CPIS_NOTIFY_ERROR_ATTEMPTS failures over at least this time", &c.NotifyErrorAfter},
+		{"CPIS_NOTIFY_LEASE", "notify-lease", "30s", "how long a server process holds a subscription's delivery without renewing it; another takes over after it", &c.NotifyLease},
+	}
 }
 
 // duration is one configuration item that is a duration.
@@ -89,6 +110,7 @@ func (c *config) settings() []setting {
 		{"CPIS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", &c.LogLevel},
 		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
 		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
+		{"CPIS_NOTIFY_ERROR_ATTEMPTS", "notify-error-attempts", "10", "failed attempts in a row (over CPIS_NOTIFY_ERROR_AFTER) that turn a subscription to error", &c.notifyErrorAttempts},
 	}
 }
 
@@ -126,7 +148,7 @@ func loadConfigWith(name string, args []string, getenv func(string) string, out 
 	}
 	fs.StringVar(&retention, "retention-days", retention, "days after a plan's end date before it and its access history are purged (CPIS_RETENTION_DAYS)")
 	durations := map[string]*string{}
-	for _, d := range c.timeouts() {
+	for _, d := range append(c.timeouts(), c.notifyDurations()...) {
 		v := getenv(d.env)
 		if v == "" {
 			v = d.def
@@ -137,7 +159,7 @@ func loadConfigWith(name string, args []string, getenv func(string) string, out 
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, badConfig("%s: %v", name, err)
 	}
-	for _, d := range c.timeouts() {
+	for _, d := range append(c.timeouts(), c.notifyDurations()...) {
 		v := *durations[d.env]
 		t, err := time.ParseDuration(v)
 		if err != nil || t <= 0 || t > 24*time.Hour {
@@ -229,6 +251,12 @@ func (c *config) check() error {
 		return badConfig("CPIS_MAX_TOKEN_LIFETIME must be a Go duration from 1m to 720h (such as 24h or 8h), not %q", c.maxTokenLifetime)
 	}
 	c.MaxTokenLifetime = d
+	if c.NotifyErrorAttempts, err = strconv.Atoi(c.notifyErrorAttempts); err != nil || c.NotifyErrorAttempts < 1 || c.NotifyErrorAttempts > 1000 {
+		return badConfig("CPIS_NOTIFY_ERROR_ATTEMPTS must be a whole number from 1 to 1000, not %q", c.notifyErrorAttempts)
+	}
+	if c.NotifyAttemptTimeout >= c.NotifyLease {
+		return badConfig("CPIS_NOTIFY_ATTEMPT_TIMEOUT (%s) must be less than CPIS_NOTIFY_LEASE (%s): a process must not lose a subscription's lease while it waits on its endpoint", c.NotifyAttemptTimeout, c.NotifyLease)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

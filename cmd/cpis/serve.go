@@ -17,6 +17,8 @@ import (
 	"cpis/auth"
 	"cpis/fhir"
 	"cpis/handlers"
+	"cpis/handlers/notify"
+	"cpis/handlers/registry"
 	"cpis/profiles"
 	"cpis/store"
 	"cpis/store/observed"
@@ -31,6 +33,9 @@ type app struct {
 	verifier *auth.Verifier
 	local    *auth.LocalKey // nil unless in local mode
 	handler  http.Handler
+	// notify delivers notifications to local authorities (nil if the
+	// store keeps no subscriptions).
+	notify *notify.Service
 }
 
 func newLogger(out io.Writer, level string) *slog.Logger {
@@ -200,19 +205,44 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	securityLog := log.With(slog.String("log", "security"))
+	svc, err := newNotify(cfg, st, metrics, london, log, securityLog, hashKey)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	h, err := handlers.New(handlers.Deps{
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
-		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey, CursorKey: pagingKey,
+		SecurityLog: securityLog, SubjectKey: hashKey, CursorKey: pagingKey,
 		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
 		Location: london, RetentionDays: cfg.RetentionDays, Quality: cfg.Quality,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
+		Notify: svc,
 	})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &app{cfg: cfg, log: log, store: st, verifier: verifier, local: local, handler: h}, nil
+	return &app{cfg: cfg, log: log, store: st, verifier: verifier, local: local, handler: h, notify: svc}, nil
+}
+
+// newNotify builds the delivery of notifications to local authorities: it
+// reads the authorities' feeds through a registry of its own over the same
+// store (the events are exactly the feed), and runs in the background of
+// serve, never on a request's path.
+func newNotify(cfg *config, st store.Store, metrics *handlers.Prometheus, london *time.Location, log, securityLog *slog.Logger, hashKey []byte) (*notify.Service, error) {
+	if _, ok := st.(store.Subscriptions); !ok {
+		return nil, nil
+	}
+	feed, err := registry.New(registry.Config{Store: st, Location: london, RetentionDays: cfg.RetentionDays,
+		Log: log, SecurityLog: securityLog, SubjectKey: hashKey})
+	if err != nil {
+		return nil, err
+	}
+	return notify.New(notify.Config{Store: st, Feed: feed, BaseURL: cfg.BaseURL, Log: log.With(slog.String("log", "notify")),
+		Metrics: metrics.NotifyMetrics(), Poll: cfg.NotifyPoll, AttemptTimeout: cfg.NotifyAttemptTimeout,
+		RetryMax: cfg.NotifyRetryMax, ErrorAfter: cfg.NotifyErrorAfter, ErrorAttempts: cfg.NotifyErrorAttempts, Lease: cfg.NotifyLease})
 }
 
 // serve runs the server until ctx is done, then shuts down gracefully.
@@ -244,6 +274,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	defer stopSweep()
 	go sweep(sweepCtx, a.store, cfg.RetentionDays, time.Hour, log)
+	notifyDone := make(chan struct{})
+	if a.notify != nil {
+		go func() { defer close(notifyDone); a.notify.Run(sweepCtx) }()
+	} else {
+		close(notifyDone)
+	}
 
 	if cfg.DebugAddr != "" {
 		stopDebug, err := debugServer(cfg.DebugAddr, log)
@@ -266,6 +302,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	stopSweep()
+	<-notifyDone // attempts in flight end with the delivery's context
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

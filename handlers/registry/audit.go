@@ -118,6 +118,9 @@ func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, re
 	if err := r.st.Audit(ctx, recs); err != nil {
 		return fhir.Wrap(fhir.KindUnavailable, err, "The access could not be recorded, so no record is shown; try again shortly (request %s)", c.RequestID)
 	}
+	if r.notified != nil && p.Kind == auth.User {
+		r.notified()
+	}
 	return nil
 }
 

@@ -37,6 +37,10 @@ type Config struct {
 	SecurityLog *slog.Logger
 	// SubjectKey keys the hash of NHS numbers in the security log.
 	SubjectKey []byte
+	// Notified, if set, is called after accesses that notify a local
+	// authority are durable (the push delivery's wake-up). It must not
+	// block: it runs on the read's path.
+	Notified func()
 }
 
 // Registry is the CP-IS use-cases over one store.
@@ -49,6 +53,7 @@ type Registry struct {
 	log           *slog.Logger
 	security      *slog.Logger
 	subjectKey    []byte
+	notified      func()
 }
 
 // New checks the configuration and builds the registry.
@@ -72,7 +77,7 @@ func New(c Config) (*Registry, error) {
 		c.RetentionDays = 365
 	}
 	return &Registry{st: c.Store, loc: c.Location, retentionDays: c.RetentionDays, clock: c.Now,
-		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey}, nil
+		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey, notified: c.Notified}, nil
 }
 
 // Caller is who asks and how: everything the permission checks, the audit

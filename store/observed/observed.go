@@ -15,10 +15,21 @@ type Observer func(op string, d time.Duration, err error)
 // interfaces s implements (store.TypeHistorian), the wrapped store does too.
 func Wrap(s store.Store, observe Observer) store.Store {
 	o := &observed{s: s, observe: observe}
-	if th, ok := s.(store.TypeHistorian); ok {
-		return &historian{observed: o, th: th}
+	th, okTH := s.(store.TypeHistorian)
+	subs, okSubs := s.(store.Subscriptions)
+	if okTH && okSubs {
+		return &full{observed: o, th: th, subs: subs}
 	}
 	return o
+}
+
+// full is an observed store whose backend implements every optional
+// interface the server uses (both backends do); its methods for them are in
+// this package's other files.
+type full struct {
+	*observed
+	th   store.TypeHistorian
+	subs store.Subscriptions
 }
 
 type observed struct {

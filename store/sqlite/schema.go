@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 8
+const schemaVersion = 9
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -150,6 +150,21 @@ var migrations = [][]string{
 	{
 		`CREATE INDEX resources_owner_updated ON resources(owner, updated, id)`,
 		`CREATE INDEX history_owner_updated ON history(owner, type, updated, id, version)`,
+	},
+	// 8 → 9: local authorities' notification subscriptions and their
+	// outboxes (see subscriptions.go).
+	{
+		`CREATE TABLE subscriptions (
+			id TEXT PRIMARY KEY, owner TEXT NOT NULL, version INTEGER NOT NULL,
+			updated INTEGER NOT NULL, start INTEGER NOT NULL, status TEXT NOT NULL,
+			cursor TEXT NOT NULL DEFAULT '', events INTEGER NOT NULL DEFAULT 0, acked INTEGER NOT NULL DEFAULT 0,
+			failures INTEGER NOT NULL DEFAULT 0, failing_since INTEGER, next_attempt INTEGER, last_sent INTEGER,
+			error TEXT NOT NULL DEFAULT '', holder TEXT NOT NULL DEFAULT '', epoch INTEGER NOT NULL DEFAULT 0,
+			lease_until INTEGER, body BLOB NOT NULL) WITHOUT ROWID`,
+		`CREATE INDEX subscriptions_owner ON subscriptions(owner, id)`,
+		`CREATE TABLE sub_events (
+			sub TEXT NOT NULL, number INTEGER NOT NULL, seq INTEGER NOT NULL, recorded INTEGER NOT NULL,
+			PRIMARY KEY (sub, number)) WITHOUT ROWID`,
 	},
 }
 

@@ -1,0 +1,114 @@
+package handlers_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cpis/handlers/notify"
+)
+
+// lagMetrics collects the delivery's lag observations.
+type lagMetrics struct {
+	mu  sync.Mutex
+	lag []time.Duration
+}
+
+func (m *lagMetrics) Delivered(kind, outcome string) {}
+func (m *lagMetrics) Queue(int)                      {}
+func (m *lagMetrics) Lag(d time.Duration) {
+	m.mu.Lock()
+	m.lag = append(m.lag, d)
+	m.mu.Unlock()
+}
+
+func (m *lagMetrics) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.lag)
+}
+
+func (m *lagMetrics) quantile(q float64) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.lag) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), m.lag...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+// BenchmarkNotifyLag: 32 clients doing audited reads (a Flag search by NHS
+// number of a child whose LA subscribes), with and without a subscription
+// delivering every access to a local receiver. It reports the audited
+// reads per second and, with the subscription, the delivery lag (access
+// recorded → receiver's 2xx) at p50 and p99. Delivery runs with the
+// production settings (poll 1s, woken by each audited read).
+//
+//	go test ./handlers -run '^$' -bench NotifyLag -benchtime 4000x
+func BenchmarkNotifyLag(b *testing.B) {
+	for _, be := range backends() {
+		for _, with := range []bool{false, true} {
+			name := be.name + "/without-subscription"
+			if with {
+				name = be.name + "/with-subscription"
+			}
+			b.Run(name, func(b *testing.B) {
+				lags := &lagMetrics{}
+				n := &notifier{}
+				e := newEnv(b, be, withNotify(b, n, "p1", with, time.Now, func(c *notify.Config) { c.Metrics = lags }))
+				e.putPlan(planSpec{id: "plan-a", nhs: nhsA, la: la1})
+				var received atomic.Int64
+				if with {
+					rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						received.Add(1)
+						w.WriteHeader(http.StatusOK)
+					}))
+					b.Cleanup(rc.Close)
+					id := e.createSub(la1, subJSON(rc.URL, "id-only"))
+					eventually(b, "active", func() bool { return e.subStatus(la1, id) == "active" })
+				}
+				token := e.nurse()
+				const clients = 32
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for c := 0; c < clients; c++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							req := httptest.NewRequest(http.MethodGet, "/FHIR/R4/"+flagSearch(nhsA), nil)
+							req.Header.Set("Authorization", "Bearer "+token)
+							w := httptest.NewRecorder()
+							e.h.ServeHTTP(w, req)
+							if w.Code != http.StatusOK {
+								b.Errorf("read: %d", w.Code)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reads/s")
+				if with {
+					deadline := time.Now().Add(2 * time.Minute)
+					for lags.count() < b.N && time.Now().Before(deadline) {
+						time.Sleep(10 * time.Millisecond)
+					}
+					b.StopTimer()
+					b.ReportMetric(float64(lags.count()), "delivered")
+					b.ReportMetric(lags.quantile(0.50).Seconds()*1000, "lag-p50-ms")
+					b.ReportMetric(lags.quantile(0.99).Seconds()*1000, "lag-p99-ms")
+				}
+			})
+		}
+	}
+}
