@@ -269,7 +269,8 @@ func TestScopes(t *testing.T) {
 		want  []string
 	}{
 		{"system/EpisodeOfCare.*", []string{"EpisodeOfCare.read", "EpisodeOfCare.write"}},
-		{"system/*.read", []string{"EpisodeOfCare.read", "Flag.read", "Organization.read", "AuditEvent.read", "DataQuality.read"}},
+		{"system/*.read", []string{"EpisodeOfCare.read", "Flag.read", "Organization.read", "AuditEvent.read", "DataQuality.read", "Export.read"}},
+		{"system/Export.read", []string{"Export.read"}},
 		{"system/DataQuality.read", []string{"DataQuality.read"}},
 		{"system/DataQuality.write", nil},
 		{"system/Flag.write system/AuditEvent.write", nil},

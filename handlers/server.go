@@ -91,6 +91,9 @@ type Deps struct {
 	// Quality is the data-quality report's thresholds; the defaults when
 	// zero.
 	Quality quality.Thresholds
+	// ExportExpiry is how long a bulk export's files are kept after its
+	// kick-off (1h when zero).
+	ExportExpiry time.Duration
 }
 
 // Metrics observes requests; the server's Prometheus collectors implement it.
@@ -179,7 +182,8 @@ func NewEngine(d Deps) (*gin.Engine, error) {
 	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
 	reg, err := registry.New(registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
-		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey})
+		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey,
+		ExportExpiry: d.ExportExpiry})
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 7
+const schemaVersion = 8
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -142,6 +142,14 @@ var migrations = [][]string{
 	{
 		`DROP INDEX audit_subject`,
 		`CREATE INDEX audit_subject ON audit(subject, recorded, seq, notify, agent, owners, id)`,
+	},
+	// 7 → 8: bulk export jobs (export.go); their files are under
+	// <data dir>/exports/<id>/.
+	{
+		`CREATE TABLE exports (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL,
+			beat INTEGER NOT NULL, expires INTEGER NOT NULL, job BLOB NOT NULL) WITHOUT ROWID`,
+		`CREATE INDEX exports_owner ON exports(owner, state)`,
+		`CREATE INDEX exports_expires ON exports(expires)`,
 	},
 }
 
