@@ -205,12 +205,12 @@ func (s *Server) exportStatus(c *gin.Context) error {
 		return err
 	}
 	switch job.State {
-	case store.ExportRunning:
+	case registry.ExportRunning:
 		c.Header("X-Progress", progressHeader(job.Progress))
 		c.Header("Retry-After", exportRetryAfter)
 		c.Status(http.StatusAccepted)
 		return nil
-	case store.ExportFailed:
+	case registry.ExportFailed:
 		return fhir.Errorf(fhir.KindInternal, "%s", job.Error)
 	}
 	c.Header("Expires", job.Expires.UTC().Format(http.TimeFormat))

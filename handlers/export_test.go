@@ -291,8 +291,8 @@ func TestExportKickOffRefusals(t *testing.T) {
 	tok := e.exportToken(la1, "client-"+la1)
 	for _, tc := range []struct {
 		name, path, code string
-		status          int
-		headers         []string
+		status           int
+		headers          []string
 	}{
 		{"no-prefer-400", "$export", "PRECONDITION_FAILED", 400, nil},
 		{"type-unknown-400", "$export?_type=Patient", "INVALID_VALUE", 400, []string{"Prefer", "respond-async"}},
@@ -545,4 +545,21 @@ func TestExportFilesRoundTrip(t *testing.T) {
 		_, err = ex.OpenExportFile(ctx, "j1", "Flag.ndjson")
 		assert.ErrorIs(t, err, store.ErrNotFound)
 	})
+}
+
+// TestCapabilityStatementListsExport: $export is listed at system level
+// with the Bulk Data IG's OperationDefinition, and its scope is named.
+func TestCapabilityStatementListsExport(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	r := e.do(http.MethodGet, "metadata", "", "")
+	require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+	found := false
+	for _, op := range jpath[[]any](t, r.json(), "rest", 0, "operation") {
+		if jpath[string](t, op, "name") == "export" {
+			found = true
+			assert.Equal(t, "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", jpath[string](t, op, "definition"))
+		}
+	}
+	assert.True(t, found, "export listed")
+	assert.Contains(t, r.Body.String(), "system/Export.read")
 }

@@ -29,6 +29,14 @@ import (
 // exportPage is how many records one store call of an export reads.
 const exportPage = 1000
 
+// The states of an export job, for the handlers (which use no value of
+// package store).
+const (
+	ExportRunning = store.ExportRunning
+	ExportDone    = store.ExportDone
+	ExportFailed  = store.ExportFailed
+)
+
 // ExportTypes are the types an export serves, in the order it writes them.
 func ExportTypes() []string {
 	return []string{"EpisodeOfCare", "Flag", "Organization", "AuditEvent"}
