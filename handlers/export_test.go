@@ -210,6 +210,11 @@ func TestExportCycle(t *testing.T) {
 			assert.NotContains(t, string(blob), la2, "another authority's data in LA1's export")
 			assert.NotContains(t, string(blob), nhsC)
 		}
+		for _, res := range all {
+			if res["resourceType"] == "AuditEvent" {
+				assert.Equal(t, "1 plan found", res["outcomeDesc"], "LA1's own view of an access that also showed LA2's plan")
+			}
+		}
 		for _, want := range []string{"EpisodeOfCare/la1-a", "EpisodeOfCare/la1-b", "Flag/la1-a", "Flag/la1-b", "Organization/org-la1"} {
 			assert.True(t, ids[want], "%s exported: %v", want, ids)
 		}
