@@ -34,6 +34,10 @@ type config struct {
 	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
 	MaxTokenLifetime time.Duration
 	maxTokenLifetime string
+	// ExportExpiry is how long a bulk export's files are kept
+	// (CPIS_EXPORT_EXPIRY).
+	ExportExpiry     time.Duration
+	exportExpiry     string
 	LogLevel         string
 	DebugAddr        string
 	CORSOrigins      []string
@@ -89,6 +93,7 @@ func (c *config) settings() []setting {
 		{"CPIS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", &c.LogLevel},
 		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
 		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
+		{"CPIS_EXPORT_EXPIRY", "export-expiry", "1h", "how long a bulk export ($export) and its files are kept after its kick-off, a Go duration from 1m to 168h", &c.exportExpiry},
 	}
 }
 
@@ -229,6 +234,11 @@ func (c *config) check() error {
 		return badConfig("CPIS_MAX_TOKEN_LIFETIME must be a Go duration from 1m to 720h (such as 24h or 8h), not %q", c.maxTokenLifetime)
 	}
 	c.MaxTokenLifetime = d
+	e, err := time.ParseDuration(c.exportExpiry)
+	if err != nil || e < time.Minute || e > 7*24*time.Hour {
+		return badConfig("CPIS_EXPORT_EXPIRY must be a Go duration from 1m to 168h (such as 1h), not %q", c.exportExpiry)
+	}
+	c.ExportExpiry = e
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

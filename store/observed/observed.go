@@ -13,7 +13,11 @@ type Observer func(op string, d time.Duration, err error)
 
 // Wrap returns s with every call reported to observe.
 func Wrap(s store.Store, observe Observer) store.Store {
-	return &observed{s: s, observe: observe}
+	o := &observed{s: s, observe: observe}
+	if ex, ok := s.(store.Exporter); ok {
+		return &observedExporter{observed: o, ex: ex}
+	}
+	return o
 }
 
 type observed struct {
