@@ -36,12 +36,12 @@ type config struct {
 	maxTokenLifetime string
 	// ExportExpiry is how long a bulk export's files are kept
 	// (CPIS_EXPORT_EXPIRY).
-	ExportExpiry     time.Duration
-	exportExpiry     string
-	LogLevel         string
-	DebugAddr        string
-	CORSOrigins      []string
-	corsOrigins      string // as configured: comma-separated
+	ExportExpiry time.Duration
+	exportExpiry string
+	LogLevel     string
+	DebugAddr    string
+	CORSOrigins  []string
+	corsOrigins  string // as configured: comma-separated
 
 	// The HTTP server's timeouts (see timeouts).
 	ReadHeaderTimeout time.Duration
