@@ -70,6 +70,7 @@ func TestExportAcrossProcesses(t *testing.T) {
 		if code != http.StatusAccepted {
 			break
 		}
+		assert.NotEmpty(t, h.Get("X-Progress"), "a running export says what it is doing")
 		require.True(t, time.Now().Before(deadline), "never finished")
 		time.Sleep(20 * time.Millisecond)
 	}
