@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -567,4 +568,43 @@ func TestCapabilityStatementListsExport(t *testing.T) {
 	}
 	assert.True(t, found, "export listed")
 	assert.Contains(t, r.Body.String(), "system/Export.read")
+}
+
+// TestExportCancelWhileRunning: a DELETE sent right after the kick-off,
+// while the export is (most likely) still being written, stops it: when
+// the 202 comes back the job and every file are gone, and stay gone.
+func TestExportCancelWhileRunning(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		seedTwoLAs(e)
+		for i := 0; i < 60; i++ {
+			e.putPlan(planSpec{id: fmt.Sprintf("bulk-%03d", i), nhs: nhsB, la: la1, ident: fmt.Sprintf("b%03d", i)})
+		}
+		tok := e.exportToken(la1, "client-"+la1)
+		ex := e.store.(store.Exporter)
+		for round := 0; round < 3; round++ {
+			status := e.kickOff(tok, "")
+			r := e.do(http.MethodDelete, status, tok, "")
+			require.Equal(t, http.StatusAccepted, r.Code, r.Body.String())
+			id := jobID(status)
+			for _, check := range []func() error{
+				func() error { _, err := ex.Export(context.Background(), id); return err },
+				func() error {
+					_, err := ex.OpenExportFile(context.Background(), id, "EpisodeOfCare.ndjson")
+					return err
+				},
+				func() error { _, err := ex.OpenExportFile(context.Background(), id, "Flag.ndjson"); return err },
+			} {
+				assert.ErrorIs(t, check(), store.ErrNotFound)
+			}
+			assert.Equal(t, http.StatusNotFound, e.plain(http.MethodGet, status, tok, "").Code)
+		}
+		// Nothing comes back later from a worker that was still writing.
+		time.Sleep(200 * time.Millisecond)
+		ids, err := ex.ExpiredExports(context.Background(), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+		require.NoError(t, err)
+		assert.Empty(t, ids)
+		// And the authority can export again at once.
+		e.manifest(e.poll(e.kickOff(tok, ""), tok))
+	})
 }
