@@ -486,6 +486,12 @@ func TestExportOneRunningPerLA(t *testing.T) {
 		assert.Contains(t, r.Body.String(), "went away")
 		r = e.plain(http.MethodGet, status, tok, "")
 		assert.Equal(t, http.StatusInternalServerError, r.Code, "stays failed: %s", r.Body.String())
+		// Its worker, had it only stalled, cannot bring it back to running.
+		err = ex.UpdateExport(context.Background(), store.ExportJob{ID: "elsewhere", Owner: la1, Client: "client-" + la1,
+			Created: now, Expires: now.Add(time.Hour), Beat: e.clock.Now(), State: store.ExportRunning})
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		r = e.plain(http.MethodGet, status, tok, "")
+		assert.Equal(t, http.StatusInternalServerError, r.Code, "a late heartbeat does not revive it: %s", r.Body.String())
 		e.manifest(e.poll(e.kickOff(tok, ""), tok))
 	})
 }

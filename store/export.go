@@ -51,9 +51,11 @@ type Exporter interface {
 	CreateExport(ctx context.Context, job ExportJob, staleBefore time.Time) (busy string, err error)
 	// Export returns a job, or ErrNotFound.
 	Export(ctx context.Context, id string) (ExportJob, error)
-	// UpdateExport replaces a job's state, progress, error, heartbeat and
-	// files. It returns ErrNotFound if the job is gone (cancelled or
-	// expired): its worker then stops.
+	// UpdateExport replaces a running job's state, progress, error,
+	// heartbeat and files. It returns ErrNotFound if the job is gone
+	// (cancelled or expired) or no longer running (a poll found its worker
+	// silent and failed it): its worker then stops, and a late heartbeat
+	// never brings a failed job back to running.
 	UpdateExport(ctx context.Context, job ExportJob) error
 	// WriteExportFile stores a file of a job from r as it reads it (never
 	// the whole file in memory) and returns its size.

@@ -358,11 +358,13 @@ func (r *Registry) runExport(ctx context.Context, ex store.Exporter, c Caller, j
 			return
 		}
 	}
-	// Cancelled, expired, or failed: no file stays behind.
+	// Cancelled, expired, failed by a poll, or failed here: no file stays
+	// behind. (A cancel deletes the job once this worker has stopped; a
+	// job failed by a poll keeps its record, for the polls.)
 	bg := context.WithoutCancel(ctx)
 	if ctx.Err() != nil || errors.Is(err, store.ErrNotFound) {
-		if derr := ex.DeleteExport(bg, job.ID); derr != nil {
-			r.log.Warn("removing a cancelled export failed", slog.String("request_id", c.RequestID), slog.String("error", derr.Error()))
+		if derr := ex.RemoveExportFiles(bg, job.ID); derr != nil {
+			r.log.Warn("removing a stopped export's files failed", slog.String("request_id", c.RequestID), slog.String("error", derr.Error()))
 		}
 		return
 	}

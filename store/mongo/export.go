@@ -138,8 +138,8 @@ func (s *Store) Export(ctx context.Context, id string) (store.ExportJob, error) 
 	return job, err
 }
 
-// UpdateExport replaces the job's document; a job that is over releases
-// its authority's lock.
+// UpdateExport replaces a running job's document (ErrNotFound if it is gone
+// or over); a job that is over releases its authority's lock.
 func (s *Store) UpdateExport(ctx context.Context, job store.ExportJob) error {
 	if err := s.broken(); err != nil {
 		return err
@@ -150,7 +150,7 @@ func (s *Store) UpdateExport(ctx context.Context, job store.ExportJob) error {
 	}
 	ex := s.db.Collection(exportsColl)
 	return s.run(ctx, func(ctx context.Context) error {
-		res, err := ex.UpdateOne(ctx, bson.D{{Key: "_id", Value: jobKey(job.ID)}}, bson.D{{Key: "$set", Value: bson.D{
+		res, err := ex.UpdateOne(ctx, bson.D{{Key: "_id", Value: jobKey(job.ID)}, {Key: "state", Value: store.ExportRunning}}, bson.D{{Key: "$set", Value: bson.D{
 			{Key: "state", Value: job.State}, {Key: "beat", Value: job.Beat}, {Key: "job", Value: string(body)}}}})
 		if err != nil {
 			return s.fail("export: update", err)

@@ -83,7 +83,8 @@ func (s *Store) Export(ctx context.Context, id string) (store.ExportJob, error) 
 	return job, nil
 }
 
-// UpdateExport replaces a job's record; ErrNotFound if it is gone.
+// UpdateExport replaces a running job's record; ErrNotFound if it is gone
+// or over.
 func (s *Store) UpdateExport(ctx context.Context, job store.ExportJob) error {
 	body, err := json.Marshal(job)
 	if err != nil {
@@ -91,8 +92,8 @@ func (s *Store) UpdateExport(ctx context.Context, job store.ExportJob) error {
 	}
 	var n int64
 	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-		res, err := tx.exec(ctx, `UPDATE exports SET state = ?, beat = ?, job = ? WHERE id = ?`,
-			job.State, job.Beat.UnixNano(), body, job.ID)
+		res, err := tx.exec(ctx, `UPDATE exports SET state = ?, beat = ?, job = ? WHERE id = ? AND state = ?`,
+			job.State, job.Beat.UnixNano(), body, job.ID, store.ExportRunning)
 		if err != nil {
 			return unavailable(err)
 		}
