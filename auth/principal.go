@@ -59,9 +59,12 @@ type Permission struct {
 
 func (p Permission) String() string { return p.Type + "." + p.Access.String() }
 
-// Types are the resource types permissions can name.
+// Types are the resource types permissions can name. DataQuality and Export
+// are not resource types: system/DataQuality.read asks for the data-quality
+// report, system/Export.read for the bulk export ($export); system/*.read
+// grants both, as stock bulk-data clients ask for it.
 func Types() []string {
-	return []string{"EpisodeOfCare", "Flag", "Organization", "AuditEvent", "DataQuality", "Subscription"}
+	return []string{"EpisodeOfCare", "Flag", "Organization", "AuditEvent", "DataQuality", "Subscription", "Export"}
 }
 
 // Principal is the authenticated caller.

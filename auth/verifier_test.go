@@ -269,9 +269,10 @@ func TestScopes(t *testing.T) {
 		want  []string
 	}{
 		{"system/EpisodeOfCare.*", []string{"EpisodeOfCare.read", "EpisodeOfCare.write"}},
-		{"system/*.read", []string{"EpisodeOfCare.read", "Flag.read", "Organization.read", "AuditEvent.read", "DataQuality.read", "Subscription.read"}},
+		{"system/*.read", []string{"EpisodeOfCare.read", "Flag.read", "Organization.read", "AuditEvent.read", "DataQuality.read", "Subscription.read", "Export.read"}},
 		{"system/Subscription.*", []string{"Subscription.read", "Subscription.write"}},
 		{"system/Subscription.cruds", []string{"Subscription.read", "Subscription.write"}},
+		{"system/Export.read", []string{"Export.read"}},
 		{"system/DataQuality.read", []string{"DataQuality.read"}},
 		{"system/DataQuality.write", nil},
 		{"system/Flag.write system/AuditEvent.write", nil},

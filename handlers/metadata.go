@@ -121,7 +121,7 @@ func (s *Server) capabilityStatement() []byte {
 		"Health professionals use NHS CIS2 user tokens: the role whose person_roleid equals selected_roleid counts, and its activity codes grant " +
 		"B0107 (reads that notify the local authority) or B0170 (silent reads only). Local authority systems use system tokens with org_code and SMART " +
 		"system scopes (system/EpisodeOfCare.write, system/EpisodeOfCare.read, system/Flag.read, system/Organization.write, system/Organization.read, " +
-		"system/AuditEvent.read, system/DataQuality.read for $data-quality, system/Subscription.* for notification subscriptions; .* and v2 .cruds forms accepted). " +
+		"system/AuditEvent.read, system/DataQuality.read for $data-quality, system/Subscription.* for notification subscriptions, system/Export.read for $export; .* and v2 .cruds forms accepted). " +
 		"A CareTeam is the Flag as the national CP-IS API serves it: reading it needs what reading the Flag needs (B0107 or B0170, system/Flag.read); there is no CareTeam scope. A local authority reads and writes only what it manages. " +
 		"The CP-IS definitions (StructureDefinition, CodeSystem, ValueSet) and $validate need only a valid token of either kind."
 	if len(s.corsOrigins) > 0 {
@@ -166,7 +166,8 @@ func (s *Server) capabilityStatement() []byte {
 				"each (an OperationOutcome in response.outcome for a failure). Entries cannot refer to each other. Read (GET) entries are refused with 405: " +
 				"read and search with their own requests. " + bundleLimits},
 		},
-		Operation: []csOperation{{Name: dataQualityOp.Name, Definition: dataQualityOp.Definition, Documentation: dataQualityOp.Doc}},
+		Operation: []csOperation{{Name: dataQualityOp.Name, Definition: dataQualityOp.Definition, Documentation: dataQualityOp.Doc},
+			{Name: exportOp.Name, Definition: exportOp.Definition, Documentation: exportOp.Doc}},
 		Security: csSecurity{
 			CORS: len(s.corsOrigins) > 0,
 			Service: []fhir.CodeableConcept{{Coding: []fhir.Coding{{

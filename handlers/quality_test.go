@@ -110,7 +110,7 @@ func TestCapabilityStatementListsDataQuality(t *testing.T) {
 	r := e.do(http.MethodGet, "metadata", "", "")
 	require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 	ops := jpath[[]any](t, r.json(), "rest", 0, "operation")
-	require.Len(t, ops, 1)
+	require.NotEmpty(t, ops)
 	assert.Equal(t, "data-quality", jpath[string](t, ops[0], "name"))
 	assert.Equal(t, "https://fhir.cpis.dev/OperationDefinition/data-quality", jpath[string](t, ops[0], "definition"))
 }

@@ -117,6 +117,20 @@ func (s *Server) routes(e *gin.Engine) {
 	// $data-quality: a local authority's report on its own data.
 	r.GET("/$data-quality", s.handle(s.dataQuality))
 
+	// $export: a local authority's bulk export of its own records (FHIR
+	// Bulk Data Access, system level). The files are served outside the
+	// JSON negotiation: a client asks for them as application/fhir+ndjson.
+	r.GET("/$export", s.handle(s.exportKickOff))
+	r.POST("/$export", s.handle(s.exportKickOff))
+	r.GET(exportStatusPath+":id", s.handle(s.exportStatus))
+	r.DELETE(exportStatusPath+":id", s.handle(s.exportCancel))
+	for _, p := range []string{"/Patient/$export", "/Group/:id/$export"} {
+		r.GET(p, s.handle(s.exportNotOffered))
+		r.POST(p, s.handle(s.exportNotOffered))
+	}
+	files := e.Group(s.basePath, auth.Middleware(s.Verifier, s.fail))
+	files.GET(exportFilePath+":id/:name", s.handle(s.exportFile))
+
 	// $validate: any caller with a token; writes nothing, reads nothing.
 	for _, typ := range []string{"EpisodeOfCare", "Organization", "Flag", "AuditEvent"} {
 		r.POST("/"+typ+"/$validate", s.validate(typ))

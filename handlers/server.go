@@ -97,6 +97,9 @@ type Deps struct {
 	// When nil, one is made over the store (management only, no delivery),
 	// if the store keeps subscriptions.
 	Notify *notify.Service
+	// ExportExpiry is how long a bulk export's files are kept after its
+	// kick-off (1h when zero).
+	ExportExpiry time.Duration
 }
 
 // Metrics observes requests; the server's Prometheus collectors implement it.
@@ -185,7 +188,8 @@ func NewEngine(d Deps) (*gin.Engine, error) {
 	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
 	rc := registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
-		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey}
+		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey,
+		ExportExpiry: d.ExportExpiry}
 	if d.Notify != nil {
 		rc.Notified = d.Notify.Nudge
 	}

@@ -77,6 +77,20 @@ var dataQualityOp = operation{Name: "data-quality", Definition: profiles.Base + 
 		"element in expression. Local authority systems with system/DataQuality.read (or system/*.read) only; others get 403. Another " +
 		"authority's plans are never counted or shown. Not audited: it names no patient. A database failure is 503, never an empty report."}
 
+// exportOp is $export (FHIR Bulk Data Access), at system level.
+var exportOp = operation{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+	Doc: "GET or POST [base]/$export with Prefer: respond-async (400 without it): the calling local authority's own current EpisodeOfCare, their " +
+		"Flags, its Organization and the AuditEvents of its feed (as it is shown them), as NDJSON files. Parameters: _type (comma-separated, of " +
+		"EpisodeOfCare, Flag, Organization, AuditEvent; any other type is 400), _since (a FHIR instant: resources updated, accesses recorded, after " +
+		"it), _outputFormat (application/fhir+ndjson only); any other parameter is 400. The kick-off answers 202 with Content-Location, the status " +
+		"URL; a poll answers 202 with X-Progress and Retry-After while it runs, then 200 with the manifest (requiresAccessToken true), or 500 with an " +
+		"OperationOutcome if it failed (also when its server went away); DELETE on the status URL cancels and removes the files (202). Files are " +
+		"served as application/fhir+ndjson to the same client (token sub and org_code) only; to anyone else the status and files are 404. One " +
+		"export runs per authority at a time (409 otherwise). Exports expire (CPIS_EXPORT_EXPIRY, default 1h) and are then 404 and removed. Local " +
+		"authority systems with system/Export.read (or system/*.read) only; others get 403. Each export is recorded as one AuditEvent naming the " +
+		"authority and the counts, written before the manifest is first served (if it cannot be written the export fails), notifying nobody. " +
+		"Patient- and Group-level export are not offered (400)."}
+
 // conformanceSpec is a type of the server's own conformance resources:
 // readable by any caller with a token, searchable by url.
 func conformanceSpec(typ, doc string) resourceSpec {

@@ -34,10 +34,14 @@ type config struct {
 	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
 	MaxTokenLifetime time.Duration
 	maxTokenLifetime string
-	LogLevel         string
-	DebugAddr        string
-	CORSOrigins      []string
-	corsOrigins      string // as configured: comma-separated
+	// ExportExpiry is how long a bulk export's files are kept
+	// (CPIS_EXPORT_EXPIRY).
+	ExportExpiry time.Duration
+	exportExpiry string
+	LogLevel     string
+	DebugAddr    string
+	CORSOrigins  []string
+	corsOrigins  string // as configured: comma-separated
 
 	// The HTTP server's timeouts (see timeouts).
 	ReadHeaderTimeout time.Duration
@@ -111,6 +115,7 @@ func (c *config) settings() []setting {
 		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
 		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
 		{"CPIS_NOTIFY_ERROR_ATTEMPTS", "notify-error-attempts", "10", "failed attempts in a row (over CPIS_NOTIFY_ERROR_AFTER) that turn a subscription to error", &c.notifyErrorAttempts},
+		{"CPIS_EXPORT_EXPIRY", "export-expiry", "1h", "how long a bulk export ($export) and its files are kept after its kick-off, a Go duration from 1m to 168h", &c.exportExpiry},
 	}
 }
 
@@ -257,6 +262,11 @@ func (c *config) check() error {
 	if c.NotifyAttemptTimeout >= c.NotifyLease {
 		return badConfig("CPIS_NOTIFY_ATTEMPT_TIMEOUT (%s) must be less than CPIS_NOTIFY_LEASE (%s): a process must not lose a subscription's lease while it waits on its endpoint", c.NotifyAttemptTimeout, c.NotifyLease)
 	}
+	e, err := time.ParseDuration(c.exportExpiry)
+	if err != nil || e < time.Minute || e > 7*24*time.Hour {
+		return badConfig("CPIS_EXPORT_EXPIRY must be a Go duration from 1m to 168h (such as 1h), not %q", c.exportExpiry)
+	}
+	c.ExportExpiry = e
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

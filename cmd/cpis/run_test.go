@@ -234,6 +234,8 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"max-token-lifetime-zero", map[string]string{"CPIS_MAX_TOKEN_LIFETIME": "0s"}, "CPIS_MAX_TOKEN_LIFETIME"},
 		{"dq-ucpp-months", map[string]string{"CPIS_DQ_UCPP_MONTHS": "ten"}, "CPIS_DQ_UCPP_MONTHS"},
 		{"dq-correction-days-zero", map[string]string{"CPIS_DQ_CORRECTION_DAYS": "0"}, "CPIS_DQ_CORRECTION_DAYS"},
+		{"export-expiry", map[string]string{"CPIS_EXPORT_EXPIRY": "1 hour"}, "CPIS_EXPORT_EXPIRY"},
+		{"export-expiry-too-long", map[string]string{"CPIS_EXPORT_EXPIRY": "720h"}, "CPIS_EXPORT_EXPIRY"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -215,7 +215,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
 		SecurityLog: securityLog, SubjectKey: hashKey, CursorKey: pagingKey,
 		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
-		Location: london, RetentionDays: cfg.RetentionDays, Quality: cfg.Quality,
+		Location: london, RetentionDays: cfg.RetentionDays, Quality: cfg.Quality, ExportExpiry: cfg.ExportExpiry,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
 		Notify: svc,
@@ -339,6 +339,15 @@ func sweep(ctx context.Context, st store.Store, days int, every time.Duration, l
 			}
 		} else if stats.Records > 0 || stats.Audit > 0 {
 			log.Info("retention sweep", slog.Int("records_purged", stats.Records), slog.Int("access_records_purged", stats.Audit))
+		}
+		if ex, ok := st.(store.Exporter); ok {
+			// Expired bulk exports and their files (a kick-off sweeps too).
+			n, err := registry.SweepExports(ctx, ex, time.Now().UTC())
+			if err != nil && ctx.Err() == nil {
+				log.Error("export sweep failed", slog.String("error", err.Error()))
+			} else if n > 0 {
+				log.Info("export sweep", slog.Int("exports_removed", n))
+			}
 		}
 		t.Reset(every)
 	}

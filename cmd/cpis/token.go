@@ -29,7 +29,7 @@ func token(args []string, getenv func(string) string, stdout io.Writer) error {
 		fs.StringVar(&org, "org", "", "ODS code of the organisation (default RBA for users, LA001 for systems)")
 		fs.StringVar(&orgName, "org-name", "", "organisation name")
 		fs.StringVar(&clientID, "client-id", "la-case-system", "system: the client id (sub)")
-		fs.StringVar(&scopes, "scope", "system/EpisodeOfCare.* system/Flag.read system/Organization.* system/AuditEvent.read system/DataQuality.read system/Subscription.*", "system: space-separated SMART scopes")
+		fs.StringVar(&scopes, "scope", "system/EpisodeOfCare.* system/Flag.read system/Organization.* system/AuditEvent.read system/DataQuality.read system/Subscription.* system/Export.read", "system: space-separated SMART scopes")
 		fs.DurationVar(&lifetime, "lifetime", time.Hour, "how long the token is valid (at most 24h)")
 	})
 	if err != nil {

@@ -41,6 +41,10 @@ type Config struct {
 	// authority are durable (the push delivery's wake-up). It must not
 	// block: it runs on the read's path.
 	Notified func()
+	// ExportExpiry is how long a bulk export's files are kept (1h if zero);
+	// ExportLease how long a running export may go without a heartbeat
+	// before a poll reports it lost (1 minute if zero).
+	ExportExpiry, ExportLease time.Duration
 }
 
 // Registry is the CP-IS use-cases over one store.
@@ -54,6 +58,9 @@ type Registry struct {
 	security      *slog.Logger
 	subjectKey    []byte
 	notified      func()
+	exportExpiry  time.Duration
+	exportLease   time.Duration
+	exports       *exportRuns
 }
 
 // New checks the configuration and builds the registry.
@@ -76,8 +83,15 @@ func New(c Config) (*Registry, error) {
 	if c.RetentionDays <= 0 {
 		c.RetentionDays = 365
 	}
+	if c.ExportExpiry <= 0 {
+		c.ExportExpiry = time.Hour
+	}
+	if c.ExportLease <= 0 {
+		c.ExportLease = time.Minute
+	}
 	return &Registry{st: c.Store, loc: c.Location, retentionDays: c.RetentionDays, clock: c.Now,
-		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey, notified: c.Notified}, nil
+		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey, notified: c.Notified,
+		exportExpiry: c.ExportExpiry, exportLease: c.ExportLease, exports: newExportRuns()}, nil
 }
 
 // Caller is who asks and how: everything the permission checks, the audit

@@ -12,13 +12,15 @@ import (
 type Observer func(op string, d time.Duration, err error)
 
 // Wrap returns s with every call reported to observe. What optional
-// interfaces s implements (store.TypeHistorian), the wrapped store does too.
+// interfaces s implements (store.TypeHistorian, store.Subscriptions,
+// store.Exporter: both backends implement all), the wrapped store does too.
 func Wrap(s store.Store, observe Observer) store.Store {
 	o := &observed{s: s, observe: observe}
 	th, okTH := s.(store.TypeHistorian)
 	subs, okSubs := s.(store.Subscriptions)
-	if okTH && okSubs {
-		return &full{observed: o, th: th, subs: subs}
+	ex, okEx := s.(store.Exporter)
+	if okTH && okSubs && okEx {
+		return &full{observed: o, th: th, subs: subs, ex: ex}
 	}
 	return o
 }
@@ -30,6 +32,7 @@ type full struct {
 	*observed
 	th   store.TypeHistorian
 	subs store.Subscriptions
+	ex   store.Exporter
 }
 
 type observed struct {

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 9
+const schemaVersion = 10
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -165,6 +165,14 @@ var migrations = [][]string{
 		`CREATE TABLE sub_events (
 			sub TEXT NOT NULL, number INTEGER NOT NULL, seq INTEGER NOT NULL, recorded INTEGER NOT NULL,
 			PRIMARY KEY (sub, number)) WITHOUT ROWID`,
+	},
+	// 9 → 10: bulk export jobs (export.go); their files are under
+	// <data dir>/exports/<id>/.
+	{
+		`CREATE TABLE exports (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL,
+			beat INTEGER NOT NULL, expires INTEGER NOT NULL, job BLOB NOT NULL) WITHOUT ROWID`,
+		`CREATE INDEX exports_owner ON exports(owner, state)`,
+		`CREATE INDEX exports_expires ON exports(expires)`,
 	},
 }
 
