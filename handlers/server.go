@@ -179,7 +179,7 @@ func NewEngine(d Deps) (*gin.Engine, error) {
 	}
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
 	reg, err := registry.New(registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
-		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey})
+		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey, Quality: d.Quality})
 	if err != nil {
 		return nil, err
 	}

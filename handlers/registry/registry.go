@@ -17,6 +17,7 @@ import (
 	"cpis/auth"
 	"cpis/fhir"
 	"cpis/profiles"
+	"cpis/profiles/quality"
 	"cpis/store"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	SecurityLog *slog.Logger
 	// SubjectKey keys the hash of NHS numbers in the security log.
 	SubjectKey []byte
+	// Quality is the data-quality thresholds of the warnings a plan's
+	// write answers with; the defaults when zero.
+	Quality quality.Thresholds
 }
 
 // Registry is the CP-IS use-cases over one store.
@@ -49,6 +53,7 @@ type Registry struct {
 	log           *slog.Logger
 	security      *slog.Logger
 	subjectKey    []byte
+	quality       quality.Thresholds
 }
 
 // New checks the configuration and builds the registry.
@@ -71,8 +76,11 @@ func New(c Config) (*Registry, error) {
 	if c.RetentionDays <= 0 {
 		c.RetentionDays = 365
 	}
+	if c.Quality == (quality.Thresholds{}) {
+		c.Quality = quality.DefaultThresholds()
+	}
 	return &Registry{st: c.Store, loc: c.Location, retentionDays: c.RetentionDays, clock: c.Now,
-		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey}, nil
+		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey, quality: c.Quality}, nil
 }
 
 // Caller is who asks and how: everything the permission checks, the audit
