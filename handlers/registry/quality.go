@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"cpis/auth"
 	"cpis/fhir"
@@ -64,6 +66,13 @@ func (r *Registry) DataQuality(ctx context.Context, c Caller, th quality.Thresho
 		}
 		after = recs[len(recs)-1].ID
 	}
+	// Plans deleted (recorded in error) within the correction window, as
+	// they were before: nhs-number-corrected pairs them with live plans.
+	deleted, err := r.deletedPlans(ctx, ods, now.AddDate(0, 0, -th.CorrectionDays))
+	if err != nil {
+		return nil, storeErr(c, err)
+	}
+	plans = append(plans, deleted...)
 	var org *quality.OrgFacts
 	orgs, _, err := r.st.Search(ctx, store.Query{Type: "Organization", Key: laKey(ods), Limit: 1})
 	if err != nil {
@@ -78,4 +87,38 @@ func (r *Registry) DataQuality(ctx context.Context, c Caller, th quality.Thresho
 		}
 	}
 	return quality.Report(now, th, plans, org), nil
+}
+
+// deletedPlans are the LA's plans deleted at or after since (store
+// tombstones), each as the facts of the version it deleted, with Deleted set
+// and Updated the time of the deletion. A store that cannot list them fails
+// the report: a report without them would say no NHS number was corrected.
+func (r *Registry) deletedPlans(ctx context.Context, ods string, since time.Time) ([]quality.PlanFacts, error) {
+	dl, ok := r.st.(store.DeletedLister)
+	if !ok {
+		return nil, errors.New("registry: data quality: the store cannot list deleted plans")
+	}
+	var out []quality.PlanFacts
+	after := ""
+	for {
+		recs, err := dl.Deleted(ctx, "EpisodeOfCare", ods, since, after, qualityPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range recs {
+			if rec.Owner != ods || !rec.Deleted || rec.Body == nil {
+				continue
+			}
+			pf, err := quality.ParsePlanFacts(rec.Body, rec.Updated, r.loc)
+			if err != nil {
+				return nil, fmt.Errorf("registry: data quality: deleted EpisodeOfCare/%s: %w", rec.ID, err)
+			}
+			pf.Deleted = true
+			out = append(out, pf)
+		}
+		if len(recs) < qualityPage {
+			return out, nil
+		}
+		after = recs[len(recs)-1].ID
+	}
 }

@@ -257,6 +257,8 @@ var indexes = []index{
 	{coll: resourcesColl, name: "types_id", keys: bson.D{{Key: "types", Value: 1}, {Key: "id", Value: 1}}},
 	// Retention purge.
 	{coll: resourcesColl, name: "end", keys: bson.D{{Key: "end", Value: 1}}},
+	// An LA's deleted records (store.DeletedLister), in id order.
+	{coll: resourcesColl, name: "owner_deleted_id", keys: bson.D{{Key: "owner", Value: 1}, {Key: "deleted", Value: 1}, {Key: "id", Value: 1}}},
 
 	// Caller-assigned access record ids are unique; fence markers have none.
 	{coll: auditColl, name: "id_unique", keys: bson.D{{Key: "id", Value: 1}}, unique: true, sparse: true},

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 7
+const schemaVersion = 8
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -142,6 +142,12 @@ var migrations = [][]string{
 	{
 		`DROP INDEX audit_subject`,
 		`CREATE INDEX audit_subject ON audit(subject, recorded, seq, notify, agent, owners, id)`,
+	},
+	// 7 → 8: an LA's deleted records (tombstones), for the data-quality
+	// report's NHS-number corrections (store.DeletedLister): a partial
+	// index, holding only tombstones, so it costs live records nothing.
+	{
+		`CREATE INDEX resources_deleted ON resources(owner, id) WHERE deleted = 1`,
 	},
 }
 
