@@ -31,6 +31,10 @@ type config struct {
 	RetentionDays int
 	// Quality is the data-quality report's thresholds (CPIS_DQ_*).
 	Quality quality.Thresholds
+	// QualityRefresh is how often the data-quality gauges are refreshed
+	// (CPIS_DQ_REFRESH); 0 turns the refresh off.
+	QualityRefresh time.Duration
+	qualityRefresh string
 	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
 	MaxTokenLifetime time.Duration
 	maxTokenLifetime string
@@ -89,6 +93,7 @@ func (c *config) settings() []setting {
 		{"CPIS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", &c.LogLevel},
 		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
 		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
+		{"CPIS_DQ_REFRESH", "dq-refresh", "15m", "how often the data-quality metrics (cpis_data_quality_findings) are computed for every local authority, a Go duration from 1m to 24h; 0 turns it off", &c.qualityRefresh},
 	}
 }
 
@@ -229,6 +234,13 @@ func (c *config) check() error {
 		return badConfig("CPIS_MAX_TOKEN_LIFETIME must be a Go duration from 1m to 720h (such as 24h or 8h), not %q", c.maxTokenLifetime)
 	}
 	c.MaxTokenLifetime = d
+	if c.qualityRefresh == "0" {
+		c.QualityRefresh = 0
+	} else if d, err := time.ParseDuration(c.qualityRefresh); err != nil || d < time.Minute || d > 24*time.Hour {
+		return badConfig("CPIS_DQ_REFRESH must be a Go duration from 1m to 24h (such as 15m), or 0 to turn it off, not %q", c.qualityRefresh)
+	} else {
+		c.QualityRefresh = d
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -234,6 +234,8 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"max-token-lifetime-zero", map[string]string{"CPIS_MAX_TOKEN_LIFETIME": "0s"}, "CPIS_MAX_TOKEN_LIFETIME"},
 		{"dq-ucpp-months", map[string]string{"CPIS_DQ_UCPP_MONTHS": "ten"}, "CPIS_DQ_UCPP_MONTHS"},
 		{"dq-correction-days-zero", map[string]string{"CPIS_DQ_CORRECTION_DAYS": "0"}, "CPIS_DQ_CORRECTION_DAYS"},
+		{"dq-refresh", map[string]string{"CPIS_DQ_REFRESH": "often"}, "CPIS_DQ_REFRESH"},
+		{"dq-refresh-too-often", map[string]string{"CPIS_DQ_REFRESH": "5s"}, "CPIS_DQ_REFRESH"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,6 +31,8 @@ type app struct {
 	verifier *auth.Verifier
 	local    *auth.LocalKey // nil unless in local mode
 	handler  http.Handler
+	// quality refreshes the data-quality gauges (CPIS_DQ_REFRESH).
+	quality *handlers.QualitySweep
 }
 
 func newLogger(out io.Writer, level string) *slog.Logger {
@@ -200,19 +202,25 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := handlers.New(handlers.Deps{
+	deps := handlers.Deps{
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
 		SecurityLog: log.With(slog.String("log", "security")), SubjectKey: hashKey, CursorKey: pagingKey,
 		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
 		Location: london, RetentionDays: cfg.RetentionDays, Quality: cfg.Quality,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
-	})
+	}
+	h, err := handlers.New(deps)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &app{cfg: cfg, log: log, store: st, verifier: verifier, local: local, handler: h}, nil
+	qs, err := handlers.NewQualitySweep(deps, metrics)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &app{cfg: cfg, log: log, store: st, verifier: verifier, local: local, handler: h, quality: qs}, nil
 }
 
 // serve runs the server until ctx is done, then shuts down gracefully.
@@ -244,6 +252,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	defer stopSweep()
 	go sweep(sweepCtx, a.store, cfg.RetentionDays, time.Hour, log)
+	qualityDone := make(chan struct{})
+	if cfg.QualityRefresh > 0 {
+		go func() { a.quality.Run(sweepCtx, cfg.QualityRefresh); close(qualityDone) }()
+	} else {
+		close(qualityDone)
+	}
+	// The refresh stops before the store closes (deferred above, so run after).
+	defer func() { stopSweep(); <-qualityDone }()
 
 	if cfg.DebugAddr != "" {
 		stopDebug, err := debugServer(cfg.DebugAddr, log)
