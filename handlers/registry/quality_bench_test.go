@@ -152,7 +152,7 @@ func dqItems(children int) []store.Item {
 		}
 	}
 	for i := 0; i < children/15; i++ {
-		add(planRec("LA002", fmt.Sprintf("la002-%06d", i), nhsFor(3 * i * 15), "CPP", strconv.Itoa(i), dqNow.AddDate(0, 0, -400), time.Time{}, dqNow.AddDate(-1, 0, 0), 1))
+		add(planRec("LA002", fmt.Sprintf("la002-%06d", i), nhsFor(3*i*15), "CPP", strconv.Itoa(i), dqNow.AddDate(0, 0, -400), time.Time{}, dqNow.AddDate(-1, 0, 0), 1))
 	}
 	return items
 }
