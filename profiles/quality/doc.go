@@ -49,9 +49,11 @@
 //     version, with Deleted set and Updated the deletion time.
 //
 // Single applies the rules that can be judged from one plan alone
-// (ucpp-overdue, end-far-future, start-in-future) to a plan being written:
-// they come back as warnings in the write's outcome and never refuse it.
-// The review rules cannot fire on a plan just written (it was updated now).
+// (ucpp-overdue, end-far-future, start-in-future) to a plan being written;
+// Upload adds duplicate-plan against the writing LA's other plans for the
+// same NHS number (the caller reads them within that LA's scope). They
+// come back as warnings in the write's outcome and never refuse it. The
+// review rules cannot fire on a plan just written (it was updated now).
 //
 // Messages name resources by reference (EpisodeOfCare/id), never by NHS
 // number, so a finding may be logged or exported as a metric label safely
