@@ -131,7 +131,8 @@ func (s *Server) batch(c *gin.Context, b *postedBundle) {
 const batchIssueBudget = 10 * fhir.MaxIssues
 
 // resultEntry is the response entry of an applied entry, with the resource
-// or an OperationOutcome as Prefer: return= asks.
+// or an OperationOutcome as Prefer: return= asks; a plan's data-quality
+// warnings come in the OperationOutcome whatever Prefer asks.
 func (s *Server) resultEntry(r registry.Result, pref string) fhir.Entry {
 	e := fhir.Entry{FullURL: s.fullURL(r.Rec.Type, r.Rec.ID), Response: &fhir.EntryResponse{
 		Status: statusLine(r.Status), Etag: etag(r.Rec.Version), LastModified: fhir.Instant(r.Rec.Updated),
@@ -142,9 +143,14 @@ func (s *Server) resultEntry(r registry.Result, pref string) fhir.Entry {
 	switch {
 	case pref == "minimal":
 	case pref == "OperationOutcome" || r.Deleted:
-		e.Response.Outcome = outcomeJSON([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: r.Note}})
+		e.Response.Outcome = resultOutcome(r)
 	default:
 		e.Resource = r.Rec.Body
+	}
+	if len(r.Warnings) > 0 {
+		// Whatever Prefer asks, an entry's data-quality warnings are
+		// shown: the uploader must see them.
+		e.Response.Outcome = resultOutcome(r)
 	}
 	return e
 }

@@ -573,7 +573,9 @@ func TestBundlePrefer(t *testing.T) {
 				if tc.prefer != "" {
 					headers = []string{"Prefer", tc.prefer}
 				}
-				r := e.post(la, bundleJSON(typ, putPlanEntry(planSpec{id: id, nhs: nhsA, la: la1})), headers...)
+				// A child of its own per entry: a second live plan for one
+				// child is a duplicate, whose warning would add an outcome.
+				r := e.post(la, bundleJSON(typ, putPlanEntry(planSpec{id: id, nhs: testNHS(len(id) + 10*i), la: la1})), headers...)
 				require.Equal(t, http.StatusOK, r.Code, r.Body.String())
 				en := jpath[map[string]any](t, r.json(), "entry", 0)
 				_, hasResource := en["resource"]

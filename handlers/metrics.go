@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"cpis/handlers/registry"
+	"cpis/profiles/quality"
 	"net/http"
 	"strconv"
 	"time"
@@ -21,6 +22,10 @@ type Prometheus struct {
 	store    *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
 	batch    prometheus.Histogram
+	// The data-quality sweep's gauges (see QualitySweep).
+	quality          *quality.Metrics
+	qualityErrors    prometheus.Counter
+	qualityRefreshed prometheus.Gauge
 }
 
 // NewPrometheus registers the collectors.
@@ -47,9 +52,18 @@ func NewPrometheus(version string) *Prometheus {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
 	}
+	m.quality = quality.NewMetrics()
+	m.qualityErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cpis_data_quality_refresh_errors_total",
+		Help: "Data-quality refreshes of a local authority (or of the list of authorities) that failed; the gauges keep their last values.",
+	})
+	m.qualityRefreshed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "cpis_data_quality_last_refresh_timestamp_seconds",
+		Help: "When the data-quality gauges were last refreshed for every local authority without an error (Unix seconds); 0 before the first.",
+	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cpis_build_info", Help: "The running version.", ConstLabels: prometheus.Labels{"version": version}})
 	info.Set(1)
-	reg.MustRegister(m.requests, m.latency, m.store, m.errors, m.batch, info,
+	reg.MustRegister(m.requests, m.latency, m.store, m.errors, m.batch, info, m.quality, m.qualityErrors, m.qualityRefreshed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

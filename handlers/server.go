@@ -189,7 +189,7 @@ func NewEngine(d Deps) (*gin.Engine, error) {
 	d.BaseURL = strings.TrimSuffix(d.BaseURL, "/")
 	rc := registry.Config{Store: d.Store, Location: d.Location, RetentionDays: d.RetentionDays,
 		Now: d.Now, NewID: d.NewID, Log: d.Log, SecurityLog: d.SecurityLog, SubjectKey: d.SubjectKey,
-		ExportExpiry: d.ExportExpiry}
+		ExportExpiry: d.ExportExpiry, Quality: d.Quality}
 	if d.Notify != nil {
 		rc.Notified = d.Notify.Nudge
 	}

@@ -164,10 +164,17 @@ func (s *Server) writeResult(c *gin.Context, res registry.Result) {
 	case "minimal":
 		c.Status(res.Status)
 	case "OperationOutcome":
-		s.writeJSON(c, res.Status, outcomeJSON([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: res.Note}}))
+		s.writeJSON(c, res.Status, resultOutcome(res))
 	default:
 		s.writeJSON(c, res.Status, res.Rec.Body)
 	}
+}
+
+// resultOutcome is the OperationOutcome of an applied write: what was done,
+// then the plan's data-quality warnings (severity warning or information:
+// the write was made).
+func resultOutcome(res registry.Result) []byte {
+	return outcomeJSON(append([]fhir.Issue{{Severity: "information", Type: "informational", Diagnostics: res.Note}}, res.Warnings...))
 }
 
 // apply applies one change of a single write.

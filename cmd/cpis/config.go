@@ -31,6 +31,10 @@ type config struct {
 	RetentionDays int
 	// Quality is the data-quality report's thresholds (CPIS_DQ_*).
 	Quality quality.Thresholds
+	// QualityRefresh is how often the data-quality gauges are refreshed
+	// (CPIS_DQ_REFRESH); 0 turns the refresh off.
+	QualityRefresh time.Duration
+	qualityRefresh string
 	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
 	MaxTokenLifetime time.Duration
 	maxTokenLifetime string
@@ -116,6 +120,7 @@ func (c *config) settings() []setting {
 		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
 		{"CPIS_NOTIFY_ERROR_ATTEMPTS", "notify-error-attempts", "10", "failed attempts in a row (over CPIS_NOTIFY_ERROR_AFTER) that turn a subscription to error", &c.notifyErrorAttempts},
 		{"CPIS_EXPORT_EXPIRY", "export-expiry", "1h", "how long a bulk export ($export) and its files are kept after its kick-off, a Go duration from 1m to 168h", &c.exportExpiry},
+		{"CPIS_DQ_REFRESH", "dq-refresh", "15m", "how often the data-quality metrics (cpis_data_quality_findings) are computed for every local authority, a Go duration from 1m to 24h; 0 turns it off", &c.qualityRefresh},
 	}
 }
 
@@ -267,6 +272,13 @@ func (c *config) check() error {
 		return badConfig("CPIS_EXPORT_EXPIRY must be a Go duration from 1m to 168h (such as 1h), not %q", c.exportExpiry)
 	}
 	c.ExportExpiry = e
+	if c.qualityRefresh == "0" {
+		c.QualityRefresh = 0
+	} else if d, err := time.ParseDuration(c.qualityRefresh); err != nil || d < time.Minute || d > 24*time.Hour {
+		return badConfig("CPIS_DQ_REFRESH must be a Go duration from 1m to 24h (such as 15m), or 0 to turn it off, not %q", c.qualityRefresh)
+	} else {
+		c.QualityRefresh = d
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -236,6 +236,8 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"dq-correction-days-zero", map[string]string{"CPIS_DQ_CORRECTION_DAYS": "0"}, "CPIS_DQ_CORRECTION_DAYS"},
 		{"export-expiry", map[string]string{"CPIS_EXPORT_EXPIRY": "1 hour"}, "CPIS_EXPORT_EXPIRY"},
 		{"export-expiry-too-long", map[string]string{"CPIS_EXPORT_EXPIRY": "720h"}, "CPIS_EXPORT_EXPIRY"},
+		{"dq-refresh", map[string]string{"CPIS_DQ_REFRESH": "often"}, "CPIS_DQ_REFRESH"},
+		{"dq-refresh-too-often", map[string]string{"CPIS_DQ_REFRESH": "5s"}, "CPIS_DQ_REFRESH"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,6 +36,8 @@ type app struct {
 	// notify delivers notifications to local authorities (nil if the
 	// store keeps no subscriptions).
 	notify *notify.Service
+	// quality refreshes the data-quality gauges (CPIS_DQ_REFRESH).
+	quality *handlers.QualitySweep
 }
 
 func newLogger(out io.Writer, level string) *slog.Logger {
@@ -211,7 +213,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		st.Close()
 		return nil, err
 	}
-	h, err := handlers.New(handlers.Deps{
+	deps := handlers.Deps{
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
 		SecurityLog: securityLog, SubjectKey: hashKey, CursorKey: pagingKey,
 		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
@@ -219,12 +221,18 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
 		Notify: svc,
-	})
+	}
+	h, err := handlers.New(deps)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &app{cfg: cfg, log: log, store: st, verifier: verifier, local: local, handler: h, notify: svc}, nil
+	qs, err := handlers.NewQualitySweep(deps, metrics)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &app{cfg: cfg, log: log, store: st, verifier: verifier, local: local, handler: h, notify: svc, quality: qs}, nil
 }
 
 // newNotify builds the delivery of notifications to local authorities: it
@@ -280,6 +288,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else {
 		close(notifyDone)
 	}
+	qualityDone := make(chan struct{})
+	if cfg.QualityRefresh > 0 {
+		go func() { a.quality.Run(sweepCtx, cfg.QualityRefresh); close(qualityDone) }()
+	} else {
+		close(qualityDone)
+	}
+	// The refresh stops before the store closes (deferred above, so run after).
+	defer func() { stopSweep(); <-qualityDone }()
 
 	if cfg.DebugAddr != "" {
 		stopDebug, err := debugServer(cfg.DebugAddr, log)

@@ -17,6 +17,7 @@ import (
 	"cpis/auth"
 	"cpis/fhir"
 	"cpis/profiles"
+	"cpis/profiles/quality"
 	"cpis/store"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	// ExportLease how long a running export may go without a heartbeat
 	// before a poll reports it lost (1 minute if zero).
 	ExportExpiry, ExportLease time.Duration
+	// Quality is the data-quality thresholds of the warnings a plan's
+	// write answers with; the defaults when zero.
+	Quality quality.Thresholds
 }
 
 // Registry is the CP-IS use-cases over one store.
@@ -61,6 +65,7 @@ type Registry struct {
 	exportExpiry  time.Duration
 	exportLease   time.Duration
 	exports       *exportRuns
+	quality       quality.Thresholds
 }
 
 // New checks the configuration and builds the registry.
@@ -83,6 +88,9 @@ func New(c Config) (*Registry, error) {
 	if c.RetentionDays <= 0 {
 		c.RetentionDays = 365
 	}
+	if c.Quality == (quality.Thresholds{}) {
+		c.Quality = quality.DefaultThresholds()
+	}
 	if c.ExportExpiry <= 0 {
 		c.ExportExpiry = time.Hour
 	}
@@ -91,7 +99,7 @@ func New(c Config) (*Registry, error) {
 	}
 	return &Registry{st: c.Store, loc: c.Location, retentionDays: c.RetentionDays, clock: c.Now,
 		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey, notified: c.Notified,
-		exportExpiry: c.ExportExpiry, exportLease: c.ExportLease, exports: newExportRuns()}, nil
+		exportExpiry: c.ExportExpiry, exportLease: c.ExportLease, exports: newExportRuns(), quality: c.Quality}, nil
 }
 
 // Caller is who asks and how: everything the permission checks, the audit

@@ -81,6 +81,9 @@ type Result struct {
 	Already, Unchanged, Found bool
 	Note                      string // the informational outcome
 	Err                       error  // Batch: this change's error
+	// Warnings are the data-quality warnings of a plan as stored (see
+	// warn): never a refusal. Answers add them to the outcome.
+	Warnings []fhir.Issue
 }
 
 // The one retry policy of every write: a unit that loses a race (a version
@@ -107,7 +110,11 @@ func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode M
 	}
 	switch mode {
 	case Transaction:
-		return r.unit(ctx, c, changes, names)
+		results, err := r.unit(ctx, c, changes, names)
+		if err == nil {
+			r.warn(ctx, c, results)
+		}
+		return results, err
 	case Batch:
 		out := make([]Result, len(changes))
 		for i := range changes {
@@ -117,6 +124,7 @@ func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode M
 				continue
 			}
 			out[i] = res[0]
+			r.warn(ctx, c, out[i:i+1])
 			if in := changes[i].In; in != nil && in.LA != nil {
 				names[in.LA.ODS] = in.LA.Name
 			}
@@ -126,7 +134,11 @@ func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode M
 	if len(changes) != 1 {
 		return nil, errors.New("registry: a single write is one change")
 	}
-	return r.unit(ctx, c, changes, names)
+	results, err := r.unit(ctx, c, changes, names)
+	if err == nil {
+		r.warn(ctx, c, results)
+	}
+	return results, err
 }
 
 // unit applies changes all or none, with the one retry policy. The caller

@@ -38,17 +38,22 @@
 //     confirm the correction. A plan W is withdrawn when it was deleted (a
 //     tombstone: DELETE is "a plan recorded in error") or its status is
 //     entered-in-error. A live plan R replaces W when R's NHS number differs
-//     from W's and R shares one of W's identifiers (system|value), or has the
-//     same plan type and the same period.start. W counts for
+//     from W's and R shares one of W's identifiers (system|value), or R is
+//     the only live plan of another NHS number with W's plan type and
+//     period.start that was last written no earlier than a day before W
+//     was withdrawn (in a large LA many plans start on one day: an
+//     ambiguous match names no plan). W counts for
 //     CorrectionDays [90] days after it was withdrawn (its Updated time);
 //     then the correction is taken as confirmed. One finding per (R, W) pair,
 //     on R, naming W. For a tombstone the facts are those of its last live
 //     version, with Deleted set and Updated the deletion time.
 //
 // Single applies the rules that can be judged from one plan alone
-// (ucpp-overdue, end-far-future, start-in-future) to a plan being written:
-// they come back as warnings in the write's outcome and never refuse it.
-// The review rules cannot fire on a plan just written (it was updated now).
+// (ucpp-overdue, end-far-future, start-in-future) to a plan being written;
+// Upload adds duplicate-plan against the writing LA's other plans for the
+// same NHS number (the caller reads them within that LA's scope). They
+// come back as warnings in the write's outcome and never refuse it. The
+// review rules cannot fire on a plan just written (it was updated now).
 //
 // Messages name resources by reference (EpisodeOfCare/id), never by NHS
 // number, so a finding may be logged or exported as a metric label safely

@@ -18,15 +18,63 @@ func PlanFactsOf(p *profiles.Plan, updated time.Time) PlanFacts {
 		Updated: updated, Identifiers: p.Keys()}
 }
 
+// storedPlan is the part of a stored EpisodeOfCare the rules read: the
+// elements profiles.ParsePlan reads for them, decoded into a struct so the
+// rest of the body (meta, managingOrganization, …) is skipped, not built
+// into maps. The body was validated as R4 when written, so its element
+// names are exact (encoding/json would match them case-insensitively).
+type storedPlan struct {
+	ResourceType string            `json:"resourceType"`
+	ID           string            `json:"id"`
+	Status       string            `json:"status"`
+	Identifier   []fhir.Identifier `json:"identifier"`
+	Type         []struct {
+		Coding []fhir.Coding `json:"coding"`
+	} `json:"type"`
+	Patient struct {
+		Identifier struct {
+			Value string `json:"value"`
+		} `json:"identifier"`
+	} `json:"patient"`
+	Period struct {
+		Start string `json:"start"`
+		End   string `json:"end"`
+	} `json:"period"`
+}
+
 // ParsePlanFacts reads the facts out of a stored EpisodeOfCare body (as the
 // store serves it: validated when it was written), written at updated.
-// Dates without a time are read in loc, as profiles.ParsePlan reads them.
+// Dates without a time are read in loc, as profiles.ParsePlan reads them;
+// the facts are those PlanFactsOf(profiles.ParsePlan(…)) gives (a test
+// checks), read about three times faster.
 func ParsePlanFacts(body []byte, updated time.Time, loc *time.Location) (PlanFacts, error) {
-	res, err := stored(body, "EpisodeOfCare")
-	if err != nil {
-		return PlanFacts{}, err
+	var sp storedPlan
+	if err := json.Unmarshal(body, &sp); err != nil {
+		return PlanFacts{}, fmt.Errorf("quality: reading a stored EpisodeOfCare: %w", err)
 	}
-	return PlanFactsOf(profiles.ParsePlan(res, loc), updated), nil
+	if sp.ResourceType != "EpisodeOfCare" {
+		return PlanFacts{}, fmt.Errorf("quality: a stored body is a %q, not an EpisodeOfCare", sp.ResourceType)
+	}
+	p := PlanFacts{ID: sp.ID, NHSNumber: sp.Patient.Identifier.Value, Status: sp.Status, Updated: updated,
+		Identifiers: make([]string, 0, len(sp.Identifier))}
+	for _, id := range sp.Identifier {
+		p.Identifiers = append(p.Identifiers, id.Token())
+	}
+	if len(sp.Type) > 0 {
+		for _, c := range sp.Type[0].Coding {
+			if pt, ok := profiles.PlanTypeOf(c); ok {
+				p.Type = pt
+				break
+			}
+		}
+	}
+	if sp.Period.Start != "" || sp.Period.End != "" {
+		p.Start, _, _ = fhir.ParseDateTime(sp.Period.Start, loc)
+		if sp.Period.End != "" {
+			_, p.End, _ = fhir.ParseDateTime(sp.Period.End, loc)
+		}
+	}
+	return p, nil
 }
 
 // ParseOrgFacts reads the facts out of a stored Organization body written

@@ -79,3 +79,29 @@ func TestParseOrgFacts_StoredBody(t *testing.T) {
 	assert.Equal(t, &OrgFacts{ID: "la001", Updated: updated, OfficeHours: []string{"0300 123 1000"}, EmergencyDuty: []string{"+44 300 123 1000"}}, org)
 	assert.Equal(t, []Rule{OrganizationStale, ContactNumbersIdentical}, rulesOf(Report(now, DefaultThresholds(), nil, org)))
 }
+
+// The struct decoding of ParsePlanFacts reads every plan shape as the write
+// path's profiles.ParsePlan does.
+func TestParsePlanFacts_SameAsParsePlan(t *testing.T) {
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(t, err)
+	cat, err := profiles.Load(london)
+	require.NoError(t, err)
+	updated := time.Date(2026, 7, 1, 9, 0, 0, 0, time.UTC)
+	const head = `{"resourceType":"EpisodeOfCare","id":"p1",`
+	const tail = `"patient":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449306761"}},
+	 "managingOrganization":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"},"display":"LA One"},`
+	for name, body := range map[string]string{
+		"ucpp-open":        head + `"status":"active","type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"UCPP"}]}],` + tail + `"period":{"start":"2026-01-10"}}`,
+		"two-identifiers":  head + `"identifier":[{"system":"https://la001.example/a","value":"1"},{"use":"secondary","system":"https://la001.example/b","value":"2"}],"status":"finished","type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP"}]}],` + tail + `"period":{"start":"2026-01-10","end":"2026-03-01"}}`,
+		"start-with-time":  head + `"status":"entered-in-error","type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"LAC"}]}],` + tail + `"period":{"start":"2026-03-29T00:30:00+00:00"}}`,
+		"snomed-and-local": head + `"status":"active","type":[{"coding":[{"system":"http://snomed.info/sct","code":"764841000000100"},{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"LAC"}]}],` + tail + `"period":{"start":"2026-10-25","end":"2026-10-25"}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, stored := stamped(t, cat, body, updated)
+			got, err := ParsePlanFacts(stored, updated, london)
+			require.NoError(t, err)
+			assert.Equal(t, normal(PlanFactsOf(profiles.ParsePlan(res, london), updated)), normal(got))
+		})
+	}
+}

@@ -232,12 +232,29 @@ func Report(now time.Time, t Thresholds, plans []PlanFacts, org *OrgFacts) []Fin
 		out = append(out, f)
 	}
 	if len(byKey) > 0 || len(byTypeStart) > 0 {
-		out = corrections(now, plans, byKey, func(p *PlanFacts) []int {
-			if p.Type == "" || p.Start.IsZero() {
-				return nil
+		// Live plans with a withdrawn plan's type and start: the
+		// candidates for an identifier-less correction.
+		liveByTypeStart := map[typeStart][]int{}
+		if len(byTypeStart) > 0 {
+			for i := range plans {
+				p := &plans[i]
+				if p.Type == "" || p.Start.IsZero() || p.NHSNumber == "" || !p.live(now) {
+					continue
+				}
+				if k := (typeStart{p.Type, p.Start.UnixNano()}); byTypeStart[k] != nil {
+					liveByTypeStart[k] = append(liveByTypeStart[k], i)
+				}
 			}
-			return byTypeStart[typeStart{p.Type, p.Start.UnixNano()}]
-		}, out)
+		}
+		pairs := map[int][]int{} // replacement → withdrawn plans
+		for k, ws := range byTypeStart {
+			for _, w := range ws {
+				if r, ok := soleReplacement(plans, w, liveByTypeStart[k]); ok {
+					pairs[r] = append(pairs[r], w)
+				}
+			}
+		}
+		out = corrections(now, plans, byKey, pairs, out)
 	}
 	if org != nil {
 		out = organization(now, t, org, out)
@@ -251,9 +268,41 @@ func Report(now time.Time, t Thresholds, plans []PlanFacts, org *OrgFacts) []Fin
 	return out
 }
 
+// correctionWindow is how long before a withdrawal a replacement matched
+// by type and start may have been written: a correction is written around
+// the time the wrong plan is withdrawn.
+const correctionWindow = 24 * time.Hour
+
+// soleReplacement is the live plan among candidates (plans of withdrawn
+// plan w's type and start) that replaces w without sharing an identifier:
+// of another NHS number, last written no earlier than a day before w was
+// withdrawn, and the only such plan. Two or more are ambiguous (in a large
+// authority many plans start on one day) and none is chosen: a finding
+// names a plan only when the pairing is clear.
+func soleReplacement(plans []PlanFacts, w int, candidates []int) (int, bool) {
+	wp := &plans[w]
+	if wp.NHSNumber == "" {
+		return 0, false
+	}
+	found, n := 0, 0
+	for _, r := range candidates {
+		rp := &plans[r]
+		if rp.NHSNumber == wp.NHSNumber || rp.Updated.Before(wp.Updated.Add(-correctionWindow)) {
+			continue
+		}
+		found, n = r, n+1
+		if n > 1 {
+			return 0, false
+		}
+	}
+	return found, n == 1
+}
+
 // corrections adds an nhs-number-corrected finding for each live plan that
-// replaces a recently withdrawn plan of a different NHS number.
-func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, sameStart func(*PlanFacts) []int, out []Finding) []Finding {
+// replaces a recently withdrawn plan of a different NHS number: one that
+// shares an identifier with it (byKey), or its sole replacement by type and
+// start (byTypeStart).
+func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, byTypeStart map[int][]int, out []Finding) []Finding {
 	for i := range plans {
 		r := &plans[i]
 		if !r.live(now) || r.NHSNumber == "" {
@@ -276,7 +325,7 @@ func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, sameS
 				add(w)
 			}
 		}
-		for _, w := range sameStart(r) {
+		for _, w := range byTypeStart[i] {
 			add(w)
 		}
 		sort.Slice(seen, func(a, b int) bool { return plans[seen[a]].ID < plans[seen[b]].ID })

@@ -92,6 +92,19 @@ func TestReport_EachRuleAtItsThreshold(t *testing.T) {
 			plan("w1", profiles.LAC, nhsA, func(p *PlanFacts) { p.Status = "entered-in-error" }),
 			plan("r1", profiles.LAC, nhsB, nil),
 		}, nil, []Rule{NHSNumberCorrected}},
+		{"type-and-start-ambiguous-not", []PlanFacts{
+			plan("w1", profiles.LAC, nhsA, func(p *PlanFacts) { p.Status = "entered-in-error" }),
+			plan("r1", profiles.LAC, nhsB, nil),
+			plan("r2", profiles.LAC, "9434765919", nil),
+		}, nil, []Rule{}},
+		{"type-and-start-written-a-day-before-the-withdrawal", []PlanFacts{
+			plan("w1", profiles.LAC, nhsA, func(p *PlanFacts) { p.Deleted, p.Updated = true, now }),
+			plan("r1", profiles.LAC, nhsB, func(p *PlanFacts) { p.Updated = now.Add(-24 * time.Hour) }),
+		}, nil, []Rule{NHSNumberCorrected}},
+		{"type-and-start-written-long-before-the-withdrawal-not", []PlanFacts{
+			plan("w1", profiles.LAC, nhsA, func(p *PlanFacts) { p.Deleted, p.Updated = true, now }),
+			plan("r1", profiles.LAC, nhsB, func(p *PlanFacts) { p.Updated = now.Add(-24 * time.Hour).Add(-second) }),
+		}, nil, []Rule{}},
 		{"other-start-other-identifier-not", []PlanFacts{
 			plan("w1", profiles.LAC, nhsA, func(p *PlanFacts) { p.Status = "entered-in-error" }),
 			plan("r1", profiles.LAC, nhsB, func(p *PlanFacts) { p.Start = p.Start.Add(-24 * time.Hour) }),

@@ -261,6 +261,8 @@ var indexes = []index{
 	// its versions of a type by time (the type-level _history).
 	{coll: resourcesColl, name: "owner_types_updated_id", keys: bson.D{{Key: "owner", Value: 1}, {Key: "types", Value: 1}, {Key: "updated", Value: 1}, {Key: "id", Value: 1}}},
 	{coll: resourcesColl, name: "history_owner_type_updated", keys: bson.D{{Key: "history.owner", Value: 1}, {Key: "type", Value: 1}, {Key: "history.updated", Value: 1}}},
+	// An LA's deleted records (store.DeletedLister), in id order.
+	{coll: resourcesColl, name: "owner_deleted_id", keys: bson.D{{Key: "owner", Value: 1}, {Key: "deleted", Value: 1}, {Key: "id", Value: 1}}},
 
 	// Caller-assigned access record ids are unique; fence markers have none.
 	{coll: auditColl, name: "id_unique", keys: bson.D{{Key: "id", Value: 1}}, unique: true, sparse: true},

@@ -318,7 +318,13 @@ func searchWhere(q store.Query) (string, []any) {
 		where = append(where, `subject = ?`)
 		args = append(args, q.Subject)
 	}
-	if q.Owner != "" {
+	if q.Owner != "" && q.Subject != "" {
+		// A child's plans in one authority: seek the child (a few records),
+		// never walk the authority's thousands in id order, which SQLite
+		// otherwise chose to save sorting the few.
+		where = append(where, `+owner = ?`)
+		args = append(args, q.Owner)
+	} else if q.Owner != "" {
 		where = append(where, `owner = ?`)
 		args = append(args, q.Owner)
 	}

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 10
+const schemaVersion = 11
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -173,6 +173,12 @@ var migrations = [][]string{
 			beat INTEGER NOT NULL, expires INTEGER NOT NULL, job BLOB NOT NULL) WITHOUT ROWID`,
 		`CREATE INDEX exports_owner ON exports(owner, state)`,
 		`CREATE INDEX exports_expires ON exports(expires)`,
+	},
+	// 10 → 11: an LA's deleted records (tombstones), for the data-quality
+	// report's NHS-number corrections (store.DeletedLister): a partial
+	// index, holding only tombstones, so it costs live records nothing.
+	{
+		`CREATE INDEX resources_deleted ON resources(owner, id) WHERE deleted = 1`,
 	},
 }
 
