@@ -540,6 +540,8 @@ func TestSubscriptionManagement(t *testing.T) {
 			{"user-403", e.nurse(), good, 403},
 			{"no-scope-403", e.laToken(la1), good, 403},
 			{"plain-http-422", e.laSubToken(la1), subJSON("http://example.org/hook", "id-only"), 422},
+			{"metadata-address-422", e.laSubToken(la1), subJSON("https://169.254.169.254/latest/meta-data", "id-only"), 422},
+			{"private-address-422", e.laSubToken(la1), subJSON("https://10.1.2.3/hook", "id-only"), 422},
 			{"other-topic-422", e.laSubToken(la1), strings.Replace(good, notify.TopicURL, "https://example.org/topic", 1), 422},
 			{"bad-content-422", e.laSubToken(la1), subJSON(rc.url(), "everything"), 422},
 			{"websocket-422", e.laSubToken(la1), strings.Replace(good, `"rest-hook"`, `"websocket"`, 1), 422},

@@ -61,7 +61,10 @@ type config struct {
 	NotifyErrorAfter     time.Duration
 	NotifyLease          time.Duration
 	NotifyErrorAttempts  int
-	notifyErrorAttempts  string
+	// NotifyInternalHosts may resolve to private addresses (CPIS_NOTIFY_INTERNAL_HOSTS).
+	NotifyInternalHosts []string
+	notifyInternalHosts string
+	notifyErrorAttempts string
 }
 
 // notifyDurations are the delivery's settings of notifications to local
@@ -118,6 +121,7 @@ func (c *config) settings() []setting {
 		{"CPIS_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", &c.LogLevel},
 		{"CPIS_DEBUG_ADDR", "debug-addr", "", "if set, a loopback address (such as 127.0.0.1:6060) serving Go's pprof profiles", &c.DebugAddr},
 		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
+		{"CPIS_NOTIFY_INTERNAL_HOSTS", "notify-internal-hosts", "", "comma-separated subscription endpoint hosts (a name, or .suffix for every name under it) that may resolve to private or link-local addresses; no other endpoint may", &c.notifyInternalHosts},
 		{"CPIS_NOTIFY_ERROR_ATTEMPTS", "notify-error-attempts", "10", "failed attempts in a row (over CPIS_NOTIFY_ERROR_AFTER) that turn a subscription to error", &c.notifyErrorAttempts},
 		{"CPIS_EXPORT_EXPIRY", "export-expiry", "1h", "how long a bulk export ($export) and its files are kept after its kick-off, a Go duration from 1m to 168h", &c.exportExpiry},
 		{"CPIS_DQ_REFRESH", "dq-refresh", "15m", "how often the data-quality metrics (cpis_data_quality_findings) are computed for every local authority, a Go duration from 1m to 24h; 0 turns it off", &c.qualityRefresh},
@@ -244,6 +248,12 @@ func (c *config) check() error {
 	}
 	if _, err := handlers.BasePath(c.BaseURL); err != nil {
 		return badConfig("CPIS_BASE_URL: %v", err)
+	}
+	c.NotifyInternalHosts = nil
+	for _, h := range strings.Split(c.notifyInternalHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.NotifyInternalHosts = append(c.NotifyInternalHosts, h)
+		}
 	}
 	c.CORSOrigins = nil
 	for _, o := range strings.Split(c.corsOrigins, ",") {

@@ -250,7 +250,8 @@ func newNotify(cfg *config, st store.Store, metrics *handlers.Prometheus, london
 	}
 	return notify.New(notify.Config{Store: st, Feed: feed, BaseURL: cfg.BaseURL, Log: log.With(slog.String("log", "notify")),
 		Metrics: metrics.NotifyMetrics(), Poll: cfg.NotifyPoll, AttemptTimeout: cfg.NotifyAttemptTimeout,
-		RetryMax: cfg.NotifyRetryMax, ErrorAfter: cfg.NotifyErrorAfter, ErrorAttempts: cfg.NotifyErrorAttempts, Lease: cfg.NotifyLease})
+		RetryMax: cfg.NotifyRetryMax, ErrorAfter: cfg.NotifyErrorAfter, ErrorAttempts: cfg.NotifyErrorAttempts, Lease: cfg.NotifyLease,
+		InternalHosts: cfg.NotifyInternalHosts})
 }
 
 // serve runs the server until ctx is done, then shuts down gracefully.

@@ -52,6 +52,10 @@ type Config struct {
 	// AllowHTTP says which hosts plain http:// endpoints may name
 	// (Loopback if nil).
 	AllowHTTP func(host string) bool
+	// InternalHosts are the endpoint hosts (a name, or ".suffix") that may
+	// resolve to private or link-local addresses; no other endpoint may
+	// (see guard.go). Used by the client made when Client is nil.
+	InternalHosts []string
 
 	// Holder names this process in delivery leases (a random id if "").
 	Holder string
@@ -105,7 +109,7 @@ func New(c Config) (*Service, error) {
 		c.Holder = uuid.NewString()
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		c.Client = guardedClient(c.InternalHosts)
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -207,7 +211,7 @@ func (s *Service) Create(ctx context.Context, p *auth.Principal, res *fhir.Resou
 	if err := may(p, auth.Write); err != nil {
 		return Sub{}, err
 	}
-	status, err := checkSub(res, s.cfg.AllowHTTP)
+	status, err := checkSub(res, s.cfg.AllowHTTP, s.cfg.InternalHosts)
 	if err != nil {
 		return Sub{}, err
 	}
@@ -265,7 +269,7 @@ func (s *Service) Update(ctx context.Context, p *auth.Principal, id string, res 
 	if rid := res.ID(); rid != id {
 		return Sub{}, fhir.At(fhir.KindInvalid, "Subscription.id", "The resource's id must be the id in the URL")
 	}
-	status, err := checkSub(res, s.cfg.AllowHTTP)
+	status, err := checkSub(res, s.cfg.AllowHTTP, s.cfg.InternalHosts)
 	if err != nil {
 		return Sub{}, err
 	}

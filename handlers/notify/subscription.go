@@ -73,7 +73,7 @@ type channel struct {
 // the rest-hook channel and its extensions. It returns every problem at
 // once as a 422 (400 for a body that is not a Subscription), and the status
 // to store: requested (a handshake follows) or off.
-func checkSub(res *fhir.Resource, allowHTTP func(host string) bool) (string, error) {
+func checkSub(res *fhir.Resource, allowHTTP func(host string) bool, internal []string) (string, error) {
 	var issues []fhir.Issue
 	bad := func(expr, format string, args ...any) {
 		issues = append(issues, fhir.Issue{Kind: fhir.KindUnprocessable, Expression: []string{"Subscription." + expr},
@@ -105,14 +105,14 @@ func checkSub(res *fhir.Resource, allowHTTP func(host string) bool) (string, err
 	if t, _ := ch["type"].(string); t != "rest-hook" {
 		bad("channel.type", "Only the rest-hook channel is supported")
 	}
-	if _, err := readChannel(ch, allowHTTP); err != nil {
+	if _, err := readChannel(ch, allowHTTP, internal); err != nil {
 		issues = append(issues, fhir.As(err).Issues...)
 	}
 	return status, fhir.Invalid(issues)
 }
 
 // readChannel reads the channel of a Subscription. Errors are 422s.
-func readChannel(ch map[string]any, allowHTTP func(host string) bool) (channel, error) {
+func readChannel(ch map[string]any, allowHTTP func(host string) bool, internal []string) (channel, error) {
 	var issues []fhir.Issue
 	bad := func(expr, format string, args ...any) {
 		issues = append(issues, fhir.Issue{Kind: fhir.KindUnprocessable, Expression: []string{"Subscription.channel" + expr},
@@ -124,6 +124,8 @@ func readChannel(ch map[string]any, allowHTTP func(host string) bool) (channel, 
 		bad(".endpoint", "endpoint must be an absolute https:// URL without credentials or fragment")
 	} else if u.Scheme != "https" && !(u.Scheme == "http" && allowHTTP(u.Hostname())) {
 		bad(".endpoint", "endpoint must be https:// (plain http:// only to a loopback address, for development)")
+	} else if literalInternal(internal, u.Hostname()) {
+		bad(".endpoint", "endpoint must be a public address: %s is private, link-local or unspecified (the operator may allow its host in CPIS_NOTIFY_INTERNAL_HOSTS)", u.Hostname())
 	}
 	if p, ok := ch["payload"].(string); ok && p != fhir.MIME && p != "application/json" {
 		bad(".payload", "payload must be application/fhir+json")
@@ -252,7 +254,7 @@ func channelOf(body []byte) (channel, error) {
 		return channel{}, err
 	}
 	ch, _ := m["channel"].(map[string]any)
-	return readChannel(ch, func(string) bool { return true })
+	return readChannel(ch, func(string) bool { return true }, []string{"*"})
 }
 
 // served is a stored Subscription as its authority reads it: with the
