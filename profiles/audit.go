@@ -42,7 +42,9 @@ type Access struct {
 	OrgName string
 }
 
-type auditEvent struct {
+// auditEventOf is an AuditEvent as the server writes it, with entities of
+// type E (an access names patients and plans, an export counts them).
+type auditEventOf[E any] struct {
 	ResourceType string        `json:"resourceType"`
 	ID           string        `json:"id"`
 	Meta         fhir.Meta     `json:"meta"`
@@ -54,8 +56,10 @@ type auditEvent struct {
 	OutcomeDesc  string        `json:"outcomeDesc,omitempty"`
 	Agent        []auditAgent  `json:"agent"`
 	Source       auditSource   `json:"source"`
-	Entity       []auditEntity `json:"entity"`
+	Entity       []E           `json:"entity"`
 }
+
+type auditEvent = auditEventOf[auditEntity]
 
 type auditAgent struct {
 	Type      *fhir.CodeableConcept  `json:"type,omitempty"`

@@ -30,20 +30,7 @@ type ExportAccess struct {
 	TraceID  string
 }
 
-type exportAuditEvent struct {
-	ResourceType string         `json:"resourceType"`
-	ID           string         `json:"id"`
-	Meta         fhir.Meta      `json:"meta"`
-	Type         fhir.Coding    `json:"type"`
-	Subtype      []fhir.Coding  `json:"subtype"`
-	Action       string         `json:"action"`
-	Recorded     string         `json:"recorded"`
-	Outcome      string         `json:"outcome"`
-	OutcomeDesc  string         `json:"outcomeDesc,omitempty"`
-	Agent        []auditAgent   `json:"agent"`
-	Source       auditSource    `json:"source"`
-	Entity       []exportEntity `json:"entity"`
-}
+type exportAuditEvent = auditEventOf[exportEntity]
 
 type exportEntity struct {
 	What        *fhir.Reference `json:"what,omitempty"`
