@@ -372,9 +372,14 @@ func (s *Service) post(ctx context.Context, ch channel, body []byte, kind string
 	switch {
 	case err != nil:
 		outcome = "failed"
-		if actx.Err() == context.DeadlineExceeded {
+		switch {
+		case errors.Is(err, errInternalAddress):
+			// Said as it is (no URL in it): the authority and the operator
+			// can see in $status why nothing arrives.
+			err = errInternalAddress
+		case actx.Err() == context.DeadlineExceeded:
 			err = errors.New("the endpoint did not answer in time")
-		} else {
+		default:
 			err = errors.New("the endpoint could not be reached")
 		}
 	default:

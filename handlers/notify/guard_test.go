@@ -1,11 +1,13 @@
 package notify
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,4 +64,15 @@ func TestInternalHostsList(t *testing.T) {
 	assert.False(t, literalInternal(nil, "127.0.0.1"), "loopback is for development receivers")
 	assert.False(t, literalInternal(nil, "hooks.example.org"), "names are checked when dialled")
 	assert.False(t, internalAddress(net.ParseIP("8.8.8.8")))
+}
+
+// A delivery the guard refused says so in the subscription's error (what
+// $status shows), without the endpoint's address.
+func TestRefusedEndpointSaysWhy(t *testing.T) {
+	s := &Service{cfg: Config{Client: guardedClient(nil), AttemptTimeout: time.Second, PerEndpoint: 1}, sems: map[string]chan struct{}{}}
+	err := s.post(context.Background(), channel{Endpoint: "https://169.254.169.254/hook?token=secret"}, []byte("{}"), "event-notification")
+	require.Error(t, err)
+	assert.ErrorIs(t, err, errInternalAddress)
+	assert.NotContains(t, err.Error(), "169.254")
+	assert.NotContains(t, err.Error(), "secret")
 }
