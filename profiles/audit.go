@@ -42,9 +42,9 @@ type Access struct {
 	OrgName string
 }
 
-// auditEventOf is an AuditEvent as the server writes it, with entities of
-// type E (an access names patients and plans, an export counts them).
-type auditEventOf[E any] struct {
+// auditEvent is an AuditEvent as the server writes it: of an access, or
+// of a bulk export.
+type auditEvent struct {
 	ResourceType string        `json:"resourceType"`
 	ID           string        `json:"id"`
 	Meta         fhir.Meta     `json:"meta"`
@@ -56,10 +56,8 @@ type auditEventOf[E any] struct {
 	OutcomeDesc  string        `json:"outcomeDesc,omitempty"`
 	Agent        []auditAgent  `json:"agent"`
 	Source       auditSource   `json:"source"`
-	Entity       []E           `json:"entity"`
+	Entity       []auditEntity `json:"entity"`
 }
-
-type auditEvent = auditEventOf[auditEntity]
 
 type auditAgent struct {
 	Type      *fhir.CodeableConcept  `json:"type,omitempty"`
@@ -82,6 +80,30 @@ type auditEntity struct {
 	Role        *fhir.Coding    `json:"role,omitempty"`
 	Description string          `json:"description,omitempty"`
 	Query       string          `json:"query,omitempty"`
+	Detail      []entityDetail  `json:"detail,omitempty"` // an export's counts
+}
+
+type entityDetail struct {
+	Type        string `json:"type"`
+	ValueString string `json:"valueString"`
+}
+
+// traceEntity names the TraceID of the request that caused an AuditEvent.
+func traceEntity(traceID string) auditEntity {
+	return auditEntity{
+		What:        &fhir.Reference{Identifier: &fhir.Identifier{System: TraceIDSystem, Value: traceID}},
+		Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
+		Description: "TraceID of the request",
+	}
+}
+
+// encodeAuditEvent is the JSON of an AuditEvent the server made itself.
+func encodeAuditEvent(e *auditEvent) []byte {
+	b, err := fhir.Marshal(e)
+	if err != nil {
+		panic("profiles: encoding AuditEvent: " + err.Error())
+	}
+	return b
 }
 
 const (
@@ -171,17 +193,9 @@ func AuditEvent(a Access) []byte {
 		})
 	}
 	if a.TraceID != "" {
-		e.Entity = append(e.Entity, auditEntity{
-			What:        &fhir.Reference{Identifier: &fhir.Identifier{System: TraceIDSystem, Value: a.TraceID}},
-			Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
-			Description: "TraceID of the request",
-		})
+		e.Entity = append(e.Entity, traceEntity(a.TraceID))
 	}
-	b, err := fhir.Marshal(&e)
-	if err != nil {
-		panic("profiles: encoding AuditEvent: " + err.Error())
-	}
-	return b
+	return encodeAuditEvent(&e)
 }
 
 // RedactAuditEvent re-renders a stored AuditEvent without its outcome

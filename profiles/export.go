@@ -30,22 +30,6 @@ type ExportAccess struct {
 	TraceID  string
 }
 
-type exportAuditEvent = auditEventOf[exportEntity]
-
-type exportEntity struct {
-	What        *fhir.Reference `json:"what,omitempty"`
-	Type        *fhir.Coding    `json:"type,omitempty"`
-	Role        *fhir.Coding    `json:"role,omitempty"`
-	Description string          `json:"description,omitempty"`
-	Query       string          `json:"query,omitempty"`
-	Detail      []exportDetail  `json:"detail,omitempty"`
-}
-
-type exportDetail struct {
-	Type        string `json:"type"`
-	ValueString string `json:"valueString"`
-}
-
 // ExportJobSystem identifies a bulk export job by its id.
 const ExportJobSystem = Base + "/Id/export-job"
 
@@ -65,7 +49,7 @@ func ExportAuditEvent(a ExportAccess) []byte {
 	if len(parts) > 0 {
 		desc += ": " + strings.Join(parts, ", ")
 	}
-	e := exportAuditEvent{
+	e := auditEvent{
 		ResourceType: "AuditEvent",
 		ID:           a.ID,
 		Meta:         fhir.Meta{VersionID: "1", LastUpdated: fhir.Instant(a.Recorded)},
@@ -91,7 +75,7 @@ func ExportAuditEvent(a ExportAccess) []byte {
 			Type:     []fhir.Coding{{System: sourceTypeSystem, Code: "4", Display: "Application Server"}},
 		},
 	}
-	e.Entity = append(e.Entity, exportEntity{
+	e.Entity = append(e.Entity, auditEntity{
 		What:        &fhir.Reference{Identifier: &fhir.Identifier{System: ExportJobSystem, Value: a.JobID}},
 		Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
 		Role:        &fhir.Coding{System: objectRoleSystem, Code: "24", Display: "Query"},
@@ -99,23 +83,15 @@ func ExportAuditEvent(a ExportAccess) []byte {
 		Query:       base64.StdEncoding.EncodeToString([]byte(a.Request)),
 	})
 	for _, c := range a.Counts {
-		e.Entity = append(e.Entity, exportEntity{
+		e.Entity = append(e.Entity, auditEntity{
 			Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
 			Role:        &fhir.Coding{System: objectRoleSystem, Code: "4", Display: "Domain Resource"},
 			Description: c.Type,
-			Detail:      []exportDetail{{Type: "count", ValueString: strconv.Itoa(c.Count)}},
+			Detail:      []entityDetail{{Type: "count", ValueString: strconv.Itoa(c.Count)}},
 		})
 	}
 	if a.TraceID != "" {
-		e.Entity = append(e.Entity, exportEntity{
-			What:        &fhir.Reference{Identifier: &fhir.Identifier{System: TraceIDSystem, Value: a.TraceID}},
-			Type:        &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
-			Description: "TraceID of the request",
-		})
+		e.Entity = append(e.Entity, traceEntity(a.TraceID))
 	}
-	b, err := fhir.Marshal(&e)
-	if err != nil {
-		panic("profiles: encoding AuditEvent: " + err.Error())
-	}
-	return b
+	return encodeAuditEvent(&e)
 }
