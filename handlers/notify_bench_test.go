@@ -105,6 +105,7 @@ func BenchmarkNotifyLag(b *testing.B) {
 					}
 					b.StopTimer()
 					b.ReportMetric(float64(lags.count()), "delivered")
+					b.ReportMetric(float64(received.Load()), "posts")
 					b.ReportMetric(lags.quantile(0.50).Seconds()*1000, "lag-p50-ms")
 					b.ReportMetric(lags.quantile(0.99).Seconds()*1000, "lag-p99-ms")
 				}

@@ -17,10 +17,16 @@ import (
 )
 
 // Feed is the authority's notification feed as it is served it (the
-// registry's LAFeed and LABodies): the one source of events.
+// registry's LAFeedHeads, LABodies and LAPlanTypes): the one source of
+// events.
 type Feed interface {
-	LAFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]store.AuditRecord, string, error)
+	// LAFeedHeads pages the feed without bodies (Seq, ID, Recorded,
+	// Subject): what numbering needs.
+	LAFeedHeads(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]store.AuditRecord, string, error)
 	LABodies(ctx context.Context, owner string, seqs []int64) ([]store.AuditRecord, error)
+	// LAPlanTypes is the plan types of owner's plans about a subject, for
+	// a subscription filtered by plan type.
+	LAPlanTypes(ctx context.Context, owner, subject string) ([]string, error)
 }
 
 // Metrics observes deliveries.

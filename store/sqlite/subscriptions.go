@@ -169,8 +169,8 @@ func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch in
 			return err
 		}
 		for _, e := range evs {
-			if _, err := tx.exec(ctx, `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded) VALUES (?, ?, ?, ?)`,
-				id, e.Number, e.Seq, e.Recorded.UnixNano()); err != nil {
+			if _, err := tx.exec(ctx, `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded, aid) VALUES (?, ?, ?, ?, ?)`,
+				id, e.Number, e.Seq, e.Recorded.UnixNano(), e.ID); err != nil {
 				return unavailable(err)
 			}
 		}
@@ -192,7 +192,7 @@ func (s *Store) SetSubDelivery(ctx context.Context, id, holder string, epoch, ve
 
 // SubEvents returns numbered events after a number.
 func (s *Store) SubEvents(ctx context.Context, id string, after int64, limit int) ([]store.SubEvent, error) {
-	rows, err := s.query(ctx, `SELECT e.number, e.seq, e.recorded FROM sub_events e JOIN subscriptions s ON s.id = e.sub
+	rows, err := s.query(ctx, `SELECT e.number, e.seq, e.recorded, e.aid FROM sub_events e JOIN subscriptions s ON s.id = e.sub
 		WHERE e.sub = ? AND e.number > ? AND e.number <= s.events ORDER BY e.number LIMIT ?`, id, after, limit)
 	if err != nil {
 		return nil, err
@@ -202,7 +202,7 @@ func (s *Store) SubEvents(ctx context.Context, id string, after int64, limit int
 	for rows.Next() {
 		var e store.SubEvent
 		var rec int64
-		if err := rows.Scan(&e.Number, &e.Seq, &rec); err != nil {
+		if err := rows.Scan(&e.Number, &e.Seq, &rec, &e.ID); err != nil {
 			return nil, unavailableCtx(ctx, err)
 		}
 		e.Recorded = time.Unix(0, rec).UTC()
