@@ -43,7 +43,9 @@ func (s *Store) AuditFeedHeads(ctx context.Context, owner string, since time.Tim
 		if err != nil || h <= after {
 			return err
 		}
-		if !since.IsZero() {
+		// With a cursor, begin at it (see the SQLite store): finding the
+		// first record since the date would walk every entry since it.
+		if !since.IsZero() && after == 0 {
 			first, err := s.firstSince(ctx, owner, since, h)
 			if err != nil || first == 0 {
 				return err

@@ -16,8 +16,8 @@ import (
 // in what order), and the removal of acknowledged events past retention.
 
 // AuditFeedHeads is AuditFeed without bodies: the same walk of audit_owner
-// from the same cursor, joined to the table for the id, subject and owners
-// only, so no body is read or decompressed.
+// (its key, owner and seq) from the same cursor, joined to the table for the
+// id, subject and owners only, so no body is read or decompressed.
 func (s *Store) AuditFeedHeads(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]store.AuditRecord, string, error) {
 	after := int64(0)
 	if cursor != "" {
@@ -30,16 +30,26 @@ func (s *Store) AuditFeedHeads(ctx context.Context, owner string, since time.Tim
 	if limit <= 0 {
 		return nil, cursor, nil
 	}
-	first, err := s.firstSince(ctx, owner, since)
-	if err != nil {
-		return nil, "", err
-	}
-	if first == 0 {
-		return nil, cursor, nil
+	// From the start of the feed, begin at the first record since the date
+	// (as AuditFeed does). With a cursor, begin at the cursor: finding the
+	// first record since the date walks every index entry since it (a
+	// subscription's since is its start, so that walk grows with every
+	// event numbered), and the page's own recorded >= since keeps the
+	// answer the same.
+	from := after
+	if after == 0 {
+		first, err := s.firstSince(ctx, owner, since)
+		if err != nil {
+			return nil, "", err
+		}
+		if first == 0 {
+			return nil, cursor, nil
+		}
+		from = first - 1
 	}
 	rows, err := s.query(ctx, `SELECT a.seq, a.id, a.recorded, a.subject, a.notify, a.owners FROM audit_owner o JOIN audit a ON a.seq = o.seq
 		WHERE o.owner = ? AND o.seq > ? AND o.recorded >= ? ORDER BY o.seq LIMIT `+strconv.Itoa(limit),
-		owner, max(after, first-1), since.UnixNano())
+		owner, from, since.UnixNano())
 	if err != nil {
 		return nil, "", err
 	}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -168,11 +169,23 @@ func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch in
 		if err := s.changed(ctx, tx, res, err, id); err != nil {
 			return err
 		}
-		for _, e := range evs {
-			if _, err := tx.exec(ctx, `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded, aid) VALUES (?, ?, ?, ?, ?)`,
-				id, e.Number, e.Seq, e.Recorded.UnixNano(), e.ID); err != nil {
-				return unavailable(err)
-			}
+		if len(evs) == 0 {
+			return nil
+		}
+		// The page's events in one statement (they travel as one JSON
+		// array), not one statement each.
+		rows := make([][4]any, len(evs))
+		for i, e := range evs {
+			rows[i] = [4]any{e.Number, e.Seq, e.Recorded.UnixNano(), e.ID}
+		}
+		list, err := json.Marshal(rows)
+		if err != nil {
+			return fmt.Errorf("store/sqlite: %w", err)
+		}
+		if _, err := tx.exec(ctx, `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded, aid)
+			SELECT ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]')
+			FROM json_each(?) j`, id, string(list)); err != nil {
+			return unavailable(err)
 		}
 		return nil
 	})
