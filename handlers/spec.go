@@ -209,7 +209,8 @@ func specs() []resourceSpec {
 						"events-since-subscription-start (the last event number given)."},
 				{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
 					Doc: "GET Subscription/[id]/$events?eventsSinceNumber=&eventsUntilNumber=&content=: past events by number (at most 100), as a " +
-						"notification Bundle (type query-event): what an endpoint missed, with the same focus and content as the notifications."},
+						"notification Bundle (type query-event): what an endpoint missed, with the same focus and content as the notifications. " +
+						"Acknowledged events are removed after the retention period: a range reaching them answers 410."},
 			},
 			Topics: []string{notify.TopicURL},
 			Doc: "A local authority's push notification of unscheduled accesses to its children (HL7 Subscriptions R5 Backport for R4, rest-hook; " +
@@ -218,7 +219,9 @@ func specs() []resourceSpec {
 				"channel.endpoint must be https:// (http:// only to loopback addresses); channel.payload application/fhir+json with " +
 				"backport-payload-content empty, id-only (the default: focus AuditEvent/[id]) or full-resource (the AuditEvent as the authority's " +
 				"feed serves it); channel.header values are stored and sent, never returned; backport-heartbeat-period, backport-timeout and " +
-				"backport-max-count are honoured; filters are not supported. A handshake is sent on create (and on an update to requested): " +
+				"backport-max-count are honoured; one backport-filter-criteria, EpisodeOfCare?type= with plan type codes (CPP, LAC, UCPP, comma-separated), " +
+				"narrows the events to accesses to children on a plan of those types, numbered without gaps; an authority holds at most " +
+				"CPIS_NOTIFY_MAX_PER_LA subscriptions (10 by default; 422 beyond). A handshake is sent on create (and on an update to requested): " +
 				"the subscription becomes active when the endpoint answers 2xx, error when not. Delivery is at-least-once from a durable outbox: " +
 				"after failures it retries with backoff, resuming at the first unacknowledged event; after repeated failures it turns to error " +
 				"(update it to requested to resume). Delete stops delivery at once.",

@@ -43,11 +43,14 @@ type Subscription struct {
 }
 
 // SubEvent is one numbered event of a subscription: the access record (by
-// its Seq) that is event Number.
+// its Seq) that is event Number. ID is the access's id (the AuditEvent's),
+// kept so an id-only or empty notification needs no read of the access;
+// "" for events numbered before it was kept.
 type SubEvent struct {
 	Number   int64
 	Seq      int64
 	Recorded time.Time
+	ID       string
 }
 
 // Delivery is the outbox state a lease holder records after an attempt.
@@ -91,4 +94,19 @@ type Subscriptions interface {
 	SetSubDelivery(ctx context.Context, id, holder string, epoch, version int64, d Delivery) error
 	// SubEvents returns up to limit events numbered after after, in order.
 	SubEvents(ctx context.Context, id string, after int64, limit int) ([]SubEvent, error)
+
+	// AuditFeedHeads is Store.AuditFeed without the bodies (Body and Views
+	// nil; Seq, ID, Recorded, Subject, Owners and Notify set), with the
+	// same cursor: what numbering events needs, without reading and
+	// decoding each AuditEvent.
+	AuditFeedHeads(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]AuditRecord, string, error)
+	// PruneSubEvents removes, from every subscription's outbox, the events
+	// its endpoint acknowledged that were recorded before cutoff: for each
+	// subscription the longest run from its oldest held event that is both
+	// (so what is held is always one run of numbers, up to Events). It
+	// returns how many it removed. Safe to run from several processes.
+	PruneSubEvents(ctx context.Context, cutoff time.Time) (int, error)
+	// FirstSubEvent returns the lowest event number a subscription still
+	// holds (0 if it holds none: none numbered yet, or all pruned).
+	FirstSubEvent(ctx context.Context, id string) (int64, error)
 }

@@ -61,10 +61,13 @@ type config struct {
 	NotifyErrorAfter     time.Duration
 	NotifyLease          time.Duration
 	NotifyErrorAttempts  int
+	// NotifyMaxPerLA caps one authority's subscriptions (CPIS_NOTIFY_MAX_PER_LA).
+	NotifyMaxPerLA int
 	// NotifyInternalHosts may resolve to private addresses (CPIS_NOTIFY_INTERNAL_HOSTS).
 	NotifyInternalHosts []string
 	notifyInternalHosts string
 	notifyErrorAttempts string
+	notifyMaxPerLA      string
 }
 
 // notifyDurations are the delivery's settings of notifications to local
@@ -123,6 +126,7 @@ func (c *config) settings() []setting {
 		{"CPIS_CORS_ORIGINS", "cors-origins", "", "comma-separated browser origins (https://app.example) allowed to call the API; empty turns CORS off", &c.corsOrigins},
 		{"CPIS_NOTIFY_INTERNAL_HOSTS", "notify-internal-hosts", "", "comma-separated subscription endpoint hosts (a name, or .suffix for every name under it) that may resolve to private or link-local addresses; no other endpoint may", &c.notifyInternalHosts},
 		{"CPIS_NOTIFY_ERROR_ATTEMPTS", "notify-error-attempts", "10", "failed attempts in a row (over CPIS_NOTIFY_ERROR_AFTER) that turn a subscription to error", &c.notifyErrorAttempts},
+		{"CPIS_NOTIFY_MAX_PER_LA", "notify-max-per-la", "10", "most subscriptions one local authority may hold, a whole number from 1 to 1000; a create beyond it is refused (422)", &c.notifyMaxPerLA},
 		{"CPIS_EXPORT_EXPIRY", "export-expiry", "1h", "how long a bulk export ($export) and its files are kept after its kick-off, a Go duration from 1m to 168h", &c.exportExpiry},
 		{"CPIS_DQ_REFRESH", "dq-refresh", "15m", "how often the data-quality metrics (cpis_data_quality_findings) are computed for every local authority, a Go duration from 1m to 24h; 0 turns it off", &c.qualityRefresh},
 	}
@@ -273,6 +277,9 @@ func (c *config) check() error {
 	c.MaxTokenLifetime = d
 	if c.NotifyErrorAttempts, err = strconv.Atoi(c.notifyErrorAttempts); err != nil || c.NotifyErrorAttempts < 1 || c.NotifyErrorAttempts > 1000 {
 		return badConfig("CPIS_NOTIFY_ERROR_ATTEMPTS must be a whole number from 1 to 1000, not %q", c.notifyErrorAttempts)
+	}
+	if c.NotifyMaxPerLA, err = strconv.Atoi(c.notifyMaxPerLA); err != nil || c.NotifyMaxPerLA < 1 || c.NotifyMaxPerLA > 1000 {
+		return badConfig("CPIS_NOTIFY_MAX_PER_LA must be a whole number from 1 to 1000, not %q", c.notifyMaxPerLA)
 	}
 	if c.NotifyAttemptTimeout >= c.NotifyLease {
 		return badConfig("CPIS_NOTIFY_ATTEMPT_TIMEOUT (%s) must be less than CPIS_NOTIFY_LEASE (%s): a process must not lose a subscription's lease while it waits on its endpoint", c.NotifyAttemptTimeout, c.NotifyLease)

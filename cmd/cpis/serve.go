@@ -251,7 +251,7 @@ func newNotify(cfg *config, st store.Store, metrics *handlers.Prometheus, london
 	return notify.New(notify.Config{Store: st, Feed: feed, BaseURL: cfg.BaseURL, Log: log.With(slog.String("log", "notify")),
 		Metrics: metrics.NotifyMetrics(), Poll: cfg.NotifyPoll, AttemptTimeout: cfg.NotifyAttemptTimeout,
 		RetryMax: cfg.NotifyRetryMax, ErrorAfter: cfg.NotifyErrorAfter, ErrorAttempts: cfg.NotifyErrorAttempts, Lease: cfg.NotifyLease,
-		InternalHosts: cfg.NotifyInternalHosts})
+		InternalHosts: cfg.NotifyInternalHosts, MaxPerLA: cfg.NotifyMaxPerLA})
 }
 
 // serve runs the server until ctx is done, then shuts down gracefully.
@@ -356,6 +356,16 @@ func sweep(ctx context.Context, st store.Store, days int, every time.Duration, l
 			}
 		} else if stats.Records > 0 || stats.Audit > 0 {
 			log.Info("retention sweep", slog.Int("records_purged", stats.Records), slog.Int("access_records_purged", stats.Audit))
+		}
+		if ss, ok := st.(store.Subscriptions); ok {
+			// Subscriptions' outbox rows the endpoint acknowledged, once
+			// older than the access records' retention.
+			n, err := ss.PruneSubEvents(ctx, cutoff)
+			if err != nil && ctx.Err() == nil {
+				log.Error("notification outbox sweep failed", slog.String("error", err.Error()))
+			} else if n > 0 {
+				log.Info("notification outbox sweep", slog.Int("events_pruned", n))
+			}
 		}
 		if ex, ok := st.(store.Exporter); ok {
 			// Expired bulk exports and their files (a kick-off sweeps too).

@@ -38,7 +38,8 @@ type metaP struct {
 }
 
 // event is one numbered event with its access, as the authority sees it
-// (Rec is nil when the access is no longer stored).
+// (Rec is nil when the access is no longer stored; for id-only, Rec holds
+// only the id kept with the event, when it was kept).
 type event struct {
 	store.SubEvent
 	Rec *store.AuditRecord
@@ -78,14 +79,20 @@ func (s *Service) statusParams(sub store.Subscription, typ string, evs []event, 
 // their accesses read as the authority sees them.
 func (s *Service) notification(ctx context.Context, sub store.Subscription, typ, content string, numbered []store.SubEvent) ([]byte, error) {
 	evs := make([]event, len(numbered))
+	var seqs []int64 // the accesses to read
 	for i, e := range numbered {
 		evs[i].SubEvent = e
-	}
-	if content != Empty && len(numbered) > 0 {
-		seqs := make([]int64, len(numbered))
-		for i, e := range numbered {
-			seqs[i] = e.Seq
+		switch {
+		case content == Empty:
+		case content == IDOnly && e.ID != "":
+			// The id was kept when the event was numbered from the
+			// authority's own feed: nothing to read.
+			evs[i].Rec = &store.AuditRecord{Seq: e.Seq, ID: e.ID}
+		default:
+			seqs = append(seqs, e.Seq)
 		}
+	}
+	if len(seqs) > 0 {
 		recs, err := s.cfg.Feed.LABodies(ctx, sub.Owner, seqs)
 		if err != nil {
 			return nil, err
@@ -95,7 +102,9 @@ func (s *Service) notification(ctx context.Context, sub store.Subscription, typ,
 			bySeq[recs[i].Seq] = &recs[i]
 		}
 		for i := range evs {
-			evs[i].Rec = bySeq[evs[i].Seq]
+			if evs[i].Rec == nil {
+				evs[i].Rec = bySeq[evs[i].Seq]
+			}
 		}
 	}
 	b := &fhir.Bundle{ID: s.cfg.NewID(), Meta: &fhir.Meta{Profile: []string{NotificationProfile}}, Type: "history",

@@ -146,14 +146,14 @@ func (s *Service) step(ctx context.Context, id string) {
 			}
 			return
 		}
-		numbered, err := s.number(ctx, &sub)
-		if err != nil {
-			s.logErr(ctx, id, "numbering events", err)
-			return
-		}
 		ch, err := channelOf(sub.Body)
 		if err != nil {
 			s.logErr(ctx, id, "reading the channel", err)
+			return
+		}
+		numbered, err := s.number(ctx, &sub, ch)
+		if err != nil {
+			s.logErr(ctx, id, "numbering events", err)
 			return
 		}
 		switch {
@@ -187,28 +187,51 @@ func (s *Service) logErr(ctx context.Context, id, what string, err error) {
 }
 
 // number gives event numbers to the feed's accesses after the outbox's
-// cursor. It reports whether it numbered any.
-func (s *Service) number(ctx context.Context, sub *store.Subscription) (bool, error) {
+// cursor: every one, or (a subscription filtered by plan type) those about
+// a child with a plan of a type asked for; the others move the cursor and
+// take no number, so numbers stay gap-free. It reads the feed's heads only
+// (no AuditEvent is read to be numbered) and reports whether it numbered
+// any.
+func (s *Service) number(ctx context.Context, sub *store.Subscription, ch channel) (bool, error) {
 	got := false
 	for {
-		recs, next, err := s.cfg.Feed.LAFeed(ctx, sub.Owner, sub.Start, sub.Cursor, feedPage)
+		recs, next, err := s.cfg.Feed.LAFeedHeads(ctx, sub.Owner, sub.Start, sub.Cursor, feedPage)
 		if err != nil {
 			return got, err
 		}
 		if len(recs) == 0 {
 			return got, nil
 		}
-		evs := make([]store.SubEvent, len(recs))
-		for i, r := range recs {
-			evs[i] = store.SubEvent{Number: sub.Events + int64(i) + 1, Seq: r.Seq, Recorded: r.Recorded}
+		evs := make([]store.SubEvent, 0, len(recs))
+		var types map[string][]string // by subject, for this page
+		for _, r := range recs {
+			if len(ch.Types) > 0 {
+				if types == nil {
+					types = map[string][]string{}
+				}
+				t, ok := types[r.Subject]
+				if !ok {
+					if t, err = s.cfg.Feed.LAPlanTypes(ctx, sub.Owner, r.Subject); err != nil {
+						return got, err
+					}
+					types[r.Subject] = t
+				}
+				if !slices.ContainsFunc(t, func(x string) bool { return slices.Contains(ch.Types, x) }) {
+					continue
+				}
+			}
+			evs = append(evs, store.SubEvent{Number: sub.Events + int64(len(evs)) + 1, Seq: r.Seq, Recorded: r.Recorded, ID: r.ID})
 		}
 		if err := s.st.AppendSubEvents(ctx, sub.ID, s.cfg.Holder, sub.Epoch, sub.Cursor, next, evs); err != nil {
 			return got, err
 		}
-		got = true
-		sub.Cursor, sub.Events = next, evs[len(evs)-1].Number
+		sub.Cursor = next
+		if len(evs) > 0 {
+			got = true
+			sub.Events = evs[len(evs)-1].Number
+		}
 		if len(recs) < feedPage {
-			return true, nil
+			return got, nil
 		}
 	}
 }

@@ -17,10 +17,16 @@ import (
 )
 
 // Feed is the authority's notification feed as it is served it (the
-// registry's LAFeed and LABodies): the one source of events.
+// registry's LAFeedHeads, LABodies and LAPlanTypes): the one source of
+// events.
 type Feed interface {
-	LAFeed(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]store.AuditRecord, string, error)
+	// LAFeedHeads pages the feed without bodies (Seq, ID, Recorded,
+	// Subject): what numbering needs.
+	LAFeedHeads(ctx context.Context, owner string, since time.Time, cursor string, limit int) ([]store.AuditRecord, string, error)
 	LABodies(ctx context.Context, owner string, seqs []int64) ([]store.AuditRecord, error)
+	// LAPlanTypes is the plan types of owner's plans about a subject, for
+	// a subscription filtered by plan type.
+	LAPlanTypes(ctx context.Context, owner, subject string) ([]string, error)
 }
 
 // Metrics observes deliveries.
@@ -76,6 +82,10 @@ type Config struct {
 	Lease time.Duration
 	// PerEndpoint bounds concurrent POSTs to one endpoint host (4).
 	PerEndpoint int
+	// MaxPerLA caps the subscriptions one authority holds (10): a create
+	// beyond it is refused, so no authority can make the server keep and
+	// deliver an unbounded number of outboxes.
+	MaxPerLA int
 }
 
 // Service manages subscriptions and delivers their notifications.
@@ -88,6 +98,11 @@ type Service struct {
 	running map[string]context.CancelFunc // subscriptions being delivered here
 	leases  map[string]time.Time          // when this process's leases end
 	sems    map[string]chan struct{}      // per endpoint host
+
+	// creating serialises creates, so two at once cannot both pass the
+	// per-authority cap in this process (another process's create may
+	// still race one here: at most one more per process).
+	creating sync.Mutex
 }
 
 // New checks the configuration and builds the service.
@@ -127,6 +142,9 @@ func New(c Config) (*Service, error) {
 	}
 	if c.PerEndpoint <= 0 {
 		c.PerEndpoint = 4
+	}
+	if c.MaxPerLA <= 0 {
+		c.MaxPerLA = 10
 	}
 	return &Service{cfg: c, st: st, wake: make(chan struct{}, 1), running: map[string]context.CancelFunc{},
 		sems: map[string]chan struct{}{}, leases: map[string]time.Time{}}, nil
@@ -214,6 +232,16 @@ func (s *Service) Create(ctx context.Context, p *auth.Principal, res *fhir.Resou
 	status, err := checkSub(res, s.cfg.AllowHTTP, s.cfg.InternalHosts)
 	if err != nil {
 		return Sub{}, err
+	}
+	s.creating.Lock()
+	defer s.creating.Unlock()
+	held, err := s.st.ListSubscriptions(ctx, p.OrgCode)
+	if err != nil {
+		return Sub{}, storeErr(err)
+	}
+	if len(held) >= s.cfg.MaxPerLA {
+		return Sub{}, fhir.Errorf(fhir.KindUnprocessable, "This local authority already holds %d subscriptions, the most this server keeps for one; "+
+			"delete one it no longer needs (or update it) before creating another", len(held))
 	}
 	now := s.now()
 	id := s.cfg.NewID()
@@ -339,7 +367,8 @@ func (s *Service) Status(ctx context.Context, p *auth.Principal, id string) ([]b
 }
 
 // Events is $events: the numbered events from since to until (inclusive;
-// 0 for the first and the last kept), at most maxEventsPerMsg of them, in a
+// 0 for the first held and the last given; a range reaching events pruned
+// after retention is refused with 410), at most maxEventsPerMsg of them, in a
 // notification Bundle (query-event) with the content asked ("" for the
 // subscription's own).
 func (s *Service) Events(ctx context.Context, p *auth.Principal, id string, since, until int64, content string) ([]byte, error) {
@@ -361,11 +390,26 @@ func (s *Service) Events(ctx context.Context, p *auth.Principal, id string, sinc
 	default:
 		return nil, fhir.At(fhir.KindInvalidSearch, "content", "content must be empty, id-only or full-resource")
 	}
+	// Acknowledged events are pruned after the retention period (the
+	// sweep): what is held is one run of numbers, from first to the last
+	// given. A range reaching below it is answered as such, not as an
+	// empty Bundle that would look like nothing happened.
+	first, err := s.st.FirstSubEvent(ctx, id)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if first == 0 {
+		first = sub.Events + 1 // none held: none given, or all pruned
+	}
 	if since < 1 {
-		since = 1
+		since = max(1, first) // not asked: from the first held
 	}
 	if until <= 0 || until > sub.Events {
 		until = sub.Events
+	}
+	if since < first && since <= until {
+		return nil, fhir.Errorf(fhir.KindGone, "Events %d to %d of this subscription are no longer held: events the endpoint acknowledged are "+
+			"removed once older than the retention period; the earliest held is %d", since, first-1, first)
 	}
 	limit := int(min(int64(maxEventsPerMsg), max(0, until-since+1)))
 	evs, err := s.st.SubEvents(ctx, id, since-1, limit)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,75 @@ type channel struct {
 	Heartbeat time.Duration // 0: none
 	Timeout   time.Duration // 0: the server's
 	MaxCount  int           // events per notification
+	// Types are the plan types the subscription's filter asks for (nil:
+	// no filter, every event of the topic).
+	Types []string
+}
+
+// FilterResource and FilterParameter are what the topic can be filtered
+// by (its canFilterBy): the plan type of the authority's plans about the
+// child accessed, as EpisodeOfCare?type=CPP,LAC (codes of
+// profiles.PlanTypeSystem, with or without the system).
+const (
+	FilterResource  = "EpisodeOfCare"
+	FilterParameter = "type"
+)
+
+// readFilter reads the backport-filter-criteria of a Subscription's
+// criteria: at most one, EpisodeOfCare?type= with plan type codes. It
+// returns the plan types asked for (nil for no filter). Errors are 422s.
+func readFilter(f map[string]any) ([]string, error) {
+	ce, _ := f["_criteria"].(map[string]any)
+	var issues []fhir.Issue
+	bad := func(format string, args ...any) {
+		issues = append(issues, fhir.Issue{Kind: fhir.KindUnprocessable, Expression: []string{"Subscription.criteria.extension"},
+			Diagnostics: fmt.Sprintf(format, args...)})
+	}
+	var types []string
+	seen := false
+	for _, e := range list(ce["extension"]) {
+		m, _ := e.(map[string]any)
+		if m == nil || m["url"] != extFilter {
+			continue
+		}
+		if seen {
+			bad("At most one backport-filter-criteria")
+			continue
+		}
+		seen = true
+		v, _ := m["valueString"].(string)
+		typ, query, ok := strings.Cut(v, "?")
+		params, err := url.ParseQuery(query)
+		if !ok || typ != FilterResource || err != nil || len(params) != 1 || len(params[FilterParameter]) != 1 {
+			bad("backport-filter-criteria must be %s?%s= with plan type codes (%s, %s, %s), comma-separated: the topic can be filtered by plan type only",
+				FilterResource, FilterParameter, profiles.CPP, profiles.LAC, profiles.UCPP)
+			continue
+		}
+		for _, code := range strings.Split(params[FilterParameter][0], ",") {
+			if sys, c, hasSys := strings.Cut(code, "|"); hasSys {
+				if sys != profiles.PlanTypeSystem && sys != "" {
+					bad("A plan type's system must be %s", profiles.PlanTypeSystem)
+					continue
+				}
+				code = c
+			}
+			switch t := profiles.PlanType(code); t {
+			case profiles.CPP, profiles.LAC, profiles.UCPP:
+				if !slices.Contains(types, code) {
+					types = append(types, code)
+				}
+			default:
+				if len(code) > 16 {
+					code = code[:16] + "…"
+				}
+				bad("%q is not a plan type: use %s, %s or %s", code, profiles.CPP, profiles.LAC, profiles.UCPP)
+			}
+		}
+	}
+	if err := fhir.Invalid(issues); err != nil {
+		return nil, err
+	}
+	return types, nil
 }
 
 // checkSub reads an incoming Subscription (already valid R4): the topic,
@@ -90,12 +160,8 @@ func checkSub(res *fhir.Resource, allowHTTP func(host string) bool, internal []s
 	if c, _ := res.Fields["criteria"].(string); c != TopicURL {
 		bad("criteria", "criteria must be the topic %s, the only one this server offers", TopicURL)
 	}
-	if ce, ok := res.Fields["_criteria"].(map[string]any); ok {
-		for _, e := range list(ce["extension"]) {
-			if m, _ := e.(map[string]any); m != nil && m["url"] == extFilter {
-				bad("criteria.extension", "Filters (backport-filter-criteria) are not supported: the topic's events are every unscheduled access to this authority's children")
-			}
-		}
+	if _, err := readFilter(res.Fields); err != nil {
+		issues = append(issues, fhir.As(err).Issues...)
 	}
 	ch, _ := res.Fields["channel"].(map[string]any)
 	if ch == nil {
@@ -254,7 +320,12 @@ func channelOf(body []byte) (channel, error) {
 		return channel{}, err
 	}
 	ch, _ := m["channel"].(map[string]any)
-	return readChannel(ch, func(string) bool { return true }, []string{"*"})
+	out, err := readChannel(ch, func(string) bool { return true }, []string{"*"})
+	if err != nil {
+		return out, err
+	}
+	out.Types, err = readFilter(m)
+	return out, err
 }
 
 // served is a stored Subscription as its authority reads it: with the

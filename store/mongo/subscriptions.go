@@ -258,7 +258,7 @@ func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch in
 			docs := make([]any, len(evs))
 			for i, e := range evs {
 				docs[i] = bson.D{{Key: "_id", Value: evKey(id, e.Number)}, {Key: "number", Value: e.Number},
-					{Key: "seq", Value: e.Seq}, {Key: "recorded", Value: ns(e.Recorded)}}
+					{Key: "seq", Value: e.Seq}, {Key: "recorded", Value: ns(e.Recorded)}, {Key: "aid", Value: e.ID}}
 			}
 			coll := s.db.Collection(subEvColl)
 			_, err := coll.InsertMany(ctx, docs)
@@ -306,9 +306,10 @@ func (s *Store) SubEvents(ctx context.Context, id string, after int64, limit int
 		return nil, nil
 	}
 	var docs []struct {
-		Number   int64 `bson:"number"`
-		Seq      int64 `bson:"seq"`
-		Recorded int64 `bson:"recorded"`
+		Number   int64  `bson:"number"`
+		Seq      int64  `bson:"seq"`
+		Recorded int64  `bson:"recorded"`
+		ID       string `bson:"aid"`
 	}
 	err = s.run(ctx, func(ctx context.Context) error {
 		cur, err := s.db.Collection(subEvColl).Find(ctx, bson.D{{Key: "_id", Value: bson.D{
@@ -324,7 +325,7 @@ func (s *Store) SubEvents(ctx context.Context, id string, after int64, limit int
 	}
 	out := make([]store.SubEvent, len(docs))
 	for i, d := range docs {
-		out[i] = store.SubEvent{Number: d.Number, Seq: d.Seq, Recorded: fromNS(d.Recorded)}
+		out[i] = store.SubEvent{Number: d.Number, Seq: d.Seq, Recorded: fromNS(d.Recorded), ID: d.ID}
 	}
 	return out, nil
 }

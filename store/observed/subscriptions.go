@@ -46,3 +46,18 @@ func (o *full) SubEvents(ctx context.Context, id string, after int64, limit int)
 	defer func(start time.Time) { o.done("sub_events", start, err) }(time.Now())
 	return o.subs.SubEvents(ctx, id, after, limit)
 }
+
+func (o *full) AuditFeedHeads(ctx context.Context, owner string, since time.Time, cursor string, limit int) (r []store.AuditRecord, next string, err error) {
+	defer func(start time.Time) { o.done("audit_feed_heads", start, err) }(time.Now())
+	return o.subs.AuditFeedHeads(ctx, owner, since, cursor, limit)
+}
+
+func (o *full) PruneSubEvents(ctx context.Context, cutoff time.Time) (n int, err error) {
+	defer func(start time.Time) { o.done("sub_prune", start, err) }(time.Now())
+	return o.subs.PruneSubEvents(ctx, cutoff)
+}
+
+func (o *full) FirstSubEvent(ctx context.Context, id string) (n int64, err error) {
+	defer func(start time.Time) { o.done("sub_first_event", start, err) }(time.Now())
+	return o.subs.FirstSubEvent(ctx, id)
+}

@@ -7,7 +7,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 11
+const schemaVersion = 12
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -179,6 +179,12 @@ var migrations = [][]string{
 	// index, holding only tombstones, so it costs live records nothing.
 	{
 		`CREATE INDEX resources_deleted ON resources(owner, id) WHERE deleted = 1`,
+	},
+	// 11 → 12: a subscription's event keeps its access's id, so an id-only
+	// or empty notification reads no access record ('' for events numbered
+	// before: those are read as before).
+	{
+		`ALTER TABLE sub_events ADD COLUMN aid TEXT NOT NULL DEFAULT ''`,
 	},
 }
 

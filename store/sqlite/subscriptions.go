@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -168,11 +169,23 @@ func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch in
 		if err := s.changed(ctx, tx, res, err, id); err != nil {
 			return err
 		}
-		for _, e := range evs {
-			if _, err := tx.exec(ctx, `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded) VALUES (?, ?, ?, ?)`,
-				id, e.Number, e.Seq, e.Recorded.UnixNano()); err != nil {
-				return unavailable(err)
-			}
+		if len(evs) == 0 {
+			return nil
+		}
+		// The page's events in one statement (they travel as one JSON
+		// array), not one statement each.
+		rows := make([][4]any, len(evs))
+		for i, e := range evs {
+			rows[i] = [4]any{e.Number, e.Seq, e.Recorded.UnixNano(), e.ID}
+		}
+		list, err := json.Marshal(rows)
+		if err != nil {
+			return fmt.Errorf("store/sqlite: %w", err)
+		}
+		if _, err := tx.exec(ctx, `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded, aid)
+			SELECT ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]')
+			FROM json_each(?) j`, id, string(list)); err != nil {
+			return unavailable(err)
 		}
 		return nil
 	})
@@ -192,7 +205,7 @@ func (s *Store) SetSubDelivery(ctx context.Context, id, holder string, epoch, ve
 
 // SubEvents returns numbered events after a number.
 func (s *Store) SubEvents(ctx context.Context, id string, after int64, limit int) ([]store.SubEvent, error) {
-	rows, err := s.query(ctx, `SELECT e.number, e.seq, e.recorded FROM sub_events e JOIN subscriptions s ON s.id = e.sub
+	rows, err := s.query(ctx, `SELECT e.number, e.seq, e.recorded, e.aid FROM sub_events e JOIN subscriptions s ON s.id = e.sub
 		WHERE e.sub = ? AND e.number > ? AND e.number <= s.events ORDER BY e.number LIMIT ?`, id, after, limit)
 	if err != nil {
 		return nil, err
@@ -202,7 +215,7 @@ func (s *Store) SubEvents(ctx context.Context, id string, after int64, limit int
 	for rows.Next() {
 		var e store.SubEvent
 		var rec int64
-		if err := rows.Scan(&e.Number, &e.Seq, &rec); err != nil {
+		if err := rows.Scan(&e.Number, &e.Seq, &rec, &e.ID); err != nil {
 			return nil, unavailableCtx(ctx, err)
 		}
 		e.Recorded = time.Unix(0, rec).UTC()

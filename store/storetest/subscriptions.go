@@ -22,6 +22,8 @@ func RunSubscriptions(t *testing.T, h Harness, twin func(t *testing.T, s store.S
 	t.Run("crud", func(t *testing.T) { testSubCRUD(t, h) })
 	t.Run("outbox", func(t *testing.T) { testSubOutbox(t, h) })
 	t.Run("lease-one-winner", func(t *testing.T) { testSubLeaseOneWinner(t, h, twin) })
+	t.Run("feed-heads", func(t *testing.T) { testSubFeedHeads(t, h) })
+	t.Run("prune", func(t *testing.T) { testSubPrune(t, h) })
 }
 
 func subs(t *testing.T, s store.Store) store.Subscriptions {
@@ -95,7 +97,7 @@ func testSubOutbox(t *testing.T, h Harness) {
 	require.True(t, held, "the holder renews")
 	assert.Equal(t, a.Epoch, a2.Epoch, "a renewal keeps the epoch")
 
-	evs := []store.SubEvent{{Number: 1, Seq: 10, Recorded: t0}, {Number: 2, Seq: 12, Recorded: t0}, {Number: 3, Seq: 15, Recorded: t0}}
+	evs := []store.SubEvent{{Number: 1, Seq: 10, Recorded: t0, ID: "a10"}, {Number: 2, Seq: 12, Recorded: t0, ID: "a12"}, {Number: 3, Seq: 15, Recorded: t0}}
 	require.NoError(t, ss.AppendSubEvents(ctx, "s1", "A", a.Epoch, "", "c3", evs))
 	assert.ErrorIs(t, ss.AppendSubEvents(ctx, "s1", "A", a.Epoch, "", "c9", evs), store.ErrVersionConflict,
 		"a page numbered twice (a stale cursor) is refused: numbers have no gaps and no repeats")
@@ -193,4 +195,98 @@ func testSubLeaseOneWinner(t *testing.T, h Harness, twin func(t *testing.T, s st
 		wg.Wait()
 		assert.Equal(t, 1, winners, "round %d: exactly one process holds the lease", round)
 	}
+}
+
+// testSubFeedHeads: the heads-only feed read serves exactly the records and
+// cursors of AuditFeed, without bodies.
+func testSubFeedHeads(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h)
+	ss := subs(t, s)
+	var recs []store.AuditRecord
+	for i := 0; i < 7; i++ {
+		owners := []string{"LA1"}
+		if i%3 == 1 {
+			owners = []string{"LA2"}
+		}
+		if i%3 == 2 {
+			owners = []string{"LA1", "LA2"}
+		}
+		recs = append(recs, audit(fmt.Sprintf("a%d", i), t0.Add(time.Duration(i)*time.Second), "9449306753", "u", i != 5, owners...))
+	}
+	require.NoError(t, s.Audit(ctx, recs))
+	since := t0.Add(time.Second)
+	cursor, hcursor := "", ""
+	for page := 0; page < 5; page++ {
+		full, next, err := s.AuditFeed(ctx, "LA1", since, cursor, 2)
+		require.NoError(t, err)
+		heads, hnext, err := ss.AuditFeedHeads(ctx, "LA1", since, hcursor, 2)
+		require.NoError(t, err)
+		require.Len(t, heads, len(full), "page %d", page)
+		assert.Equal(t, next, hnext, "the same cursor")
+		for i := range full {
+			want := full[i]
+			want.Body, want.Views, want.Agent = nil, nil, ""
+			got := heads[i]
+			got.Agent = ""
+			assert.Nil(t, got.Body, "no body")
+			assert.Equal(t, want, got)
+		}
+		if len(full) == 0 {
+			break
+		}
+		cursor, hcursor = next, hnext
+	}
+	_, _, err := ss.AuditFeedHeads(ctx, "LA1", since, "bogus", 2)
+	assert.ErrorIs(t, err, store.ErrInvalidCursor)
+}
+
+// testSubPrune: only acknowledged events recorded before the cutoff go,
+// from the oldest on, so what is held stays one run of numbers.
+func testSubPrune(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h)
+	ss := subs(t, s)
+	require.NoError(t, ss.PutSubscription(ctx, newSub("s1", "LA1"), 0))
+	require.NoError(t, ss.PutSubscription(ctx, newSub("s2", "LA1"), 0))
+	a, held, err := ss.ClaimSubscription(ctx, "s1", "A", t0, time.Minute)
+	require.NoError(t, err)
+	require.True(t, held)
+	first, err := ss.FirstSubEvent(ctx, "s1")
+	require.NoError(t, err)
+	assert.Zero(t, first, "none held before any is numbered")
+	var evs []store.SubEvent
+	for i := 1; i <= 6; i++ {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		if i == 3 {
+			at = t0.Add(10 * time.Hour) // recorded after the cutoff: the run stops there
+		}
+		evs = append(evs, store.SubEvent{Number: int64(i), Seq: int64(10 + i), Recorded: at, ID: fmt.Sprintf("a%d", i)})
+	}
+	require.NoError(t, ss.AppendSubEvents(ctx, "s1", "A", a.Epoch, "", "c6", evs))
+	require.NoError(t, ss.SetSubDelivery(ctx, "s1", "A", a.Epoch, 1, store.Delivery{Status: "active", Acked: 5}))
+
+	cutoff := t0.Add(8 * time.Hour)
+	n, err := ss.PruneSubEvents(ctx, cutoff)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "events 1 and 2: acknowledged and old; 3 is recent, so 4 and 5 wait behind it")
+	first, err = ss.FirstSubEvent(ctx, "s1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), first)
+	got, err := ss.SubEvents(ctx, "s1", 0, 10)
+	require.NoError(t, err)
+	assert.Equal(t, evs[2:], got)
+
+	n, err = ss.PruneSubEvents(ctx, t0.Add(100*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, 3, n, "3 to 5 once all are old; 6 is not acknowledged and stays")
+	first, err = ss.FirstSubEvent(ctx, "s1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), first)
+	n, err = ss.PruneSubEvents(ctx, t0.Add(100*time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n, "pruning again removes nothing")
+	cur, err := ss.GetSubscription(ctx, "s1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), cur.Events, "the outbox's numbering is untouched")
 }
