@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -90,6 +91,9 @@ func benchDataQuality(b *testing.B, st store.Store, children int) {
 	}
 	th := quality.DefaultThresholds()
 	b.ReportAllocs()
+	runtime.GC()
+	stop := make(chan struct{})
+	peak := peakHeap(stop)
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	var res quality.Result
@@ -104,6 +108,10 @@ func benchDataQuality(b *testing.B, st store.Store, children int) {
 		size = len(quality.ReportOutcome(res, nil).JSON())
 	}
 	b.StopTimer()
+	close(stop)
+	// The most heap the process used during the reports, over what it used
+	// before (the seeded store's data is not in the Go heap).
+	b.ReportMetric(float64(<-peak)/(1<<20), "peak-heap-MB")
 	// The CPU time the report took, apart from the wall time: on a shared
 	// machine the wall time is mostly waiting for a core.
 	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
@@ -202,6 +210,33 @@ func nhsFor(i int) string {
 			return nine + strconv.Itoa(d)
 		}
 	}
+}
+
+// peakHeap samples the heap in use every few milliseconds until stop is
+// closed, then sends the most it saw over what was in use at the start.
+func peakHeap(stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	go func() {
+		var peak uint64
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > base && ms.HeapInuse-base > peak {
+				peak = ms.HeapInuse - base
+			}
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
 }
 
 // cpuTime is the process's CPU time so far, user and system.

@@ -177,15 +177,15 @@ const correctionWindow = 24 * time.Hour
 // withdrawn, and the only such plan. Two or more are ambiguous (in a large
 // authority many plans start on one day) and none is chosen: a finding
 // names a plan only when the pairing is clear.
-func soleReplacement(plans []PlanFacts, w int, candidates []int) (int, bool) {
+func soleReplacement(plans []kept, w int, candidates []int) (int, bool) {
 	wp := &plans[w]
-	if wp.NHSNumber == "" {
+	if wp.nhs == "" {
 		return 0, false
 	}
 	found, n := 0, 0
 	for _, r := range candidates {
 		rp := &plans[r]
-		if rp.NHSNumber == wp.NHSNumber || rp.Updated.Before(wp.Updated.Add(-correctionWindow)) {
+		if rp.nhs == wp.nhs || rp.updated < wp.updated-int64(correctionWindow) {
 			continue
 		}
 		found, n = r, n+1

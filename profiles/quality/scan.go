@@ -177,7 +177,19 @@ type Scan struct {
 	t      Thresholds
 	cutoff time.Time // withdrawals before it are not listed as corrections
 	c      *collector
-	plans  []PlanFacts // kept for the rules across plans
+	plans  []kept // for the rules across plans
+}
+
+// kept is what the rules across plans read of a plan: about 100 bytes.
+type kept struct {
+	id, nhs     string
+	typ         profiles.PlanType
+	start       int64 // UnixNano, when hasStart
+	updated     int64 // UnixNano
+	identifiers []string
+	hasStart    bool
+	withdrawn   bool
+	live        bool
 }
 
 // NewScan starts a report at now under t, listing what l asks for.
@@ -185,13 +197,14 @@ func NewScan(now time.Time, t Thresholds, l Listing) *Scan {
 	return &Scan{now: now, t: t, cutoff: now.AddDate(0, 0, -t.CorrectionDays), c: newCollector(l)}
 }
 
-// Add judges one plan. p is not kept: the caller may reuse it.
+// Add judges one plan. It does not keep p (the caller may reuse it) but
+// may keep p.Identifiers: the caller must not change that slice's elements.
 func (s *Scan) Add(p *PlanFacts) {
 	now, t := s.now, s.t
 	single(now, t, p, s.c)
 	if p.withdrawn() {
 		if !p.Updated.Before(s.cutoff) {
-			s.keep(p)
+			s.keep(p, false)
 		}
 		return
 	}
@@ -207,15 +220,18 @@ func (s *Scan) Add(p *PlanFacts) {
 			"EpisodeOfCare/%s: the looked-after child plan has not been updated for more than %d months; is a review overdue?", p.ID, t.LACReviewMonths))
 	}
 	if p.NHSNumber != "" {
-		s.keep(p)
+		s.keep(p, true)
 	}
 }
 
-// keep copies what the rules across plans read of p.
-func (s *Scan) keep(p *PlanFacts) {
-	q := *p
-	q.Identifiers = append([]string(nil), p.Identifiers...)
-	s.plans = append(s.plans, q)
+// keep records what the rules across plans read of p.
+func (s *Scan) keep(p *PlanFacts, live bool) {
+	k := kept{id: p.ID, nhs: p.NHSNumber, typ: p.Type, updated: p.Updated.UnixNano(), identifiers: p.Identifiers,
+		hasStart: !p.Start.IsZero(), withdrawn: p.withdrawn(), live: live}
+	if k.hasStart {
+		k.start = p.Start.UnixNano()
+	}
+	s.plans = append(s.plans, k)
 }
 
 // Result applies the rules across plans and the Organization's (org, or
@@ -235,18 +251,18 @@ func (s *Scan) Result(org *OrgFacts) Result {
 	byTypeStart := map[typeStart][]int{} // recent withdrawn plans by type and start
 	for i := range plans {
 		p := &plans[i]
-		if p.withdrawn() {
-			for _, k := range p.Identifiers {
+		if p.withdrawn {
+			for _, k := range p.identifiers {
 				byKey[k] = append(byKey[k], i)
 			}
-			if p.Type != "" && !p.Start.IsZero() {
-				k := typeStart{p.Type, p.Start.UnixNano()}
+			if p.typ != "" && p.hasStart {
+				k := typeStart{p.typ, p.start}
 				byTypeStart[k] = append(byTypeStart[k], i)
 			}
 			continue
 		}
-		if p.Type != "" {
-			k := childPlan{p.NHSNumber, p.Type}
+		if p.typ != "" {
+			k := childPlan{p.nhs, p.typ}
 			groups[k] = append(groups[k], i)
 		}
 	}
@@ -256,7 +272,7 @@ func (s *Scan) Result(org *OrgFacts) Result {
 		}
 		ids := make([]string, len(g))
 		for j, i := range g {
-			ids[j] = plans[i].ID
+			ids[j] = plans[i].id
 		}
 		sort.Strings(ids)
 		if !c.want(DuplicatePlan, Key{ID: ids[0]}) {
@@ -264,7 +280,7 @@ func (s *Scan) Result(org *OrgFacts) Result {
 		}
 		f := finding(DuplicatePlan, "EpisodeOfCare", ids[0], "EpisodeOfCare.patient.identifier",
 			"EpisodeOfCare/%s: %d live %s plans for the same NHS number (also EpisodeOfCare/%s); a duplicate upload?",
-			ids[0], len(ids), plans[g[0]].Type, strings.Join(ids[1:], ", EpisodeOfCare/"))
+			ids[0], len(ids), plans[g[0]].typ, strings.Join(ids[1:], ", EpisodeOfCare/"))
 		for _, id := range ids[1:] {
 			f.Related = append(f.Related, "EpisodeOfCare/"+id)
 		}
@@ -277,10 +293,10 @@ func (s *Scan) Result(org *OrgFacts) Result {
 		if len(byTypeStart) > 0 {
 			for i := range plans {
 				p := &plans[i]
-				if p.Type == "" || p.Start.IsZero() || !p.live(now) {
+				if p.typ == "" || !p.hasStart || !p.live {
 					continue
 				}
-				if k := (typeStart{p.Type, p.Start.UnixNano()}); byTypeStart[k] != nil {
+				if k := (typeStart{p.typ, p.start}); byTypeStart[k] != nil {
 					liveByTypeStart[k] = append(liveByTypeStart[k], i)
 				}
 			}
@@ -293,7 +309,7 @@ func (s *Scan) Result(org *OrgFacts) Result {
 				}
 			}
 		}
-		corrections(now, plans, byKey, pairs, c)
+		corrections(plans, byKey, pairs, c)
 	}
 	if org != nil {
 		organization(now, s.t, org, c)
@@ -305,16 +321,16 @@ func (s *Scan) Result(org *OrgFacts) Result {
 // that replaces a recently withdrawn plan of a different NHS number: one
 // that shares an identifier with it (byKey), or its sole replacement by
 // type and start (byTypeStart).
-func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, byTypeStart map[int][]int, c *collector) {
+func corrections(plans []kept, byKey map[string][]int, byTypeStart map[int][]int, c *collector) {
 	var seen []int
 	for i := range plans {
 		r := &plans[i]
-		if !r.live(now) || r.NHSNumber == "" {
+		if !r.live || r.nhs == "" {
 			continue
 		}
 		seen = seen[:0]
 		add := func(w int) {
-			if plans[w].NHSNumber == r.NHSNumber || plans[w].NHSNumber == "" {
+			if plans[w].nhs == r.nhs || plans[w].nhs == "" {
 				return
 			}
 			for _, s := range seen {
@@ -324,7 +340,7 @@ func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, byTyp
 			}
 			seen = append(seen, w)
 		}
-		for _, k := range r.Identifiers {
+		for _, k := range r.identifiers {
 			for _, w := range byKey[k] {
 				add(w)
 			}
@@ -333,12 +349,12 @@ func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, byTyp
 			add(w)
 		}
 		for _, w := range seen {
-			ref := "EpisodeOfCare/" + plans[w].ID
-			if !c.want(NHSNumberCorrected, Key{ID: r.ID, Related: ref}) {
+			ref := "EpisodeOfCare/" + plans[w].id
+			if !c.want(NHSNumberCorrected, Key{ID: r.id, Related: ref}) {
 				continue
 			}
-			f := finding(NHSNumberCorrected, "EpisodeOfCare", r.ID, "EpisodeOfCare.patient.identifier",
-				"EpisodeOfCare/%s replaces EpisodeOfCare/%s, recorded in error for a different NHS number; please confirm the correction", r.ID, plans[w].ID)
+			f := finding(NHSNumberCorrected, "EpisodeOfCare", r.id, "EpisodeOfCare.patient.identifier",
+				"EpisodeOfCare/%s replaces EpisodeOfCare/%s, recorded in error for a different NHS number; please confirm the correction", r.id, plans[w].id)
 			f.Related = []string{ref}
 			c.add(f)
 		}
