@@ -108,23 +108,105 @@ func (r *Registry) deletedPlans(ctx context.Context, ods string, since time.Time
 }
 
 // qualityPlans adds to scan the facts of the LA's retained live plans, read
-// in one pass over the store (store.OwnerScanner), each body decoded as it
-// comes and then dropped. A store that cannot scan fails the report.
+// in one pass over the store (store.OwnerScanner). The store's scan runs on
+// its own goroutine and copies the bodies into a few fixed batches; this
+// one decodes and judges each batch and hands it back: reading and judging
+// overlap on a multi-core host, and what is in flight is bounded by the
+// batches (qualityBatches of qualityBatch bodies), never the authority's
+// size. A store that cannot scan fails the report.
 func (r *Registry) qualityPlans(ctx context.Context, ods string, since time.Time, scan *quality.Scan) error {
 	sc, ok := r.st.(store.OwnerScanner)
 	if !ok {
 		return errors.New("registry: data quality: the store cannot scan an authority's plans")
 	}
-	var pf quality.PlanFacts
-	return sc.ScanOwner(ctx, "EpisodeOfCare", ods, since, func(rec *store.Record) error {
-		if rec.Owner != ods || rec.Deleted || rec.Body == nil {
-			return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan *planBatch, qualityBatches)
+	for i := 0; i < qualityBatches; i++ {
+		free <- &planBatch{}
+	}
+	full := make(chan *planBatch, qualityBatches)
+	var scanErr error // written before full is closed
+	go func() {
+		defer close(full)
+		b := <-free
+		scanErr = sc.ScanOwner(ctx, "EpisodeOfCare", ods, since, func(rec *store.Record) error {
+			if rec.Owner != ods || rec.Deleted || rec.Body == nil {
+				return nil
+			}
+			b.add(rec)
+			if len(b.plans) < qualityBatch {
+				return nil
+			}
+			full <- b // never blocks: there are only qualityBatches batches
+			select {
+			case b = <-free:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if scanErr == nil && len(b.plans) > 0 {
+			full <- b
 		}
-		var err error
-		if pf, err = quality.ParsePlanFacts(rec.Body, rec.Updated, r.loc); err != nil {
-			return fmt.Errorf("registry: data quality: EpisodeOfCare/%s: %w", rec.ID, err)
+	}()
+	var parseErr error
+	for b := range full {
+		for i := range b.plans {
+			if parseErr != nil {
+				break
+			}
+			bp := &b.plans[i]
+			pf, err := quality.ParsePlanFacts(b.body(i), bp.updated, r.loc)
+			if err != nil {
+				parseErr = fmt.Errorf("registry: data quality: EpisodeOfCare/%s: %w", bp.id, err)
+				cancel()
+				break
+			}
+			scan.Add(&pf)
 		}
-		scan.Add(&pf)
-		return nil
-	})
+		b.reset()
+		free <- b
+	}
+	if parseErr != nil {
+		return parseErr
+	}
+	return scanErr
+}
+
+// qualityBatch is how many plans' bodies one batch of qualityPlans holds,
+// and qualityBatches how many batches there are.
+const (
+	qualityBatch   = 256
+	qualityBatches = 3
+)
+
+// planBatch is a run of scanned plans, their bodies copied end to end into
+// one buffer that is reused from batch to batch.
+type planBatch struct {
+	buf   []byte
+	plans []batchPlan
+}
+
+type batchPlan struct {
+	id      string
+	updated time.Time
+	end     int // the body is buf[previous end:end]
+}
+
+func (b *planBatch) add(rec *store.Record) {
+	b.buf = append(b.buf, rec.Body...)
+	b.plans = append(b.plans, batchPlan{id: rec.ID, updated: rec.Updated, end: len(b.buf)})
+}
+
+func (b *planBatch) body(i int) []byte {
+	from := 0
+	if i > 0 {
+		from = b.plans[i-1].end
+	}
+	return b.buf[from:b.plans[i].end]
+}
+
+func (b *planBatch) reset() {
+	b.buf, b.plans = b.buf[:0], b.plans[:0]
 }
