@@ -76,7 +76,7 @@ func TestDataQualityReportListsAtMostNPerRule(t *testing.T) {
 		assert.Contains(t, diags, "duplicate-plan: 3 findings")
 		assert.Contains(t, diags, "start-in-future: 3 of its 5 findings are not listed here (only the first 2 by resource id are); "+
 			"GET "+base+"/$data-quality?rule=start-in-future lists them all: a searchset Bundle of pages (_count up to 1000), each Bundle's next link giving the page after it")
-		assert.Contains(t, diags, "end-far-future: 1 of its 3 findings are not listed here (only the first 2 by resource id are); "+
+		assert.Contains(t, diags, "end-far-future: 1 of its 3 findings is not listed here (only the first 2 by resource id are); "+
 			"GET "+base+"/$data-quality?rule=end-far-future lists them all: a searchset Bundle of pages (_count up to 1000), each Bundle's next link giving the page after it")
 		assert.NotContains(t, r.Body.String(), "la2-future")
 	})

@@ -34,8 +34,8 @@ func ReportOutcome(res Result, more func(Rule) string) *fhir.OperationOutcome {
 			continue
 		}
 		n := res.Counts[r]
-		d := fmt.Sprintf("%s: %d of its %d %s not listed here (only the first %d by resource id are)", r, u, n,
-			plural(n, "finding is", "findings are"), n-u)
+		d := fmt.Sprintf("%s: %d of its %d findings %s not listed here (only the first %d by resource id are)", r, u, n,
+			plural(u, "is", "are"), n-u)
 		if more != nil {
 			d += "; " + more(r)
 		}
