@@ -63,7 +63,8 @@ func (q *QualitySweep) Refresh(ctx context.Context) error {
 	seen := make(map[string]bool, len(las))
 	for _, la := range las {
 		seen[la] = true
-		findings, err := q.reg.DataQuality(ctx, registry.SweepCaller(la), q.th)
+		// Counts only: the gauges list no finding, so none is kept.
+		res, err := q.reg.DataQuality(ctx, registry.SweepCaller(la), q.th, quality.Listing{})
 		if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 			return err // shutting down: not a failure of the store
 		}
@@ -79,7 +80,7 @@ func (q *QualitySweep) Refresh(ctx context.Context) error {
 			}
 			continue
 		}
-		q.m.quality.Set(la, findings)
+		q.m.quality.SetCounts(la, res.Counts)
 	}
 	for la := range q.known {
 		if !seen[la] {

@@ -92,6 +92,10 @@ type Deps struct {
 	// Quality is the data-quality report's thresholds; the defaults when
 	// zero.
 	Quality quality.Thresholds
+	// QualityMaxPerRule is how many findings of each rule the
+	// $data-quality report lists (DefaultQualityMaxPerRule when 0); every
+	// count is exact, and ?rule= lists a rule in full, in pages.
+	QualityMaxPerRule int
 	// Notify manages local authorities' subscriptions and is nudged after
 	// each audited read; its delivery is run by the caller (cpis serve).
 	// When nil, one is made over the store (management only, no delivery),

@@ -72,9 +72,12 @@ var validateOp = operation{Name: "validate", Definition: "http://hl7.org/fhir/Op
 // dataQualityOp is $data-quality, at system level.
 var dataQualityOp = operation{Name: "data-quality", Definition: profiles.Base + "/OperationDefinition/data-quality",
 	Doc: "GET [base]/$data-quality: the calling local authority's data-quality report on its own retained plans and its Organization, as one " +
-		"OperationOutcome: an information issue per rule with its count, then one issue per finding, its rule in details.coding " +
+		"OperationOutcome: an information issue per rule with its exact count, one per rule with more findings than are listed saying how many " +
+		"are not, then the findings listed (at most CPIS_DQ_MAX_PER_RULE, default 100, of each rule, by resource id), each its rule in details.coding " +
 		"(https://fhir.cpis.dev/CodeSystem/data-quality-rule), the resource named by reference in diagnostics, never by NHS number, and the " +
-		"element in expression. Local authority systems with system/DataQuality.read (or system/*.read) only; others get 403. Another " +
+		"element in expression. GET [base]/$data-quality?rule=[code]&_count=[1-1000] lists one rule's findings in full: a searchset Bundle " +
+		"(total the rule's count, one OperationOutcome entry per finding) with an opaque next link while there are more; an unknown rule, " +
+		"any other parameter or an altered page link is 400. Local authority systems with system/DataQuality.read (or system/*.read) only; others get 403. Another " +
 		"authority's plans are never counted or shown. Not audited: it names no patient. A database failure is 503, never an empty report."}
 
 // exportOp is $export (FHIR Bulk Data Access), at system level.

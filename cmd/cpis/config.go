@@ -35,6 +35,10 @@ type config struct {
 	// (CPIS_DQ_REFRESH); 0 turns the refresh off.
 	QualityRefresh time.Duration
 	qualityRefresh string
+	// QualityMaxPerRule is how many findings of each rule the
+	// $data-quality report lists (CPIS_DQ_MAX_PER_RULE).
+	QualityMaxPerRule int
+	qualityMaxPerRule string
 	// MaxTokenLifetime bounds a token's exp - iat (CPIS_MAX_TOKEN_LIFETIME).
 	MaxTokenLifetime time.Duration
 	maxTokenLifetime string
@@ -129,6 +133,7 @@ func (c *config) settings() []setting {
 		{"CPIS_NOTIFY_MAX_PER_LA", "notify-max-per-la", "10", "most subscriptions one local authority may hold, a whole number from 1 to 1000; a create beyond it is refused (422)", &c.notifyMaxPerLA},
 		{"CPIS_EXPORT_EXPIRY", "export-expiry", "1h", "how long a bulk export ($export) and its files are kept after its kick-off, a Go duration from 1m to 168h", &c.exportExpiry},
 		{"CPIS_DQ_REFRESH", "dq-refresh", "15m", "how often the data-quality metrics (cpis_data_quality_findings) are computed for every local authority, a Go duration from 1m to 24h; 0 turns it off", &c.qualityRefresh},
+		{"CPIS_DQ_MAX_PER_RULE", "dq-max-per-rule", "100", "how many findings of each rule the $data-quality report lists (every count is exact; ?rule= lists a rule in full, in pages), a whole number from 1 to 1000", &c.qualityMaxPerRule},
 	}
 }
 
@@ -295,6 +300,11 @@ func (c *config) check() error {
 		return badConfig("CPIS_DQ_REFRESH must be a Go duration from 1m to 24h (such as 15m), or 0 to turn it off, not %q", c.qualityRefresh)
 	} else {
 		c.QualityRefresh = d
+	}
+	if n, err := strconv.Atoi(c.qualityMaxPerRule); err != nil || n < 1 || n > 1000 {
+		return badConfig("CPIS_DQ_MAX_PER_RULE must be a whole number from 1 to 1000, not %q", c.qualityMaxPerRule)
+	} else {
+		c.QualityMaxPerRule = n
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

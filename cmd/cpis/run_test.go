@@ -238,6 +238,8 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		{"export-expiry-too-long", map[string]string{"CPIS_EXPORT_EXPIRY": "720h"}, "CPIS_EXPORT_EXPIRY"},
 		{"dq-refresh", map[string]string{"CPIS_DQ_REFRESH": "often"}, "CPIS_DQ_REFRESH"},
 		{"dq-refresh-too-often", map[string]string{"CPIS_DQ_REFRESH": "5s"}, "CPIS_DQ_REFRESH"},
+		{"dq-max-per-rule", map[string]string{"CPIS_DQ_MAX_PER_RULE": "0"}, "CPIS_DQ_MAX_PER_RULE"},
+		{"dq-max-per-rule-word", map[string]string{"CPIS_DQ_MAX_PER_RULE": "all"}, "CPIS_DQ_MAX_PER_RULE"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -217,7 +217,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		Store: st, Codec: codec, Verifier: verifier, Log: log,
 		SecurityLog: securityLog, SubjectKey: hashKey, CursorKey: pagingKey,
 		BaseURL: cfg.BaseURL, CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
-		Location: london, RetentionDays: cfg.RetentionDays, Quality: cfg.Quality, ExportExpiry: cfg.ExportExpiry,
+		Location: london, RetentionDays: cfg.RetentionDays, Quality: cfg.Quality, QualityMaxPerRule: cfg.QualityMaxPerRule, ExportExpiry: cfg.ExportExpiry,
 		LocalMode: local != nil, Version: version,
 		Metrics: metrics, MetricsHandler: metrics.Handler(),
 		Notify: svc,

@@ -55,6 +55,12 @@
 // come back as warnings in the write's outcome and never refuse it. The
 // review rules cannot fire on a plan just written (it was updated now).
 //
+// A report of a large authority is computed by a Scan: plans are given one
+// at a time (from a store scan), each plan's own rules judged as it comes,
+// and of the findings only those its Listing lists are kept (at most N per
+// rule, or one rule's page after a Key), every rule's count exact; Report
+// is a Scan that lists everything.
+//
 // Messages name resources by reference (EpisodeOfCare/id), never by NHS
 // number, so a finding may be logged or exported as a metric label safely
 // (metrics carry only the rule and the LA's ODS code).

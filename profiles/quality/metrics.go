@@ -36,8 +36,11 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 // Set records one LA's report: every rule gets its count, zero included,
 // so a problem that was fixed shows as 0 rather than its last count. The
 // whole LA changes at once: a scrape never sees half a refresh.
-func (m *Metrics) Set(la string, findings []Finding) {
-	counts := Counts(findings)
+func (m *Metrics) Set(la string, findings []Finding) { m.SetCounts(la, Counts(findings)) }
+
+// SetCounts is Set from a report's counts (Result.Counts); a rule missing
+// from counts is set to 0.
+func (m *Metrics) SetCounts(la string, counts map[Rule]int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, r := range Rules {

@@ -2,7 +2,6 @@ package quality
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -141,131 +140,30 @@ func finding(r Rule, typ, id, expr, format string, args ...any) Finding {
 // from the plan alone (ucpp-overdue, end-far-future, start-in-future): the
 // warnings of an upload. They never refuse the write.
 func Single(now time.Time, t Thresholds, p PlanFacts) []Finding {
-	var out []Finding
-	single(now, t, &p, &out)
-	return out
+	c := newCollector(All)
+	single(now, t, &p, c)
+	return c.result().Listed
 }
 
-func single(now time.Time, t Thresholds, p *PlanFacts, out *[]Finding) {
+// single offers c the findings about p alone; a finding's message is
+// written only when c lists it.
+func single(now time.Time, t Thresholds, p *PlanFacts, c *collector) {
 	if p.withdrawn() {
 		return
 	}
-	if p.Type == profiles.UCPP && !p.Start.IsZero() && p.live(now) && now.After(p.Start.AddDate(0, t.UCPPMonths, 0)) {
-		*out = append(*out, finding(UCPPOverdue, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.start",
+	if p.Type == profiles.UCPP && !p.Start.IsZero() && p.live(now) && now.After(p.Start.AddDate(0, t.UCPPMonths, 0)) &&
+		c.want(UCPPOverdue, Key{ID: p.ID}) {
+		c.add(finding(UCPPOverdue, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.start",
 			"EpisodeOfCare/%s: the unborn child protection plan has been active for more than %d months; the birth has probably happened, so the plan should move to the child's NHS number", p.ID, t.UCPPMonths))
 	}
-	if !p.End.IsZero() && p.End.After(now.AddDate(0, t.EndFutureMonths, 0)) {
-		*out = append(*out, finding(EndFarFuture, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.end",
+	if !p.End.IsZero() && p.End.After(now.AddDate(0, t.EndFutureMonths, 0)) && c.want(EndFarFuture, Key{ID: p.ID}) {
+		c.add(finding(EndFarFuture, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.end",
 			"EpisodeOfCare/%s: the plan ends more than %d months from now; check period.end", p.ID, t.EndFutureMonths))
 	}
-	if !p.Start.IsZero() && p.Start.After(now.AddDate(0, 0, t.StartFutureDays)) {
-		*out = append(*out, finding(StartInFuture, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.start",
+	if !p.Start.IsZero() && p.Start.After(now.AddDate(0, 0, t.StartFutureDays)) && c.want(StartInFuture, Key{ID: p.ID}) {
+		c.add(finding(StartInFuture, "EpisodeOfCare", p.ID, "EpisodeOfCare.period.start",
 			"EpisodeOfCare/%s: the plan starts in the future; check period.start", p.ID))
 	}
-}
-
-// Report is every finding about one LA's data at now: plans must be that
-// LA's alone (current versions, and deleted plans as their last live
-// version with Deleted set), org its Organization or nil. Findings come in
-// rule order, then by resource id. It makes one pass over plans plus
-// map look-ups, so it grows linearly with the LA's plan count.
-func Report(now time.Time, t Thresholds, plans []PlanFacts, org *OrgFacts) []Finding {
-	var out []Finding
-	type childPlan struct {
-		nhs string
-		typ profiles.PlanType
-	}
-	type typeStart struct {
-		typ   profiles.PlanType
-		start int64
-	}
-	groups := map[childPlan][]int{}      // live plans by child and type
-	byKey := map[string][]int{}          // recent withdrawn plans by identifier
-	byTypeStart := map[typeStart][]int{} // recent withdrawn plans by type and start
-	cutoff := now.AddDate(0, 0, -t.CorrectionDays)
-	for i := range plans {
-		p := &plans[i]
-		single(now, t, p, &out)
-		if p.withdrawn() {
-			if !p.Updated.Before(cutoff) {
-				for _, k := range p.Identifiers {
-					byKey[k] = append(byKey[k], i)
-				}
-				if p.Type != "" && !p.Start.IsZero() {
-					k := typeStart{p.Type, p.Start.UnixNano()}
-					byTypeStart[k] = append(byTypeStart[k], i)
-				}
-			}
-			continue
-		}
-		if !p.live(now) {
-			continue
-		}
-		switch {
-		case p.Type == profiles.CPP && now.After(p.Updated.AddDate(0, t.CPPReviewMonths, 0)):
-			out = append(out, finding(CPPReviewOverdue, "EpisodeOfCare", p.ID, "EpisodeOfCare.meta.lastUpdated",
-				"EpisodeOfCare/%s: the child protection plan has not been updated for more than %d months; is a review overdue?", p.ID, t.CPPReviewMonths))
-		case p.Type == profiles.LAC && now.After(p.Updated.AddDate(0, t.LACReviewMonths, 0)):
-			out = append(out, finding(LACReviewOverdue, "EpisodeOfCare", p.ID, "EpisodeOfCare.meta.lastUpdated",
-				"EpisodeOfCare/%s: the looked-after child plan has not been updated for more than %d months; is a review overdue?", p.ID, t.LACReviewMonths))
-		}
-		if p.NHSNumber != "" && p.Type != "" {
-			k := childPlan{p.NHSNumber, p.Type}
-			groups[k] = append(groups[k], i)
-		}
-	}
-	for _, g := range groups {
-		if len(g) < 2 {
-			continue
-		}
-		ids := make([]string, len(g))
-		for j, i := range g {
-			ids[j] = plans[i].ID
-		}
-		sort.Strings(ids)
-		f := finding(DuplicatePlan, "EpisodeOfCare", ids[0], "EpisodeOfCare.patient.identifier",
-			"EpisodeOfCare/%s: %d live %s plans for the same NHS number (also EpisodeOfCare/%s); a duplicate upload?",
-			ids[0], len(ids), plans[g[0]].Type, strings.Join(ids[1:], ", EpisodeOfCare/"))
-		for _, id := range ids[1:] {
-			f.Related = append(f.Related, "EpisodeOfCare/"+id)
-		}
-		out = append(out, f)
-	}
-	if len(byKey) > 0 || len(byTypeStart) > 0 {
-		// Live plans with a withdrawn plan's type and start: the
-		// candidates for an identifier-less correction.
-		liveByTypeStart := map[typeStart][]int{}
-		if len(byTypeStart) > 0 {
-			for i := range plans {
-				p := &plans[i]
-				if p.Type == "" || p.Start.IsZero() || p.NHSNumber == "" || !p.live(now) {
-					continue
-				}
-				if k := (typeStart{p.Type, p.Start.UnixNano()}); byTypeStart[k] != nil {
-					liveByTypeStart[k] = append(liveByTypeStart[k], i)
-				}
-			}
-		}
-		pairs := map[int][]int{} // replacement → withdrawn plans
-		for k, ws := range byTypeStart {
-			for _, w := range ws {
-				if r, ok := soleReplacement(plans, w, liveByTypeStart[k]); ok {
-					pairs[r] = append(pairs[r], w)
-				}
-			}
-		}
-		out = corrections(now, plans, byKey, pairs, out)
-	}
-	if org != nil {
-		out = organization(now, t, org, out)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if a, b := out[i].Rule.rank(), out[j].Rule.rank(); a != b {
-			return a < b
-		}
-		return out[i].ResourceID < out[j].ResourceID
-	})
-	return out
 }
 
 // correctionWindow is how long before a withdrawal a replacement matched
@@ -279,15 +177,15 @@ const correctionWindow = 24 * time.Hour
 // withdrawn, and the only such plan. Two or more are ambiguous (in a large
 // authority many plans start on one day) and none is chosen: a finding
 // names a plan only when the pairing is clear.
-func soleReplacement(plans []PlanFacts, w int, candidates []int) (int, bool) {
+func soleReplacement(plans []kept, w int, candidates []int) (int, bool) {
 	wp := &plans[w]
-	if wp.NHSNumber == "" {
+	if wp.nhs == "" {
 		return 0, false
 	}
 	found, n := 0, 0
 	for _, r := range candidates {
 		rp := &plans[r]
-		if rp.NHSNumber == wp.NHSNumber || rp.Updated.Before(wp.Updated.Add(-correctionWindow)) {
+		if rp.nhs == wp.nhs || rp.updated < wp.updated-int64(correctionWindow) {
 			continue
 		}
 		found, n = r, n+1
@@ -296,63 +194,6 @@ func soleReplacement(plans []PlanFacts, w int, candidates []int) (int, bool) {
 		}
 	}
 	return found, n == 1
-}
-
-// corrections adds an nhs-number-corrected finding for each live plan that
-// replaces a recently withdrawn plan of a different NHS number: one that
-// shares an identifier with it (byKey), or its sole replacement by type and
-// start (byTypeStart).
-func corrections(now time.Time, plans []PlanFacts, byKey map[string][]int, byTypeStart map[int][]int, out []Finding) []Finding {
-	for i := range plans {
-		r := &plans[i]
-		if !r.live(now) || r.NHSNumber == "" {
-			continue
-		}
-		var seen []int
-		add := func(w int) {
-			if plans[w].NHSNumber == r.NHSNumber || plans[w].NHSNumber == "" {
-				return
-			}
-			for _, s := range seen {
-				if s == w {
-					return
-				}
-			}
-			seen = append(seen, w)
-		}
-		for _, k := range r.Identifiers {
-			for _, w := range byKey[k] {
-				add(w)
-			}
-		}
-		for _, w := range byTypeStart[i] {
-			add(w)
-		}
-		sort.Slice(seen, func(a, b int) bool { return plans[seen[a]].ID < plans[seen[b]].ID })
-		for _, w := range seen {
-			f := finding(NHSNumberCorrected, "EpisodeOfCare", r.ID, "EpisodeOfCare.patient.identifier",
-				"EpisodeOfCare/%s replaces EpisodeOfCare/%s, recorded in error for a different NHS number; please confirm the correction", r.ID, plans[w].ID)
-			f.Related = []string{"EpisodeOfCare/" + plans[w].ID}
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func organization(now time.Time, t Thresholds, org *OrgFacts, out []Finding) []Finding {
-	if !org.Updated.IsZero() && now.After(org.Updated.AddDate(0, t.OrganizationMonths, 0)) {
-		out = append(out, finding(OrganizationStale, "Organization", org.ID, "Organization.meta.lastUpdated",
-			"Organization/%s: not updated for more than %d months; are the contact numbers still right?", org.ID, t.OrganizationMonths))
-	}
-	for _, a := range org.OfficeHours {
-		for _, b := range org.EmergencyDuty {
-			if na := normalPhone(a); na != "" && na == normalPhone(b) {
-				return append(out, finding(ContactNumbersIdentical, "Organization", org.ID, "Organization.contact.telecom",
-					"Organization/%s: the office-hours and emergency duty team numbers are the same number", org.ID))
-			}
-		}
-	}
-	return out
 }
 
 // normalPhone is a phone number's digits, with an international +44 (or
