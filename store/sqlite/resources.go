@@ -401,7 +401,9 @@ func startPage(q store.Query, cond string, args []any, limit string) (string, []
 		c, a := cond+` AND start IS NOT NULL`, append([]any{}, args...)
 		if q.After != "" {
 			ms := q.AfterStart.UnixMilli()
-			c += ` AND (start ` + cmp + ` ? OR (start = ? AND id ` + cmp + ` ?))`
+			// The first bound is a range on the index; the second cuts
+			// the tie.
+			c += ` AND start ` + cmp + `= ? AND (start ` + cmp + ` ? OR id ` + cmp + ` ?)`
 			a = append(a, ms, ms, q.After)
 		}
 		parts = append(parts, `SELECT * FROM (SELECT `+cols+` FROM resources WHERE `+c+` ORDER BY start`+dir+`, id`+dir+limit+`)`)
