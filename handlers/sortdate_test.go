@@ -215,3 +215,22 @@ func TestDumpRestoreKeepsTheDateOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestCapabilityStatementSaysWhatSortsByDate: the types whose searches
+// take _sort=date say so, as the other sorts are declared (from the same
+// table that serves them), and the others do not.
+func TestCapabilityStatementSaysWhatSortsByDate(t *testing.T) {
+	e := newEnv(t, backends()[0])
+	r := e.do(http.MethodGet, "metadata", "", "")
+	require.Equal(t, http.StatusOK, r.Code)
+	docs := map[string]string{}
+	for _, x := range jpath[[]any](t, r.json(), "rest", 0, "resource") {
+		docs[jpath[string](t, x, "type")] = jpath[string](t, x, "documentation")
+	}
+	for typ, want := range map[string]bool{"Flag": true, "EpisodeOfCare": true, "AuditEvent": true, "Organization": false, "CareTeam": false} {
+		assert.Equal(t, want, strings.Contains(docs[typ], "_sort=date"), "%s _sort=date", typ)
+	}
+	assert.Contains(t, docs["EpisodeOfCare"], "period.start")
+	assert.Contains(t, docs["EpisodeOfCare"], "comes last")
+	assert.Contains(t, docs["AuditEvent"], "recorded")
+}
