@@ -5,7 +5,9 @@ package handlers_test
 
 import (
 	"context"
+	"database/sql"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"cpis/store"
 	"cpis/store/dumpfile"
+	"cpis/store/sqlite"
 )
 
 // datedPlans writes LA001's plans with partial and full period starts, in
@@ -233,4 +236,31 @@ func TestCapabilityStatementSaysWhatSortsByDate(t *testing.T) {
 	assert.Contains(t, docs["EpisodeOfCare"], "period.start")
 	assert.Contains(t, docs["EpisodeOfCare"], "comes last")
 	assert.Contains(t, docs["AuditEvent"], "recorded")
+}
+
+// TestSortByDateOnAStoreFromTheReleaseBefore: plans the server wrote into
+// a SQLite store of the release before (layout 11: no start column) sort by
+// date, through the engine, once this release has opened the store.
+func TestSortByDateOnAStoreFromTheReleaseBefore(t *testing.T) {
+	dir := t.TempDir()
+	inDir := backend{name: "sqlite", open: func(t testing.TB) store.Store { return openSQLite(t, dir) }}
+	before := newEnv(t, inDir)
+	datedPlans(before)
+	require.NoError(t, before.store.Close())
+	// Back to the layout the release before wrote: the same rows and
+	// bodies, without the start column and its index.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName))
+	require.NoError(t, err)
+	for _, st := range []string{`DROP INDEX resources_owner_start`, `ALTER TABLE resources DROP COLUMN start`,
+		`ALTER TABLE history DROP COLUMN start`, `PRAGMA user_version = 11`} {
+		_, err := db.Exec(st)
+		require.NoError(t, err, st)
+	}
+	require.NoError(t, db.Close())
+
+	e := newEnv(t, inDir)
+	for sort, want := range map[string][]string{"date": byDate, "-date": byDateDesc} {
+		assert.Equal(t, want, followPages(t, e, "EpisodeOfCare?_count=2&_sort="+sort, e.laToken(la1), nil), sort)
+		assert.Equal(t, want, entryIDs(e.do(http.MethodGet, "Flag?_sort="+sort, e.laToken(la1), ""), "match"), sort)
+	}
 }
