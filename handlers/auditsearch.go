@@ -14,7 +14,8 @@ import (
 // auditSortDoc documents _sort on AuditEvent: date is when recorded.
 const auditSortDoc = "_sort=date or -date orders by when the access was recorded: the access history is newest first (-date, its default) " +
 	"or, with _sort=date, the same accesses oldest first; the feed is oldest first (date, its only order: it is followed forward with " +
-	"its links), so -date there is ignored and reported in an OperationOutcome entry (400 with Prefer: handling=strict), as is any other _sort. "
+	"its links), so -date there is ignored and reported in an OperationOutcome entry (400 with Prefer: handling=strict), as is any other _sort " +
+	"(date,_id too: accesses are not ordered by id). "
 
 // searchAudit serves GET /AuditEvent: the access history of one patient
 // (?patient:identifier=), or a local authority's notification feed
@@ -47,18 +48,20 @@ func (s *Server) searchAudit(c *gin.Context) error {
 			}
 		}
 	}
+	// Accesses are not ordered by id on ties (the feed by its sequence), so
+	// date,_id is not served here; nor is -date on the feed, which is read
+	// forward only.
+	if strings.Contains(sr.q.Sort, ",") || (sr.sort == registry.SortDateDesc && subject == "" && hasDate) {
+		sr.ignored = append(sr.ignored, "_sort="+sr.q.Sort)
+		sr.sort, sr.q.Sort = registry.SortID, ""
+		if preferStrict(c) {
+			return fhir.Errorf(fhir.KindInvalidSearch, "Unknown or unsupported search parameters: %s", strings.Join(sr.ignored, ", "))
+		}
+	}
 	switch {
 	case subject != "":
 		return s.accessHistory(c, sr, subject, since)
 	case hasDate && sr.p.IsLA():
-		if sr.sort == registry.SortDateDesc {
-			// The feed is read forward only: newest first is not served.
-			sr.ignored = append(sr.ignored, "_sort="+sr.q.Sort)
-			sr.sort, sr.q.Sort = registry.SortID, ""
-			if preferStrict(c) {
-				return fhir.Errorf(fhir.KindInvalidSearch, "Unknown or unsupported search parameters: %s", strings.Join(sr.ignored, ", "))
-			}
-		}
 		return s.feed(c, sr, since)
 	case hasDate:
 		return fhir.Errorf(fhir.KindInvalidSearch, "The access feed is for local authorities; search the access history by the patient's NHS number")

@@ -39,7 +39,7 @@ const sortDoc = " _sort: _id (the default), _lastUpdated (oldest first) or -_las
 
 // sortDateDoc documents _sort=date on plans and Flags.
 const sortDateDoc = " _sort=date (earliest first) or -date (latest first): by the plan's period.start (a Flag's is its plan's), ending with the " +
-	"id (descending with -date). A start is the first instant it names: a date without a time (2024, 2024-03, 2024-03-05) from midnight " +
+	"id (descending with -date; date,_id and -date,-_id name the same orders). A start is the first instant it names: a date without a time (2024, 2024-03, 2024-03-05) from midnight " +
 	"in Europe/London, so 2024 sorts before 2024-03 and a day before any time on it; a dateTime at its instant, whatever its offset; to " +
 	"the millisecond. A record with no start (none is accepted today) comes last either way. Pages are keyset pages as above; a plan whose " +
 	"start changes while the pages are followed moves, like a record changed under the other sorts."
@@ -48,7 +48,10 @@ const sortDateDoc = " _sort=date (earliest first) or -date (latest first): by th
 var sorts = map[string]store.Sort{"_id": registry.SortID, "_lastUpdated": registry.SortUpdated, "-_lastUpdated": registry.SortUpdatedDesc}
 
 // dateSorts are the _sort values of the types with a date (resourceSpec.SortDate).
-var dateSorts = map[string]store.Sort{"date": registry.SortDate, "-date": registry.SortDateDesc}
+// The id is the tie-breaker, so it may also be named: date,_id and
+// -date,-_id are the same orders (-date,_id is not served).
+var dateSorts = map[string]store.Sort{"date": registry.SortDate, "-date": registry.SortDateDesc,
+	"date,_id": registry.SortDate, "-date,-_id": registry.SortDateDesc}
 
 // sortTags name the sorts by Updated and by start in paging positions, so
 // a position is never read under another sort.

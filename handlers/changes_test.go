@@ -175,7 +175,7 @@ func TestSortAndPaging(t *testing.T) {
 			assert.Equal(t, []string{"p1", "q1", "p4", "p3", "p2"}, got)
 		})
 		for _, tc := range []struct{ name, sort string }{
-			{"date-then-id-ignored", "date,_id"}, {"descending-id-ignored", "-_id"}, {"two-keys-ignored", "_lastUpdated,_id"}, {"unknown-ignored", "status"},
+			{"date-then-id-descending-ignored", "date,-_id"}, {"descending-id-ignored", "-_id"}, {"two-keys-ignored", "_lastUpdated,_id"}, {"unknown-ignored", "status"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := e.do(http.MethodGet, "EpisodeOfCare?_sort="+tc.sort, la, "")

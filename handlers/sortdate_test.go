@@ -60,6 +60,8 @@ func TestSortByDate(t *testing.T) {
 		}{
 			{"plans-earliest-first", "_sort=date", byDate},
 			{"plans-latest-first", "_sort=-date", byDateDesc},
+			{"plans-earliest-first-id-named", "_sort=date,_id", byDate},
+			{"plans-latest-first-id-named", "_sort=-date,-_id", byDateDesc},
 			{"plans-latest-first-changed-since", "_sort=-date&_lastUpdated=ge2026-06-15T10:02:00Z", []string{"d4", "d0", "d3", "d6", "d2"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -103,7 +105,7 @@ func TestSortByDate(t *testing.T) {
 		for _, tc := range []struct{ name, path, sort string }{
 			{"organization-has-no-date", "Organization", "date"},
 			{"careteam-has-no-sort", "CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|" + nhsA, "-date"},
-			{"two-keys", "EpisodeOfCare", "date,_id"},
+			{"ties-the-other-way", "EpisodeOfCare", "-date,_id"},
 		} {
 			t.Run(tc.name+"-ignored", func(t *testing.T) {
 				tok := la
@@ -193,6 +195,10 @@ func TestSortAuditEventsByDate(t *testing.T) {
 		r = e.do(http.MethodGet, feed+"&_sort=-date", e.laToken(la1), "", "Prefer", "handling=strict")
 		require.Equal(t, http.StatusBadRequest, r.Code, r.Body.String())
 		assert.Equal(t, "INVALID_SEARCH_DATA", r.code())
+		r = e.do(http.MethodGet, history+"&_sort=date,_id", e.nurse(), "")
+		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+		assert.Equal(t, newest, recorded(r), "accesses have no id order: the default order, and said so")
+		require.Len(t, r.entries("outcome"), 1)
 	})
 }
 
