@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -9,6 +10,12 @@ import (
 	"cpis/handlers/registry"
 	"cpis/store"
 )
+
+// auditSortDoc documents _sort on AuditEvent: date is when recorded.
+const auditSortDoc = "_sort=date or -date orders by when the access was recorded: the access history is newest first (-date, its default) " +
+	"or, with _sort=date, the same accesses oldest first; the feed is oldest first (date, its only order: it is followed forward with " +
+	"its links), so -date there is ignored and reported in an OperationOutcome entry (400 with Prefer: handling=strict), as is any other _sort " +
+	"(date,_id too: accesses are not ordered by id). "
 
 // searchAudit serves GET /AuditEvent: the access history of one patient
 // (?patient:identifier=), or a local authority's notification feed
@@ -41,6 +48,16 @@ func (s *Server) searchAudit(c *gin.Context) error {
 			}
 		}
 	}
+	// Accesses are not ordered by id on ties (the feed by its sequence), so
+	// date,_id is not served here; nor is -date on the feed, which is read
+	// forward only.
+	if strings.Contains(sr.q.Sort, ",") || (sr.sort == registry.SortDateDesc && subject == "" && hasDate) {
+		sr.ignored = append(sr.ignored, "_sort="+sr.q.Sort)
+		sr.sort, sr.q.Sort = registry.SortID, ""
+		if preferStrict(c) {
+			return fhir.Errorf(fhir.KindInvalidSearch, "Unknown or unsupported search parameters: %s", strings.Join(sr.ignored, ", "))
+		}
+	}
 	switch {
 	case subject != "":
 		return s.accessHistory(c, sr, subject, since)
@@ -62,11 +79,14 @@ func (s *Server) accessHistory(c *gin.Context, sr *searchRequest, subject string
 	total := len(kept)
 	b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now()),
 		Link: []fhir.Link{{Relation: "self", URL: s.selfLink("AuditEvent", sr, searchCursorTTL)}}}
-	newest := make([]store.AuditRecord, 0, len(kept))
-	for i := len(kept) - 1; i >= 0; i-- {
-		newest = append(newest, kept[i])
+	shown := kept // oldest first, as the registry returns them: _sort=date
+	if sr.sort != registry.SortDate {
+		shown = make([]store.AuditRecord, 0, len(kept))
+		for i := len(kept) - 1; i >= 0; i-- {
+			shown = append(shown, kept[i])
+		}
 	}
-	if err := s.auditEntries(b, sr, newest); err != nil {
+	if err := s.auditEntries(b, sr, shown); err != nil {
 		return err
 	}
 	s.writeBundle(c, b)

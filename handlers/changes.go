@@ -37,12 +37,28 @@ const sortDoc = " _sort: _id (the default), _lastUpdated (oldest first) or -_las
 	"served if it falls after the page being read, and a record deleted meanwhile is not served once deleted. Start again with " +
 	"_lastUpdated=ge{the time the first page was read} to see what changed during the paging."
 
+// sortDateDoc documents _sort=date on plans and Flags.
+const sortDateDoc = " _sort=date (earliest first) or -date (latest first): by the plan's period.start (a Flag's is its plan's), ending with the " +
+	"id (descending with -date; date,_id and -date,-_id name the same orders). A start is the first instant it names: a date without a time (2024, 2024-03, 2024-03-05) from midnight " +
+	"in Europe/London, so 2024 sorts before 2024-03 and a day before any time on it; a dateTime at its instant, whatever its offset; to " +
+	"the millisecond. A record with no start (none is accepted today) comes last either way. Pages are keyset pages as above; a plan whose " +
+	"start changes while the pages are followed moves, like a record changed under the other sorts."
+
 // sorts are the _sort values the stored types support.
 var sorts = map[string]store.Sort{"_id": registry.SortID, "_lastUpdated": registry.SortUpdated, "-_lastUpdated": registry.SortUpdatedDesc}
 
-// sortTags name the sorts by Updated in paging positions, so a position is
-// never read under another sort.
-var sortTags = map[store.Sort]string{registry.SortUpdated: "u", registry.SortUpdatedDesc: "d"}
+// dateSorts are the _sort values of the types with a date (resourceSpec.SortDate).
+// The id is the tie-breaker, so it may also be named: date,_id and
+// -date,-_id are the same orders (-date,_id is not served).
+var dateSorts = map[string]store.Sort{"date": registry.SortDate, "-date": registry.SortDateDesc,
+	"date,_id": registry.SortDate, "-date,-_id": registry.SortDateDesc}
+
+// sortTags name the sorts by Updated and by start in paging positions, so
+// a position is never read under another sort.
+var sortTags = map[store.Sort]string{registry.SortUpdated: "u", registry.SortUpdatedDesc: "d", registry.SortDate: "s", registry.SortDateDesc: "r"}
+
+// noStart is a position's start when its record has none.
+const noStart = "-"
 
 // updatedRange reads _lastUpdated values (each occurrence must hold, so
 // they narrow one range) into [from, to).
@@ -89,47 +105,73 @@ func (s *Server) updatedRange(prms []fhir.Param) (from, to time.Time, err error)
 // searchSort reads _sort for a type: the store's sort, and whether it is
 // applied (else it is reported as ignored).
 func searchSort(spec *resourceSpec, raw string) (store.Sort, bool) {
-	if raw == "" || !spec.Sorted {
-		return registry.SortID, raw == ""
+	if raw == "" {
+		return registry.SortID, true
 	}
-	srt, ok := sorts[raw]
-	return srt, ok
+	if srt, ok := sorts[raw]; ok && spec.Sorted {
+		return srt, true
+	}
+	if srt, ok := dateSorts[raw]; ok && spec.SortDate {
+		return srt, true
+	}
+	return registry.SortID, false
 }
 
+// isDateSort reports a sort by start.
+func isDateSort(srt store.Sort) bool { return srt == registry.SortDate || srt == registry.SortDateDesc }
+
 // position is a page's keyset position as a sealed cursor carries it: the
-// id for the order by id (as before), else the sort's tag, the time and the
-// id.
-func position(srt store.Sort, last store.HistoryPosition) string {
+// id for the order by id (as before), else the sort's tag, the time (Unix
+// nanoseconds of Updated; for a sort by start, Unix milliseconds of the
+// start, or noStart) and the id.
+func position(srt store.Sort, page registry.Page) string {
+	last := page.Last
 	tag, ok := sortTags[srt]
-	if !ok {
+	switch {
+	case !ok:
 		return last.ID
+	case isDateSort(srt) && page.LastStart.IsZero():
+		return tag + "|" + noStart + "|" + last.ID
+	case isDateSort(srt):
+		return tag + "|" + strconv.FormatInt(page.LastStart.UnixMilli(), 10) + "|" + last.ID
 	}
 	return tag + "|" + strconv.FormatInt(last.Updated.UnixNano(), 10) + "|" + last.ID
 }
 
-// readPosition reads a position back for the sort: a position written for
-// another sort is refused.
-func readPosition(srt store.Sort, pos string) (string, time.Time, error) {
+// readPosition reads a position back for the sort into the search: a
+// position written for another sort is refused.
+func readPosition(srt store.Sort, pos string, q *registry.Search) error {
 	bad := fhir.At(fhir.KindInvalidSearch, "_cursor", "The paging link does not match its search's sort; start the search again")
 	if pos == "" {
-		return "", time.Time{}, nil
+		return nil
 	}
 	tag, ok := sortTags[srt]
 	parts := strings.Split(pos, "|")
 	if !ok {
 		if len(parts) != 1 {
-			return "", time.Time{}, bad
+			return bad
 		}
-		return pos, time.Time{}, nil
+		q.After = pos
+		return nil
 	}
-	if len(parts) != 3 || parts[0] != tag {
-		return "", time.Time{}, bad
+	if len(parts) != 3 || parts[0] != tag || parts[2] == "" {
+		return bad
+	}
+	if isDateSort(srt) && parts[1] == noStart {
+		q.After = parts[2]
+		return nil
 	}
 	n, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || parts[2] == "" {
-		return "", time.Time{}, bad
+	if err != nil {
+		return bad
 	}
-	return parts[2], time.Unix(0, n).UTC(), nil
+	q.After = parts[2]
+	if isDateSort(srt) {
+		q.AfterStart = time.UnixMilli(n).UTC()
+	} else {
+		q.AfterUpdated = time.Unix(0, n).UTC()
+	}
+	return nil
 }
 
 // historyParams are the parameters a history reads; others are ignored (400

@@ -6,6 +6,7 @@ package handlers_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -174,7 +175,7 @@ func TestSortAndPaging(t *testing.T) {
 			assert.Equal(t, []string{"p1", "q1", "p4", "p3", "p2"}, got)
 		})
 		for _, tc := range []struct{ name, sort string }{
-			{"date-ignored", "date"}, {"descending-id-ignored", "-_id"}, {"two-keys-ignored", "_lastUpdated,_id"}, {"unknown-ignored", "status"},
+			{"date-then-id-descending-ignored", "date,-_id"}, {"descending-id-ignored", "-_id"}, {"two-keys-ignored", "_lastUpdated,_id"}, {"unknown-ignored", "status"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := e.do(http.MethodGet, "EpisodeOfCare?_sort="+tc.sort, la, "")
@@ -218,14 +219,18 @@ func TestSortAndPaging(t *testing.T) {
 // between (and during) the pages: every plan not changed during the paging
 // is served exactly once; a plan changed during it is served at most once
 // except in the order oldest-first, where it moves to the end (README).
+// Plans start on a few dates (ties broken by id) and new ones land before,
+// among and after them; the updates keep their plan's start.
 func TestHazard_SortedPagesSkipOrRepeatUnderConcurrentWrites(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		e := newEnv(t, b)
 		la := e.laToken(la1)
 		stable := map[string]bool{}
+		starts := map[string]string{}
 		for i := 0; i < 12; i++ {
 			id := fmt.Sprintf("s%02d", i)
-			e.putPlan(planSpec{id: id, nhs: nhsA, la: la1})
+			starts[id] = fmt.Sprintf("2025-%02d-01", 2*(i%4)+2)
+			e.putPlan(planSpec{id: id, nhs: nhsA, la: la1, start: starts[id]})
 			stable[id] = true
 			if i%3 == 0 {
 				e.clock.Add(time.Second) // ties in time, broken by id
@@ -235,17 +240,18 @@ func TestHazard_SortedPagesSkipOrRepeatUnderConcurrentWrites(t *testing.T) {
 			e.putPlan(planSpec{id: fmt.Sprintf("m%d", i), nhs: nhsB, la: la1})
 		}
 		tokens := map[string]string{la1: la, la2: e.laToken(la2)}
-		for _, sort := range []string{"_id", "_lastUpdated", "-_lastUpdated"} {
+		for _, sort := range []string{"_id", "_lastUpdated", "-_lastUpdated", "date", "-date"} {
 			t.Run(sort, func(t *testing.T) {
+				tag := strings.NewReplacer("_", "", "-", "x").Replace(sort)
 				n := 0
 				between := func() {
 					n++
 					e.clock.Add(time.Second)
 					var wg sync.WaitGroup
 					for _, p := range []planSpec{
-						{id: fmt.Sprintf("n%s%03d", strings.Trim(sort, "_-"), n), nhs: nhsB, la: la1},           // a new plan
-						{id: fmt.Sprintf("m%d", n%3), nhs: nhsB, la: la1, end: []string{"", "2027-01-01"}[n%2]}, // an update
-						{id: fmt.Sprintf("o%s%03d", strings.Trim(sort, "_-"), n), nhs: nhsB, la: la2},           // another authority's
+						{id: fmt.Sprintf("n%s%03d", tag, n), nhs: nhsB, la: la1, start: fmt.Sprintf("2025-%02d-01", n%10+1)}, // a new plan
+						{id: fmt.Sprintf("m%d", n%3), nhs: nhsB, la: la1, end: []string{"", "2027-01-01"}[n%2]},              // an update
+						{id: fmt.Sprintf("o%s%03d", tag, n), nhs: nhsB, la: la2},                                             // another authority's
 					} {
 						wg.Add(1)
 						go func(p planSpec) {
@@ -269,6 +275,23 @@ func TestHazard_SortedPagesSkipOrRepeatUnderConcurrentWrites(t *testing.T) {
 					for id, k := range seen {
 						assert.LessOrEqual(t, k, 1, "%s served more than once (%s)", id, sort)
 					}
+				}
+				if strings.HasSuffix(sort, "date") {
+					// And in their order: by start, then id.
+					var served []string
+					for _, id := range got {
+						if stable[id] {
+							served = append(served, id)
+						}
+					}
+					want := slices.SortedFunc(maps.Keys(stable), func(a, b string) int {
+						c := strings.Compare(starts[a]+a, starts[b]+b)
+						if sort == "-date" {
+							c = -c
+						}
+						return c
+					})
+					assert.Equal(t, want, served, "the unchanged plans in the order of their start (%s)", sort)
 				}
 			})
 		}

@@ -194,10 +194,10 @@ func (s *Server) registrySearch(typ string, sr *searchRequest) (registry.Search,
 	if sr.q.Summary == "count" {
 		q.Limit = 0
 	}
-	var err error
-	if q.After, q.AfterUpdated, err = readPosition(sr.sort, sr.q.Cursor); err != nil {
+	if err := readPosition(sr.sort, sr.q.Cursor, &q); err != nil {
 		return q, err
 	}
+	var err error
 	var lastUpdated []fhir.Param
 	for _, prm := range sr.applied {
 		sp := sr.spec.param(prm.Raw)
@@ -261,7 +261,7 @@ func (s *Server) search(typ string) gin.HandlerFunc {
 		b := &fhir.Bundle{Type: "searchset", Total: &total, Timestamp: fhir.Instant(s.now())}
 		b.Link = append(b.Link, fhir.Link{Relation: "self", URL: s.selfLink(typ, sr, searchCursorTTL)})
 		if q.Limit > 0 && len(page.Matches) == q.Limit {
-			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, position(sr.sort, page.Last), searchCursorTTL)})
+			b.Link = append(b.Link, fhir.Link{Relation: "next", URL: s.pageLink(typ, sr, position(sr.sort, page), searchCursorTTL)})
 		}
 		for _, r := range page.Matches {
 			b.Entry = append(b.Entry, fhir.Entry{FullURL: s.fullURL(r.Type, r.ID), Resource: r.Body, Search: &fhir.EntrySearch{Mode: "match"}})
@@ -311,10 +311,8 @@ func (s *Server) selfQuery(sr *searchRequest, cursor string) string {
 	if len(sr.subset.Elements) > 0 {
 		parts = append(parts, "_elements="+queryEscape(strings.Join(sr.subset.Elements, ",")))
 	}
-	if sr.q.Sort != "" && sr.spec.Sorted {
-		if _, ok := sorts[sr.q.Sort]; ok {
-			parts = append(parts, "_sort="+queryEscape(sr.q.Sort))
-		}
+	if _, ok := searchSort(sr.spec, sr.q.Sort); ok && sr.q.Sort != "" {
+		parts = append(parts, "_sort="+queryEscape(sr.q.Sort))
 	}
 	parts = append(parts, "_count="+strconv.Itoa(sr.q.Count))
 	if cursor != "" {

@@ -44,6 +44,10 @@ type resourceSpec struct {
 	// Sorted: the type's searches take _sort (sortDoc), and its stored
 	// time is its meta.lastUpdated.
 	Sorted bool
+	// SortDate: the type's searches also take _sort=date and -date
+	// (dateSorts): plans and Flags by period start (sortDateDoc), an
+	// AuditEvent by recorded.
+	SortDate bool
 	// AnyToken: any caller with a valid token may read the type (the
 	// conformance resources); otherwise the RBAC table and scopes decide.
 	AnyToken bool
@@ -138,7 +142,8 @@ func specs() []resourceSpec {
 			Includes:   []string{"Flag:author"},
 			Operations: []operation{validateOp},
 			Sorted:     true,
-			Doc: "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405)." + sortDoc +
+			SortDate:   true,
+			Doc: "The CP-IS alert, one per plan, derived by the server from the EpisodeOfCare (same id). Flags cannot be written (405)." + sortDoc + sortDateDoc +
 				" GET Flag/_history is a local authority's own Flags' versions (the plans' versions as Flags; a plan's deletion is not a Flag version), " +
 				"newest first, optionally _since an instant; health users get 403.",
 		},
@@ -166,7 +171,8 @@ func specs() []resourceSpec {
 			Includes:   []string{"EpisodeOfCare:organization"},
 			Operations: []operation{validateOp},
 			Sorted:     true,
-			Doc: "A child's plan (CPP, LAC or UCPP against the mother's NHS number), written by the managing local authority." + sortDoc +
+			SortDate:   true,
+			Doc: "A child's plan (CPP, LAC or UCPP against the mother's NHS number), written by the managing local authority." + sortDoc + sortDateDoc +
 				" GET EpisodeOfCare/_history (history-type) is for local authority systems only, and shows only the versions of plans they managed, " +
 				"deletions included, newest first, optionally _since an instant, paged with sealed links (_count, at most 1000); it is audited like " +
 				"an instance history (one AuditEvent per child on the page, before the answer; not notified). Health users get 403: they read a " +
@@ -198,7 +204,9 @@ func specs() []resourceSpec {
 			Includes:      []string{"AuditEvent:agent", nationalRoleInclude},
 			IncludeTarget: "PractitionerRole",
 			Operations:    []operation{validateOp},
+			SortDate:      true,
 			Doc: "Access history. By patient: the 25 most recent accesses, newest first, one per user per 24 hours. By date: the local authority's feed. " +
+				auditSortDoc +
 				"_include=AuditEvent:agent (or :PractitionerRole), or the national CP-IS API's " + nationalRoleInclude + ", adds one " +
 				"PractitionerRole (CPIS-PractitionerRole) per person and role who accessed, search.mode include, each AuditEvent's agent " +
 				"referencing it; derived from the AuditEvents shown, nothing else is read.",

@@ -18,6 +18,12 @@ const (
 	// SortUpdatedDesc orders by Updated, newest first, then by id
 	// descending.
 	SortUpdatedDesc
+	// SortStart orders by Start, earliest first, then by id; records with
+	// no Start come last, by id.
+	SortStart
+	// SortStartDesc orders by Start, latest first, then by id descending;
+	// records with no Start come last, by id descending.
+	SortStartDesc
 )
 
 // HistoryQuery selects versions of the records of one type (the type-level

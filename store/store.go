@@ -59,6 +59,12 @@ type Record struct {
 	// End is when the record's period ended (zero if open). Records that
 	// ended before a search's RetainedSince are not returned, and are purged.
 	End time.Time
+	// Start is when the record's period started (zero if it has none): the
+	// sort key of _sort=date, normalised by StartOf from period.start (see
+	// start.go). The server sets it from the body at write time; a store
+	// recomputes it with PeriodStart only where it has no other source (a
+	// database written before it was kept, a dump file).
+	Start time.Time
 	// Keys are search keys, system|value identifiers; they must be unique
 	// among live records of the type. Reads do not return them.
 	Keys []string
@@ -69,7 +75,7 @@ type Record struct {
 	Ends time.Time
 
 	// Derived is a resource derived from this one, stored in the same unit:
-	// same id, version, time, owner, subject and end. It is read and searched
+	// same id, version, time, owner, subject, end and start. It is read and searched
 	// as a record of its own type.
 	Derived *Derived
 }
@@ -128,6 +134,10 @@ type Query struct {
 	// record After names when paging a sort by Updated.
 	Sort         Sort
 	AfterUpdated time.Time
+	// AfterStart is the Start of the record After names when paging a sort
+	// by Start (zero: that record has no start, so the page continues among
+	// the records with none, which come last).
+	AfterStart time.Time
 	// Limit caps the records returned (0 returns none; use Count for totals).
 	Limit int
 	// Count asks for the total number of matches as well.

@@ -158,4 +158,8 @@ const (
 	SortID          = store.SortID
 	SortUpdated     = store.SortUpdated
 	SortUpdatedDesc = store.SortUpdatedDesc
+	// SortDate and SortDateDesc are _sort=date and -date: by a plan's (and
+	// its Flag's) period start; for AuditEvent, by recorded.
+	SortDate     = store.SortStart
+	SortDateDesc = store.SortStartDesc
 )

@@ -95,6 +95,7 @@ func (r *Registry) record(typ, id string, in *Incoming, version int64, at time.T
 	if p := in.Plan; p != nil {
 		p.ID = id
 		rec.Subject, rec.End = p.NHSNumber, p.End
+		rec.Start = store.StartOf(p.Period.Start) // its Flag's period.start too
 		f := profiles.Flag(p, version, at, laName, at)
 		rec.Derived = &store.Derived{Type: "Flag", Body: f.Body, Ends: f.Ends}
 	}

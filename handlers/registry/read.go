@@ -224,6 +224,9 @@ type Search struct {
 	// Updated of the record After names (the page's keyset position).
 	Sort         store.Sort
 	AfterUpdated time.Time
+	// AfterStart is the Start of the record After names under a sort by
+	// start (_sort=date; zero: it has none).
+	AfterStart time.Time
 	// Include asks for the local authorities' Organizations that manage the
 	// matches (_include=Flag:author, EpisodeOfCare:organization).
 	Include bool
@@ -241,6 +244,9 @@ type Page struct {
 	// CareTeam shows a later lastUpdated when its Organization changed):
 	// where the next page starts.
 	Last store.HistoryPosition
+	// LastStart is the Start of the page's last match: its position under
+	// a sort by start.
+	LastStart time.Time
 }
 
 // Search finds the live, retained records of a type the caller may see: a
@@ -252,7 +258,7 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 		return Page{}, err
 	}
 	q := store.Query{Type: storedType(s.Type), Subject: s.Subject, IDs: s.IDs, RetainedSince: r.RetainedSince(), Limit: s.Limit, After: s.After, Count: true,
-		UpdatedFrom: s.UpdatedFrom, UpdatedTo: s.UpdatedTo, Sort: s.Sort, AfterUpdated: s.AfterUpdated}
+		UpdatedFrom: s.UpdatedFrom, UpdatedTo: s.UpdatedTo, Sort: s.Sort, AfterUpdated: s.AfterUpdated, AfterStart: s.AfterStart}
 	if s.Identifier != "" {
 		// Identifiers are unique within the organisation that manages the
 		// resource: a local authority searches its own; an LA's
@@ -279,8 +285,9 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 		return Page{}, storeErr(c, err)
 	}
 	var last store.HistoryPosition
+	var lastStart time.Time
 	if len(recs) > 0 {
-		last = recs[len(recs)-1].Position()
+		last, lastStart = recs[len(recs)-1].Position(), recs[len(recs)-1].Start
 	}
 	if q.Subject != "" {
 		if err := r.checkSubjects(ctx, c, q.Subject, recs); err != nil {
@@ -313,9 +320,9 @@ func (r *Registry) Search(ctx context.Context, c Caller, s Search) (Page, error)
 		}
 	}
 	if s.Type == careTeamType {
-		return Page{Matches: shown, Total: total, Last: last}, nil
+		return Page{Matches: shown, Total: total, Last: last, LastStart: lastStart}, nil
 	}
-	page := Page{Matches: recs, Total: total, Last: last}
+	page := Page{Matches: recs, Total: total, Last: last, LastStart: lastStart}
 	for i := range recs {
 		recs[i] = r.shown(recs[i])
 	}
@@ -338,7 +345,7 @@ func (r *Registry) allMatches(ctx context.Context, c Caller, q store.Query, recs
 		return recs, nil
 	}
 	all := q
-	all.Limit, all.After, all.AfterUpdated, all.Count = total, "", time.Time{}, false
+	all.Limit, all.After, all.AfterUpdated, all.AfterStart, all.Count = total, "", time.Time{}, time.Time{}, false
 	matches, _, err := r.st.Search(ctx, all)
 	if err != nil {
 		return nil, storeErr(c, err)

@@ -47,6 +47,9 @@ func (s *Store) Dump(ctx context.Context, fn func(store.Item) error) error {
 			return fmt.Errorf("store/mongo: dump: %s has no history entry for its current version: %w", d.Key, store.ErrUnavailable)
 		}
 		last := &versions[len(versions)-1]
+		// The current version's start is the document's (backfillStart sets
+		// it there only, on plans written before it was kept).
+		last.Start = fromMillis(d.Current.Start)
 		for _, k := range d.Keys {
 			last.Keys = append(last.Keys, strings.TrimPrefix(k, d.Type+"|"))
 		}

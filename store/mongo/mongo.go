@@ -185,6 +185,10 @@ func Open(ctx context.Context, uri, database string, opts Options) (*Store, erro
 		client.Disconnect(context.Background())
 		return nil, err
 	}
+	if err := s.backfillStart(ctx); err != nil {
+		client.Disconnect(context.Background())
+		return nil, err
+	}
 	for i := 0; i < opts.AuditWriters; i++ {
 		s.wg.Add(1)
 		go s.auditWriter()
@@ -263,6 +267,10 @@ var indexes = []index{
 	{coll: resourcesColl, name: "history_owner_type_updated", keys: bson.D{{Key: "history.owner", Value: 1}, {Key: "type", Value: 1}, {Key: "history.updated", Value: 1}}},
 	// An LA's deleted records (store.DeletedLister), in id order.
 	{coll: resourcesColl, name: "owner_deleted_id", keys: bson.D{{Key: "owner", Value: 1}, {Key: "deleted", Value: 1}, {Key: "id", Value: 1}}},
+	// _sort=date: an LA's records by period start (those with none, null,
+	// by id); and the plans not yet given a start, which Open looks for.
+	{coll: resourcesColl, name: "owner_types_start_id", keys: bson.D{{Key: "owner", Value: 1}, {Key: "types", Value: 1}, {Key: "start", Value: 1}, {Key: "id", Value: 1}}},
+	{coll: resourcesColl, name: "types_start", keys: bson.D{{Key: "types", Value: 1}, {Key: "start", Value: 1}}},
 
 	// Caller-assigned access record ids are unique; fence markers have none.
 	{coll: auditColl, name: "id_unique", keys: bson.D{{Key: "id", Value: 1}}, unique: true, sparse: true},

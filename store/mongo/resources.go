@@ -35,6 +35,10 @@ type version struct {
 	End     int64  `bson:"end"` // openEnd if the record has no end
 	Body    []byte `bson:"body,omitempty"`
 	Ends    *int64 `bson:"ends,omitempty"`
+	// Start is the period's start (store.Record.Start) in Unix
+	// milliseconds; absent if none. Documents written before it was kept
+	// are given it at Open (backfillStart).
+	Start *int64 `bson:"start,omitempty"`
 	// The derived record, if any.
 	DType string `bson:"dtype,omitempty"`
 	DBody []byte `bson:"dbody,omitempty"`
@@ -62,7 +66,7 @@ func searchKey(typ, key string) string { return typ + "|" + key }
 func newResource(r store.Record) *resource {
 	v := version{
 		Version: r.Version, Updated: r.Updated.UnixNano(), Deleted: r.Deleted,
-		Owner: r.Owner, Subject: r.Subject, End: openEnd, Body: r.Body, Ends: nanos(r.Ends),
+		Owner: r.Owner, Subject: r.Subject, End: openEnd, Body: r.Body, Ends: nanos(r.Ends), Start: millis(r.Start),
 	}
 	if !r.End.IsZero() {
 		v.End = r.End.UnixNano()
@@ -104,6 +108,7 @@ func (d *resource) update() bson.D {
 	opt("keys", len(d.Keys) > 0, d.Keys)
 	opt("body", len(v.Body) > 0, v.Body)
 	opt("ends", v.Ends != nil, v.Ends)
+	opt("start", v.Start != nil, v.Start)
 	opt("dtype", v.DType != "", v.DType)
 	opt("dbody", len(v.DBody) > 0, v.DBody)
 	opt("dends", v.DEnds != nil, v.DEnds)
@@ -119,7 +124,7 @@ func (d *resource) update() bson.D {
 func (d *resource) record(v *version, typ string) store.Record {
 	rec := store.Record{
 		Type: d.Type, ID: d.ID, Version: v.Version, Updated: time.Unix(0, v.Updated).UTC(), Deleted: v.Deleted,
-		Owner: v.Owner, Subject: v.Subject, Body: v.Body, Ends: fromNanos(v.Ends),
+		Owner: v.Owner, Subject: v.Subject, Body: v.Body, Ends: fromNanos(v.Ends), Start: fromMillis(v.Start),
 	}
 	if v.End != openEnd {
 		rec.End = time.Unix(0, v.End).UTC()
@@ -148,6 +153,22 @@ func fromNanos(n *int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, *n).UTC()
+}
+
+// millis is a Start as the start field holds it (nil: none).
+func millis(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	n := t.UnixMilli()
+	return &n
+}
+
+func fromMillis(n *int64) time.Time {
+	if n == nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(*n).UTC()
 }
 
 var noHistory = bson.D{{Key: "history", Value: 0}}
@@ -510,6 +531,11 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 		if q.Limit <= 0 {
 			return nil
 		}
+		if q.Sort == store.SortStart || q.Sort == store.SortStartDesc {
+			var err error
+			recs, err = s.startPage(ctx, q, f, idCond)
+			return err
+		}
 		order := bson.D{{Key: "id", Value: 1}}
 		switch {
 		case q.Sort != store.SortID:
@@ -541,6 +567,63 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 		return nil, 0, err
 	}
 	return recs, total, nil
+}
+
+// startPage reads a page of a sort by start: the records with a start in
+// (start, id) order from the position, then, if the page is not full, those
+// with none by id (the owner_types_start_id index serves both for an LA).
+// A position among the records with no start reads only those.
+func (s *Store) startPage(ctx context.Context, q store.Query, f, idCond bson.D) ([]store.Record, error) {
+	dir, op := 1, "$gt"
+	if q.Sort == store.SortStartDesc {
+		dir, op = -1, "$lt"
+	}
+	var recs []store.Record
+	find := func(cond bson.D, order bson.D, limit int) error {
+		cur, err := s.res.Find(ctx, cond, options.Find().SetSort(order).SetLimit(int64(limit)).SetProjection(noHistory))
+		if err != nil {
+			return s.fail("searching "+q.Type, err)
+		}
+		var docs []resource
+		if err := cur.All(ctx, &docs); err != nil {
+			return s.fail("searching "+q.Type, err)
+		}
+		for i := range docs {
+			recs = append(recs, docs[i].record(&docs[i].Current, q.Type))
+		}
+		return nil
+	}
+	if q.After == "" || !q.AfterStart.IsZero() {
+		c := append(slices.Clip(f), bson.E{Key: "start", Value: bson.D{{Key: "$ne", Value: nil}}})
+		if idCond != nil {
+			c = append(c, bson.E{Key: "id", Value: idCond})
+		}
+		if q.After != "" {
+			ms := q.AfterStart.UnixMilli()
+			c = append(c, bson.E{Key: "$or", Value: bson.A{
+				bson.D{{Key: "start", Value: bson.D{{Key: op, Value: ms}}}},
+				bson.D{{Key: "start", Value: ms}, {Key: "id", Value: bson.D{{Key: op, Value: q.After}}}},
+			}})
+		}
+		if err := find(c, bson.D{{Key: "start", Value: dir}, {Key: "id", Value: dir}}, q.Limit); err != nil {
+			return nil, err
+		}
+		if len(recs) == q.Limit {
+			return recs, nil
+		}
+	}
+	c := append(slices.Clip(f), bson.E{Key: "start", Value: nil})
+	ids := slices.Clip(idCond)
+	if q.After != "" && q.AfterStart.IsZero() {
+		ids = append(ids, bson.E{Key: op, Value: q.After})
+	}
+	if ids != nil {
+		c = append(c, bson.E{Key: "id", Value: ids})
+	}
+	if err := find(c, bson.D{{Key: "id", Value: dir}}, q.Limit-len(recs)); err != nil {
+		return nil, err
+	}
+	return recs, nil
 }
 
 // Purge removes what ended before cutoff: the records (each one document,

@@ -13,7 +13,7 @@ import (
 // it), each joined to the version it deleted, which history holds at the
 // version before.
 const deletedSQL = `SELECT r.type, r.id, r.version, r.updated, r.deleted, r.owner, r.subject, r.plan_end, r.ends,
-	NULL, NULL, h.body, NULL
+	NULL, NULL, NULL, h.body, NULL
 	FROM resources r JOIN history h ON h.type = r.type AND h.id = r.id AND h.version = r.version - 1
 	WHERE r.deleted = 1 AND r.owner = ? AND r.type = ? AND r.updated >= ? AND r.id > ?
 	ORDER BY r.id LIMIT `

@@ -235,9 +235,9 @@ func loadItem(ctx context.Context, tx *writeTx, it store.Item) error {
 	case len(it.Versions) > 0:
 		last := it.Versions[len(it.Versions)-1]
 		for i, v := range it.Versions {
-			q := `INSERT INTO history(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`
+			q := `INSERT INTO history(` + cols + `) VALUES ` + colValues
 			if i == len(it.Versions)-1 {
-				q = `INSERT INTO resources(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`
+				q = `INSERT INTO resources(` + cols + `) VALUES ` + colValues
 			}
 			if v.Type != last.Type || v.ID != last.ID {
 				return fmt.Errorf("store/sqlite: load: a record's versions name %s/%s and %s/%s", v.Type, v.ID, last.Type, last.ID)

@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"cpis/store"
 )
 
-// cols are a version's columns in resources and history, blobs last.
-const cols = `type, id, version, updated, deleted, owner, subject, plan_end, ends, dtype, dends, body, dbody`
+// cols are a version's columns in resources and history, blobs last (start
+// was added by layout 12, after the blobs in the table, but is read with the
+// others).
+const cols = `type, id, version, updated, deleted, owner, subject, plan_end, ends, start, dtype, dends, body, dbody`
+
+// colValues are the placeholders of cols.
+const colValues = `(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 func splitCols(list string) []string {
 	parts := strings.Split(list, ",")
@@ -29,6 +35,7 @@ type row struct {
 	deleted          bool
 	owner, subject   string
 	end, ends, dends sql.NullInt64
+	start            sql.NullInt64 // Unix milliseconds (store.StartAt)
 	dtype            sql.NullString
 	body, dbody      []byte
 }
@@ -36,7 +43,7 @@ type row struct {
 func scan(sc interface{ Scan(...any) error }) (row, error) {
 	var r row
 	err := sc.Scan(&r.typ, &r.id, &r.version, &r.updated, &r.deleted, &r.owner, &r.subject, &r.end,
-		&r.ends, &r.dtype, &r.dends, &r.body, &r.dbody)
+		&r.ends, &r.start, &r.dtype, &r.dends, &r.body, &r.dbody)
 	return r, err
 }
 
@@ -46,7 +53,7 @@ func (r row) record(typ string) store.Record {
 	rec := store.Record{
 		Type: r.typ, ID: r.id, Version: r.version, Updated: fromNanos(sql.NullInt64{Int64: r.updated, Valid: true}),
 		Deleted: r.deleted, Owner: r.owner, Subject: r.subject, End: fromNanos(r.end),
-		Body: r.body, Ends: fromNanos(r.ends),
+		Body: r.body, Ends: fromNanos(r.ends), Start: fromMillis(r.start),
 	}
 	if r.dtype.Valid {
 		d := &store.Derived{Type: r.dtype.String, Body: r.dbody, Ends: fromNanos(r.dends)}
@@ -139,7 +146,23 @@ func values(r store.Record) []any {
 		dtype, dbody, dends = r.Derived.Type, r.Derived.Body, nanos(r.Derived.Ends)
 	}
 	return []any{r.Type, r.ID, r.Version, r.Updated.UnixNano(), r.Deleted, r.Owner, r.Subject, nanos(r.End),
-		nanos(r.Ends), dtype, dends, r.Body, dbody}
+		nanos(r.Ends), millis(r.Start), dtype, dends, r.Body, dbody}
+}
+
+// millis is a Start as the start column holds it: Unix milliseconds, or
+// NULL for none.
+func millis(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func fromMillis(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(n.Int64).UTC()
 }
 
 // The writer's statements, prepared once.
@@ -148,10 +171,10 @@ const (
 	sqlDeleteKeys     = `DELETE FROM keys WHERE type = ? AND id = ?`
 	sqlKeyHolder      = `SELECT id FROM keys WHERE type = ? AND value = ?`
 	sqlInsertKey      = `INSERT INTO keys(type, value, id) VALUES (?, ?, ?)`
-	sqlUpsertResource = `INSERT INTO resources(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+	sqlUpsertResource = `INSERT INTO resources(` + cols + `) VALUES ` + colValues + `
 		ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, updated = excluded.updated,
 		deleted = excluded.deleted, owner = excluded.owner, subject = excluded.subject, plan_end = excluded.plan_end,
-		ends = excluded.ends, dtype = excluded.dtype, dends = excluded.dends, body = excluded.body, dbody = excluded.dbody`
+		ends = excluded.ends, start = excluded.start, dtype = excluded.dtype, dends = excluded.dends, body = excluded.body, dbody = excluded.dbody`
 	sqlToHistory   = `INSERT INTO history(` + cols + `) SELECT ` + cols + ` FROM resources WHERE type = ? AND id = ?`
 	sqlInsertAudit = `INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES (?, ?, ?, ?, ?, ?, ?)`
 	sqlInsertOwner = `INSERT OR IGNORE INTO audit_owner(owner, seq, recorded) VALUES (?, ?, ?)`
@@ -266,11 +289,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 	cond, args := searchWhere(q)
 	var recs []store.Record
 	if q.Limit > 0 {
-		pageCond, pageArgs, order := pageWhere(q, cond, args)
+		pageSQL, pageArgs := pageQuery(q, cond, args)
 		var err error
-		// The limit is written into the SQL, not bound: SQLite plans with a
-		// bound LIMIT's value, so rebinding it made every run re-prepare.
-		recs, err = s.records(ctx, q.Type, `SELECT `+cols+` FROM resources WHERE `+pageCond+` ORDER BY `+order+` LIMIT `+strconv.Itoa(q.Limit), pageArgs...)
+		recs, err = s.records(ctx, q.Type, pageSQL, pageArgs...)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -350,6 +371,52 @@ func searchWhere(q store.Query) (string, []any) {
 		args = append(args, q.UpdatedTo.UnixNano())
 	}
 	return strings.Join(where, ` AND `), args
+}
+
+// pageQuery is the statement of one page of a search. The limit is written
+// into the SQL, not bound: SQLite plans with a bound LIMIT's value, so
+// rebinding it made every run re-prepare.
+func pageQuery(q store.Query, cond string, args []any) (string, []any) {
+	limit := ` LIMIT ` + strconv.Itoa(q.Limit)
+	if q.Sort == store.SortStart || q.Sort == store.SortStartDesc {
+		return startPage(q, cond, args, limit)
+	}
+	pageCond, pageArgs, order := pageWhere(q, cond, args)
+	return `SELECT ` + cols + ` FROM resources WHERE ` + pageCond + ` ORDER BY ` + order + limit, pageArgs
+}
+
+// startPage is a page of a sort by start: the records with a start in
+// (start, id) order from the position, then those with none (NULL) by id,
+// each part read in index order (resources_owner_start for an LA's) and
+// cut to the limit, the two put together in one statement (one snapshot).
+// A position among the records with no start reads only those.
+func startPage(q store.Query, cond string, args []any, limit string) (string, []any) {
+	cmp, dir := ">", ""
+	if q.Sort == store.SortStartDesc {
+		cmp, dir = "<", " DESC"
+	}
+	var parts []string
+	var out []any
+	if q.After == "" || !q.AfterStart.IsZero() {
+		c, a := cond+` AND start IS NOT NULL`, append([]any{}, args...)
+		if q.After != "" {
+			ms := q.AfterStart.UnixMilli()
+			// The first bound is a range on the index; the second cuts
+			// the tie.
+			c += ` AND start ` + cmp + `= ? AND (start ` + cmp + ` ? OR id ` + cmp + ` ?)`
+			a = append(a, ms, ms, q.After)
+		}
+		parts = append(parts, `SELECT * FROM (SELECT `+cols+` FROM resources WHERE `+c+` ORDER BY start`+dir+`, id`+dir+limit+`)`)
+		out = append(out, a...)
+	}
+	c, a := cond+` AND start IS NULL`, append([]any{}, args...)
+	if q.After != "" && q.AfterStart.IsZero() {
+		c += ` AND id ` + cmp + ` ?`
+		a = append(a, q.After)
+	}
+	parts = append(parts, `SELECT * FROM (SELECT `+cols+` FROM resources WHERE `+c+` ORDER BY id`+dir+limit+`)`)
+	out = append(out, a...)
+	return `SELECT ` + cols + ` FROM (` + strings.Join(parts, ` UNION ALL `) + `) ORDER BY start IS NULL, start` + dir + `, id` + dir + limit, out
 }
 
 // pageWhere adds a page's keyset position to a query's condition and

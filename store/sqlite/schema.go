@@ -3,11 +3,15 @@ package sqlite
 import (
 	"database/sql"
 	"fmt"
+	"strings"
+	"time"
+
+	"cpis/store"
 )
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 12
+const schemaVersion = 13
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -70,8 +74,8 @@ var migrations = [][]string{
 			owner TEXT NOT NULL, subject TEXT NOT NULL, plan_end INTEGER, ends INTEGER,
 			dtype TEXT, dends INTEGER, body BLOB, dbody BLOB,
 			UNIQUE (type, id, version))`,
-		`INSERT INTO resources(` + cols + `) SELECT ` + cols + ` FROM resources_v1`,
-		`INSERT INTO history(` + cols + `) SELECT ` + prefixed("h", cols) + ` FROM history_v1 h
+		`INSERT INTO resources(` + colsV2 + `) SELECT ` + colsV2 + ` FROM resources_v1`,
+		`INSERT INTO history(` + colsV2 + `) SELECT ` + prefixed("h", colsV2) + ` FROM history_v1 h
 			JOIN resources_v1 r ON r.type = h.type AND r.id = h.id WHERE h.version < r.version`,
 		`DROP TABLE resources_v1`,
 		`DROP TABLE history_v1`,
@@ -186,6 +190,86 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE sub_events ADD COLUMN aid TEXT NOT NULL DEFAULT ''`,
 	},
+	// 12 → 13: a record's period start (store.Record.Start), the key of
+	// _sort=date: Unix milliseconds, NULL for none. Added to both tables,
+	// filled from the stored bodies (plain JSON) by store.PeriodStart in
+	// the migration's own transaction (goStep), and indexed for an LA's
+	// records in that order. A plan's Flag shares its row, so its start.
+	{
+		`ALTER TABLE resources ADD COLUMN start INTEGER`,
+		`ALTER TABLE history ADD COLUMN start INTEGER`,
+		goStep("backfill-start"),
+		`CREATE INDEX resources_owner_start ON resources(owner, start, id)`,
+	},
+}
+
+// colsV2 are the columns of layout 2, which migration 1 → 2 copies.
+const colsV2 = `type, id, version, updated, deleted, owner, subject, plan_end, ends, dtype, dends, body, dbody`
+
+// goStepPrefix marks a migration step done in Go (goSteps), inside the
+// migration's transaction like its statements.
+const goStepPrefix = "-- go step: "
+
+func goStep(name string) string { return goStepPrefix + name }
+
+// goSteps are the migration steps done in Go, by name.
+var goSteps = map[string]func(tx *sql.Tx) error{
+	"backfill-start": backfillStart,
+}
+
+// backfillStart sets the start of every stored version from its body, in
+// batches by rowid (the bodies of resources and history are the JSON as
+// served). Bodies with no period.start (Organizations, tombstones) keep
+// NULL.
+func backfillStart(tx *sql.Tx) error {
+	const batch = 1000
+	for _, table := range []string{"resources", "history"} {
+		upd, err := tx.Prepare(`UPDATE ` + table + ` SET start = ? WHERE rid = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		type found struct {
+			rid   int64
+			start time.Time
+		}
+		for last := int64(-1); ; {
+			rows, err := tx.Query(`SELECT rid, body FROM `+table+` WHERE rid > ? AND body IS NOT NULL ORDER BY rid LIMIT ?`, last, batch)
+			if err != nil {
+				return err
+			}
+			var page []found
+			for rows.Next() {
+				var f found
+				var body []byte
+				if err := rows.Scan(&f.rid, &body); err != nil {
+					rows.Close()
+					return err
+				}
+				f.start = store.PeriodStart(body)
+				page = append(page, f)
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, f := range page {
+				if f.start.IsZero() {
+					continue
+				}
+				if _, err := upd.Exec(f.start.UnixMilli(), f.rid); err != nil {
+					return err
+				}
+			}
+			last = page[len(page)-1].rid
+		}
+	}
+	return nil
 }
 
 // migrate brings the database to schemaVersion, one step per transaction.
@@ -203,7 +287,17 @@ func migrate(db *sql.DB) error {
 			return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
 		}
 		for _, st := range append(migrations[v], fmt.Sprintf(`PRAGMA user_version = %d`, v+1)) {
-			if _, err := tx.Exec(st); err != nil {
+			var err error
+			if name, ok := strings.CutPrefix(st, goStepPrefix); ok {
+				if fn := goSteps[name]; fn != nil {
+					err = fn(tx)
+				} else {
+					err = fmt.Errorf("no migration step %q", name)
+				}
+			} else {
+				_, err = tx.Exec(st)
+			}
+			if err != nil {
 				tx.Rollback()
 				return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
 			}

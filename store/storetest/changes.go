@@ -13,10 +13,12 @@ import (
 	"cpis/store"
 )
 
-// at is a plan written at t0 plus the given seconds.
+// at is a plan written at t0 plus the given seconds, starting that many
+// days after t0.
 func at(id string, v int64, owner string, secs int) store.Record {
 	r := withFlag(plan(id, v, "9449306753", owner), "active")
 	r.Updated = t0.Add(time.Duration(secs) * time.Second)
+	r.Start = store.StartAt(t0.AddDate(0, 0, secs))
 	return r
 }
 
@@ -36,7 +38,7 @@ func pages(t *testing.T, s store.Store, q store.Query, limit int, between func()
 			return out
 		}
 		last := recs[len(recs)-1]
-		q.After, q.AfterUpdated = last.ID, last.Updated
+		q.After, q.AfterUpdated, q.AfterStart = last.ID, last.Updated, last.Start
 		if between != nil {
 			between()
 		}
@@ -100,13 +102,17 @@ func testSearchUpdated(t *testing.T, h Harness) {
 // is paged (every order, pages of 3) are served exactly once each, while
 // other records are created and updated between the pages.
 func testSortedPagingWhileWriting(t *testing.T, h Harness) {
-	for _, sort := range []store.Sort{store.SortID, store.SortUpdated, store.SortUpdatedDesc} {
+	for _, sort := range []store.Sort{store.SortID, store.SortUpdated, store.SortUpdatedDesc, store.SortStart, store.SortStartDesc} {
 		t.Run(fmt.Sprint(sort), func(t *testing.T) {
 			s := open(t, h)
 			stable := map[string]bool{}
 			for i := 0; i < 20; i++ {
 				id := fmt.Sprintf("s%02d", i)
-				put(t, s, at(id, 1, "LA1", i%7)) // ties on purpose
+				r := at(id, 1, "LA1", i%7) // ties on purpose
+				if i%6 == 0 {
+					r.Start = time.Time{} // and records with no start, which come last
+				}
+				put(t, s, r)
 				stable[id] = true
 			}
 			for i := 0; i < 5; i++ {
@@ -161,8 +167,9 @@ func testSortedPagingWhileWriting(t *testing.T, h Harness) {
 			for id, n := range seen {
 				if id[0] == 'n' || id[0] == 'm' {
 					// Changed during paging: never served twice in the
-					// id order and the newest-first order.
-					if sort != store.SortUpdated {
+					// id order and the newest-first orders (a change
+					// moves a record later in time and in start).
+					if sort != store.SortUpdated && sort != store.SortStart {
 						assert.LessOrEqual(t, n, 1, id)
 					}
 				}

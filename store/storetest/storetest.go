@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("search-updated", func(t *testing.T) { testSearchUpdated(t, h) })
 	t.Run("sorted-paging-while-writing", func(t *testing.T) { testSortedPagingWhileWriting(t, h) })
 	t.Run("type-history", func(t *testing.T) { testTypeHistory(t, h) })
+	t.Run("search-start", func(t *testing.T) { testSearchStart(t, h) })
 }
 
 var t0 = time.Date(2026, 3, 1, 9, 30, 0, 123000000, time.UTC)
