@@ -52,6 +52,9 @@ type Options struct {
 	// WALLimit bounds the write-ahead log (default 64 MiB): past it, the
 	// writer waits for a checkpoint that empties the log.
 	WALLimit int64
+	// BusyTimeout is how long a connection waits for a lock another
+	// process holds on the database (default 10s).
+	BusyTimeout time.Duration
 }
 
 // Store is the SQLite backend.
@@ -125,6 +128,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.WALLimit <= 0 {
 		opts.WALLimit = defaultWALLimit
 	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = defaultBusyTimeout
+	}
+	busy := "_pragma=busy_timeout(" + itoa(opts.BusyTimeout.Milliseconds()) + ")"
 	path := filepath.Join(dir, FileName)
 	marker, err := store.ReadMarker(dir)
 	if err != nil {
@@ -143,7 +150,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := checkFilesBeforeOpen(path); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate" +
+	dsn := "file:" + path + "?" + busy + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate" +
 		"&_pragma=journal_size_limit(" + itoa(opts.WALLimit) + ")"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -187,7 +194,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	// mode=rw: a reader connection opened after the file was deleted must
 	// fail, not create a new empty database at the path.
-	r, err := sql.Open("sqlite", "file:"+path+"?mode=rw&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	r, err := sql.Open("sqlite", "file:"+path+"?mode=rw&"+busy+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: open readers: %w", err)
@@ -258,6 +265,16 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// defaultBusyTimeout is how long a connection waits for another process's
+// lock.
+const defaultBusyTimeout = 10 * time.Second
+
+// isBusy says err is SQLite's: another connection holds the lock wanted.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // checkpointInterval is how often the WAL is copied back into the database.
@@ -417,7 +434,7 @@ func (s *Store) commit(batch []*op) {
 	for i, o := range live {
 		switch {
 		case err != nil:
-			o.done <- fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+			o.done <- fmt.Errorf("store/sqlite: %w: %w", store.ErrUnavailable, err)
 		default:
 			o.done <- errs[i]
 		}
