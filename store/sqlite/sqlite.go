@@ -150,6 +150,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := checkFilesBeforeOpen(path); err != nil {
 		return nil, err
 	}
+	// The seal is taken, and the file read for it, before SQLite opens the
+	// file; no other Open or Close of this process reads the file until
+	// this one's connection is open (see sealMu).
+	sealMu.Lock()
+	sealUnlock := sync.OnceFunc(sealMu.Unlock)
+	defer sealUnlock()
+	unsealed, err := takeSeal(path)
+	if err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?" + busy + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate" +
 		"&_pragma=journal_size_limit(" + itoa(opts.WALLimit) + ")"
 	w, err := sql.Open("sqlite", dsn)
@@ -163,6 +173,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
+	sealUnlock() // the writer's connection is open
 	if err := os.Chmod(path, 0o600); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: %w", err)
@@ -183,7 +194,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		opts.Log.Info("store identity recorded", slog.String("store_id", id), slog.Bool("reset", opts.ResetIdentity && marker != ""))
 	}
-	if err := startupCheck(w, opts.CheckTimeout, opts.Log); err != nil {
+	if err := startupCheck(w, opts.CheckTimeout, opts.Log, unsealed); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -237,6 +248,18 @@ func (s *Store) Close() error {
 			st.Close()
 		}
 		err = errors.Join(s.r.Close(), s.w.Close())
+		if err == nil && s.broken() == nil && s.verifyFile() == "" {
+			// A clean close: seal the file for the next start (see seal.go).
+			sealMu.Lock()
+			t0 := time.Now()
+			serr := writeSeal(s.path)
+			sealMu.Unlock()
+			if serr != nil {
+				s.log.Warn("the database could not be sealed at shutdown; the next start checks it in full", slog.String("error", serr.Error()))
+			} else {
+				s.log.Info("database sealed at shutdown", slog.Duration("took", time.Since(t0)))
+			}
+		}
 	})
 	return err
 }
