@@ -790,6 +790,7 @@ func (sc scenario) measure(ctx context.Context) (benchResult, *benchResult, erro
 		}
 		var alt *benchResult
 		var n noted
+		p99s := []time.Duration{r.p99}
 	wait:
 		for turn := 0; ; turn++ {
 			select {
@@ -817,6 +818,7 @@ func (sc scenario) measure(ctx context.Context) (benchResult, *benchResult, erro
 			if more.requests == 0 {
 				idle++
 			}
+			p99s = append(p99s, more.p99)
 			r = merge(r, more)
 		}
 		if n.err != nil {
@@ -830,7 +832,9 @@ func (sc scenario) measure(ctx context.Context) (benchResult, *benchResult, erro
 			r.note += fmt.Sprintf(", %d of them with no request answered", idle)
 		}
 		if runs > 1 {
-			r.note += " (p50 and p99 are the worst run's)"
+			sort.Slice(p99s, func(i, j int) bool { return p99s[i] < p99s[j] })
+			r.note += fmt.Sprintf(" (p50 and p99 are the worst run's; the runs' p99: best %s, median %s, worst %s)",
+				p99s[0].Round(10*time.Microsecond), p99s[len(p99s)/2].Round(10*time.Microsecond), p99s[len(p99s)-1].Round(10*time.Microsecond))
 		}
 		r.name, r.what, r.rss = sc.name, sc.what, peakRSS(b.pid)
 		return r, alt, nil
