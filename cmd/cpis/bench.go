@@ -24,6 +24,7 @@ type benchFlags struct {
 	target, scenarios, generator   string
 	children, laCount, auditEvents int
 	concurrency, transactions      int
+	sweepAuditEvents               int
 	duration, warmup               time.Duration
 	keep, seeded, gzip             bool
 }
@@ -37,6 +38,7 @@ func (f *benchFlags) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long each scenario runs (whole seconds with wrk)")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured load before each scenario")
 	fs.IntVar(&f.transactions, "transactions", 5, "1,000-entry transaction uploads to time, one at a time")
+	fs.IntVar(&f.sweepAuditEvents, "sweep-audit-events", 0, "expired access records the sweep scenario loads for the server's sweeper (default: as many as --audit-events)")
 	fs.StringVar(&f.scenarios, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(load.ScenarioNames(), ","))
 	fs.StringVar(&f.generator, "generator", "", "load generator: wrk or go (default: wrk if it is on the PATH, else the Go client)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the temporary data directory")
@@ -63,8 +65,8 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if f.concurrency < 1 || f.concurrency > 1024 || f.duration <= 0 || f.warmup < 0 || f.transactions < 0 ||
 		f.children < 0 || f.children > load.MaxChildren || f.laCount < 1 || f.laCount > load.MaxLAs ||
-		f.auditEvents < 0 || f.auditEvents > load.MaxAuditEvents {
-		return badConfig("bench: --concurrency 1-1024, --duration > 0, --children 0-%d, --la-count 1-%d and --audit-events 0-%d", load.MaxChildren, load.MaxLAs, load.MaxAuditEvents)
+		f.auditEvents < 0 || f.auditEvents > load.MaxAuditEvents || f.sweepAuditEvents < 0 || f.sweepAuditEvents > load.MaxAuditEvents {
+		return badConfig("bench: --concurrency 1-1024, --duration > 0, --children 0-%d, --la-count 1-%d and --audit-events and --sweep-audit-events 0-%d", load.MaxChildren, load.MaxLAs, load.MaxAuditEvents)
 	}
 	if f.generator != "" && f.generator != "wrk" && f.generator != "go" {
 		return badConfig("bench: --generator must be wrk or go")
@@ -94,7 +96,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	o := load.BenchOptions{Target: f.target, BasePath: basePath, DataDir: cfg.DataDir, Children: f.children, LACount: f.laCount, AuditEvents: f.auditEvents,
 		Seeded: f.seeded, AsOf: time.Now().UTC().AddDate(0, 0, -1), Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup,
-		Transactions: f.transactions, Scenarios: f.scenarios, Generator: f.generator, Gzip: f.gzip,
+		Transactions: f.transactions, Scenarios: f.scenarios, Generator: f.generator, Gzip: f.gzip, SweepAuditEvents: f.sweepAuditEvents,
 		RetentionDays: cfg.RetentionDays, Issuer: cfg.Issuer, Audience: cfg.Audience}
 	env := load.BenchEnv{Open: func(ctx context.Context) (store.Store, error) {
 		return openStore(ctx, cfg, handlers.NewPrometheus(version), newLogger(stdout, "error"), false)

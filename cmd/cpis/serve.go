@@ -349,13 +349,14 @@ func sweep(ctx context.Context, st store.Store, days int, every time.Duration, l
 		case <-t.C:
 		}
 		cutoff := profiles.RetainedSince(time.Now().UTC(), days)
+		t0 := time.Now()
 		stats, err := st.Purge(ctx, cutoff)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Error("retention sweep failed", slog.String("error", err.Error()))
 			}
 		} else if stats.Records > 0 || stats.Audit > 0 {
-			log.Info("retention sweep", slog.Int("records_purged", stats.Records), slog.Int("access_records_purged", stats.Audit))
+			log.Info("retention sweep", slog.Int("records_purged", stats.Records), slog.Int("access_records_purged", stats.Audit), slog.Duration("took", time.Since(t0)))
 		}
 		if ss, ok := st.(store.Subscriptions); ok {
 			// Subscriptions' outbox rows the endpoint acknowledged, once

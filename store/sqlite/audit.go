@@ -287,6 +287,19 @@ const (
 // updated or an access recorded meanwhile is kept, and purges running at
 // once (in several processes) count each record once.
 func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, error) {
+	stats, err := s.purge(ctx, cutoff)
+	if isBusy(err) {
+		// Another process (a second server's sweeper, a tool) kept the
+		// write lock: the slice that waited deleted nothing, each slice
+		// before it was whole, and the next sweep carries on.
+		err = fmt.Errorf("store/sqlite: retention sweep: another process held the database's write lock for longer than %s; "+
+			"the sweep stopped without deleting anything more (%d records and %d access records were purged before, each slice whole) and its next turn carries on: %w",
+			s.opts.BusyTimeout, stats.Records, stats.Audit, err)
+	}
+	return stats, err
+}
+
+func (s *Store) purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, error) {
 	var stats store.PurgeStats
 	end := cutoff.UnixNano()
 	for {

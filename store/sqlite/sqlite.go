@@ -52,6 +52,9 @@ type Options struct {
 	// WALLimit bounds the write-ahead log (default 64 MiB): past it, the
 	// writer waits for a checkpoint that empties the log.
 	WALLimit int64
+	// BusyTimeout is how long a connection waits for a lock another
+	// process holds on the database (default 10s).
+	BusyTimeout time.Duration
 }
 
 // Store is the SQLite backend.
@@ -125,6 +128,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.WALLimit <= 0 {
 		opts.WALLimit = defaultWALLimit
 	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = defaultBusyTimeout
+	}
+	busy := "_pragma=busy_timeout(" + itoa(opts.BusyTimeout.Milliseconds()) + ")"
 	path := filepath.Join(dir, FileName)
 	marker, err := store.ReadMarker(dir)
 	if err != nil {
@@ -143,7 +150,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := checkFilesBeforeOpen(path); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate" +
+	// The seal is taken, and the file read for it, before SQLite opens the
+	// file; no other Open or Close of this process reads the file until
+	// this one's connection is open (see sealMu).
+	sealMu.Lock()
+	sealUnlock := sync.OnceFunc(sealMu.Unlock)
+	defer sealUnlock()
+	unsealed, err := takeSeal(path)
+	if err != nil {
+		return nil, err
+	}
+	dsn := "file:" + path + "?" + busy + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate" +
 		"&_pragma=journal_size_limit(" + itoa(opts.WALLimit) + ")"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -156,6 +173,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
+	sealUnlock() // the writer's connection is open
 	if err := os.Chmod(path, 0o600); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: %w", err)
@@ -176,7 +194,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		opts.Log.Info("store identity recorded", slog.String("store_id", id), slog.Bool("reset", opts.ResetIdentity && marker != ""))
 	}
-	if err := startupCheck(w, opts.CheckTimeout, opts.Log); err != nil {
+	if err := startupCheck(w, opts.CheckTimeout, opts.Log, unsealed); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -187,7 +205,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	// mode=rw: a reader connection opened after the file was deleted must
 	// fail, not create a new empty database at the path.
-	r, err := sql.Open("sqlite", "file:"+path+"?mode=rw&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	r, err := sql.Open("sqlite", "file:"+path+"?mode=rw&"+busy+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store/sqlite: open readers: %w", err)
@@ -230,6 +248,18 @@ func (s *Store) Close() error {
 			st.Close()
 		}
 		err = errors.Join(s.r.Close(), s.w.Close())
+		if err == nil && s.broken() == nil && s.verifyFile() == "" {
+			// A clean close: seal the file for the next start (see seal.go).
+			sealMu.Lock()
+			t0 := time.Now()
+			serr := writeSeal(s.path)
+			sealMu.Unlock()
+			if serr != nil {
+				s.log.Warn("the database could not be sealed at shutdown; the next start checks it in full", slog.String("error", serr.Error()))
+			} else {
+				s.log.Info("database sealed at shutdown", slog.Duration("took", time.Since(t0)))
+			}
+		}
 	})
 	return err
 }
@@ -258,6 +288,16 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// defaultBusyTimeout is how long a connection waits for another process's
+// lock.
+const defaultBusyTimeout = 10 * time.Second
+
+// isBusy says err is SQLite's: another connection holds the lock wanted.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // checkpointInterval is how often the WAL is copied back into the database.
@@ -417,7 +457,7 @@ func (s *Store) commit(batch []*op) {
 	for i, o := range live {
 		switch {
 		case err != nil:
-			o.done <- fmt.Errorf("store/sqlite: %w: %v", store.ErrUnavailable, err)
+			o.done <- fmt.Errorf("store/sqlite: %w: %w", store.ErrUnavailable, err)
 		default:
 			o.done <- errs[i]
 		}

@@ -64,24 +64,37 @@ func seedAudit(ctx context.Context, st store.Store, d *demoData, o SeedOptions, 
 		return res, nil
 	}
 	start := time.Now()
-	bar := ProgressBar(out, int64(o.AuditEvents-existing), "access records", "records")
+	span := to.Sub(from)
+	err = writeAudit(ctx, st, existing, o.AuditEvents, max(2, min(o.Workers, 8)), out, "access records", func(i int) store.AuditRecord {
+		return accessRecord(d, o.Seed, i, from.Add(time.Duration(float64(span)*float64(i)/float64(o.AuditEvents))))
+	})
+	if err != nil {
+		return res, err
+	}
+	res.written, res.took = o.AuditEvents-existing, time.Since(start)
+	return res, nil
+}
+
+// writeAudit writes records first..n-1, made by rec, through the store's
+// Audit call in batches of auditBatch, workers batches at once so the
+// store's group commit merges them, with a progress bar on out. Memory
+// stays bounded by the batches in flight, whatever n is.
+func writeAudit(ctx context.Context, st store.Store, first, n, workers int, out io.Writer, what string, rec func(i int) store.AuditRecord) error {
+	bar := ProgressBar(out, int64(n-first), what, "records")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	todo := make(chan int)
-	errc := make(chan error, 4)
+	errc := make(chan error, workers)
 	var wg sync.WaitGroup
-	workers := max(2, min(o.Workers, 8))
-	span := to.Sub(from)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			recs := make([]store.AuditRecord, 0, auditBatch)
-			for first := range todo {
+			for from := range todo {
 				recs = recs[:0]
-				for i := first; i < min(first+auditBatch, o.AuditEvents); i++ {
-					at := from.Add(time.Duration(float64(span) * float64(i) / float64(o.AuditEvents)))
-					recs = append(recs, accessRecord(d, o.Seed, i, at))
+				for i := from; i < min(from+auditBatch, n); i++ {
+					recs = append(recs, rec(i))
 				}
 				if err := st.Audit(ctx, recs); err != nil {
 					select {
@@ -96,7 +109,7 @@ func seedAudit(ctx context.Context, st store.Store, d *demoData, o SeedOptions, 
 		}()
 	}
 feed:
-	for i := existing; i < o.AuditEvents; i += auditBatch {
+	for i := first; i < n; i += auditBatch {
 		select {
 		case todo <- i:
 		case <-ctx.Done():
@@ -107,13 +120,12 @@ feed:
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return res, fmt.Errorf("seed: writing access records: %w (run it again to write the rest)", err)
+		return fmt.Errorf("seed: writing access records: %w (run it again to write the rest)", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("seed interrupted: %w (run it again to write the rest)", err)
+		return fmt.Errorf("seed interrupted: %w (run it again to write the rest)", err)
 	}
-	res.written, res.took = o.AuditEvents-existing, time.Since(start)
-	return res, bar.Finish()
+	return bar.Finish()
 }
 
 // Synthetic clinicians: this many users in this many NHS trusts.

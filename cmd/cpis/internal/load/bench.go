@@ -57,6 +57,10 @@ type BenchOptions struct {
 	// Gzip makes the load generators ask for gzip-compressed answers
 	// (Accept-Encoding: gzip); by default neither does.
 	Gzip bool
+	// SweepAuditEvents is how many expired access records the sweep
+	// scenario loads for the server's sweeper to purge (0: as many as
+	// AuditEvents, at least ten per expired plan).
+	SweepAuditEvents int
 }
 
 // BenchEnv is what the command wires in.
@@ -89,6 +93,8 @@ type benchRun struct {
 	tmp                   string // wrk scripts
 	pid                   int    // the server's, when bench started it
 	coldStart             time.Duration
+	stopServer            func()      // stops the server bench started
+	sweeps                chan string // the server's retention sweep log lines
 	la, nurse, gp         string
 	laODS, laName         string
 	hits, misses, flagIDs []string
@@ -131,11 +137,10 @@ func Bench(ctx context.Context, o BenchOptions, env BenchEnv, out io.Writer) err
 	}
 
 	if env.Server != nil {
-		stop, err := b.startServer(ctx)
-		if err != nil {
+		if b.coldStart, err = b.startServer(ctx, ""); err != nil {
 			return err
 		}
-		defer stop()
+		defer func() { b.stopServer() }()
 	} else {
 		b.host = strings.TrimSuffix(o.Target, "/")
 		b.base = b.host + b.basePath()
@@ -168,7 +173,7 @@ func Bench(ctx context.Context, o BenchOptions, env BenchEnv, out io.Writer) err
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
-		b.results = append(b.results, r)
+		b.results = append(b.results, r...)
 	}
 	return b.report()
 }
@@ -186,7 +191,10 @@ func freeAddr() (string, error) {
 // startProcess starts cmd and waits until url answers 200, returning the
 // time that took and how to stop it.
 func (b *benchRun) startProcess(ctx context.Context, cmd *exec.Cmd, url string) (time.Duration, func(), error) {
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the server logs a line per request: read, written, and thrown away
+	if cmd.Stdout == nil {
+		cmd.Stdout = io.Discard // the server logs a line per request: read, written, and thrown away
+	}
+	cmd.Stderr = io.Discard
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
@@ -234,22 +242,64 @@ func (b *benchRun) basePath() string {
 	return "/" + strings.Trim(b.o.BasePath, "/")
 }
 
-// startServer runs the server on a free loopback port and measures its
-// cold start: from starting the process to /readyz answering 200.
-func (b *benchRun) startServer(ctx context.Context) (func(), error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
+// startServer runs the server on addr (a free loopback port if "") and
+// returns its cold start: from starting the process to /readyz answering
+// 200. Its log is thrown away but for the retention sweep's lines, which
+// go to b.sweeps.
+func (b *benchRun) startServer(ctx context.Context, addr string) (time.Duration, error) {
+	var err error
+	if addr == "" {
+		if addr, err = freeAddr(); err != nil {
+			return 0, err
+		}
 	}
 	cmd := b.env.Server(addr)
+	if b.sweeps == nil {
+		b.sweeps = make(chan string, 16)
+	}
+	cmd.Stdout = &lineWatch{match: []byte(`"msg":"retention sweep`), lines: b.sweeps}
 	b.host = "http://" + addr
 	b.base = b.host + b.basePath()
 	took, stop, err := b.startProcess(ctx, cmd, b.host+"/readyz")
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	b.pid, b.coldStart = cmd.Process.Pid, took
-	return stop, nil
+	b.pid, b.stopServer = cmd.Process.Pid, stop
+	return took, nil
+}
+
+// lineWatch is a process's output, thrown away but for the lines holding
+// match, which it sends to lines (dropping them if nobody reads).
+type lineWatch struct {
+	match   []byte
+	lines   chan string
+	partial []byte
+}
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(w.partial) < 64<<10 {
+				w.partial = append(w.partial, p...)
+			}
+			break
+		}
+		line := p[:i]
+		if len(w.partial) > 0 {
+			line = append(w.partial, line...)
+			w.partial = w.partial[:0]
+		}
+		if bytes.Contains(line, w.match) {
+			select {
+			case w.lines <- string(line):
+			default:
+			}
+		}
+		p = p[i+1:]
+	}
+	return n, nil
 }
 
 // startCeiling serves the bare gin route: in a process of its own when the
@@ -411,7 +461,10 @@ type scenario struct {
 	// prepare runs before the load and returns what runs alongside it;
 	// what that returns is noted.
 	prepare func(ctx context.Context) (during func(ctx context.Context) (string, error), err error)
-	b       *benchRun
+	// alt, if set, takes turns with this scenario's load while the
+	// companion runs, and is reported in a row of its own.
+	alt *scenario
+	b   *benchRun
 }
 
 func (b *benchRun) scenarios() []scenario {
@@ -454,9 +507,15 @@ func (b *benchRun) scenarios() []scenario {
 				return "POST", b.base, txBundle(demoLA{ods: b.laODS, name: b.laName}, 1000, fmt.Sprintf("BENCH-%d-%d", time.Now().Unix(), n), fresh)
 			}},
 	}
-	if b.env.Open != nil {
-		all = append(all, scenario{name: "sweep", what: "audited search (as above) while the retention sweep purges expired plans and their access history",
-			paths: b.searchPaths(fhirPath+"/Flag?", ""), token: b.nurse, prepare: b.sweep})
+	if b.env.Open != nil && b.env.Server != nil {
+		// Audited and silent searches take turns, a duration each, while
+		// the server's own sweeper runs.
+		all = append(all, scenario{name: "sweep", what: "audited search (as above) while the server's retention sweeper purges expired plans and their access history",
+			paths: b.searchPaths(fhirPath+"/Flag?", ""), token: b.nurse, prepare: b.sweep,
+			alt: &scenario{name: "sweep-silent", what: "silent search (as above), taking turns with the audited search during the same sweep",
+				paths: b.searchPaths(fhirPath+"/Flag?", "&silent=true"), token: b.gp}})
+	} else if len(want) == 0 || want["sweep"] {
+		b.notes = append(b.notes, "sweep: not measured; it needs the server bench starts (not --target), which it restarts for its sweeper to find the expired records")
 	}
 	var out []scenario
 	for _, sc := range all {
@@ -467,37 +526,82 @@ func (b *benchRun) scenarios() []scenario {
 		if sc.url == "" {
 			sc.url = b.host
 		}
+		if sc.alt != nil {
+			sc.alt.b, sc.alt.url = b, sc.url
+		}
 		out = append(out, sc)
 	}
 	return out
 }
 
 // sweep prepares a month's worth of expiry at the data set's scale (a
-// thirty-sixth of the children: about a third of plans end each year) —
-// plans that ended past the retention period, uploaded as LA001's, each with
-// as many access records as the data set's children have, recorded past
-// it — and returns the sweep to run during the load: the store's Purge with
-// the server's cutoff, from this process.
+// thirty-sixth of the children: about a third of plans end each year):
+// plans that ended past the retention period, uploaded as LA001's, and
+// SweepAuditEvents access records about their children recorded past it
+// (by default as many as the data set has). Then it restarts the server,
+// as production runs the sweep: the server's own sweeper, in its process
+// and through its writer, finds them expired at its first turn (a few
+// seconds after the start) and purges them while the load runs. It returns
+// the wait for the server to log that sweep.
 func (b *benchRun) sweep(ctx context.Context) (func(ctx context.Context) (string, error), error) {
 	st, err := b.env.Open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	during, err := b.expire(ctx, st)
+	plans, records, err := b.expire(ctx, st)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
+	for len(b.sweeps) > 0 { // earlier sweeps' lines
+		<-b.sweeps
+	}
+	b.stopServer()
+	// On the same address: the scenarios' requests are made for it.
+	coldStart, err := b.startServer(ctx, strings.TrimPrefix(b.host, "http://"))
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
 	return func(ctx context.Context) (string, error) {
-		defer st.Close()
-		return during(ctx)
+		var line string
+		select {
+		case line = <-b.sweeps:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		var l struct {
+			Msg     string `json:"msg"`
+			Error   string `json:"error"`
+			Records int    `json:"records_purged"`
+			Audit   int    `json:"access_records_purged"`
+			Took    int64  `json:"took"` // slog writes a duration in nanoseconds
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			return "", fmt.Errorf("reading the server's sweep log line: %w", err)
+		}
+		if l.Msg != "retention sweep" {
+			return "", fmt.Errorf("the server's retention sweep: %s: %s", l.Msg, l.Error)
+		}
+		took := time.Duration(l.Took)
+		if took == 0 {
+			took = time.Since(started)
+		}
+		return fmt.Sprintf("the server's sweeper purged %d plans (with their Flags) and %d access records in %s, from %d expired plans and %d access records written for it; the server restarted on them in %s (cold start)",
+			l.Records, l.Audit, took.Round(time.Millisecond), plans, records, coldStart.Round(time.Millisecond)), nil
 	}, nil
 }
 
-// expire writes the expired plans and their access records.
-func (b *benchRun) expire(ctx context.Context, st store.Store) (func(ctx context.Context) (string, error), error) {
-	plans := max(10, b.o.Children/36)
-	perPlan := max(10, b.o.AuditEvents/max(1, b.o.Children))
+// expire writes the expired plans (over HTTP, the upload path) and their
+// access records (through the store, as the seed does).
+func (b *benchRun) expire(ctx context.Context, st store.Store) (plans, records int, err error) {
+	plans = max(10, b.o.Children/36)
+	records = b.o.SweepAuditEvents
+	if records <= 0 {
+		records = max(10*plans, b.o.AuditEvents)
+	}
 	now := time.Now().UTC()
 	end := now.AddDate(0, 0, -b.o.RetentionDays-10)
 	la := demoLA{ods: b.laODS, name: b.laName}
@@ -513,7 +617,7 @@ func (b *benchRun) expire(ctx context.Context, st store.Store) (func(ctx context
 		for _, p := range expired[i:min(i+1000, len(expired))] {
 			e, err := planEntry(la, p)
 			if err != nil {
-				return nil, err
+				return 0, 0, err
 			}
 			j.entries = append(j.entries, e)
 		}
@@ -522,30 +626,15 @@ func (b *benchRun) expire(ctx context.Context, st store.Store) (func(ctx context
 			err = fmt.Errorf("uploading expired plans: %d %s", status, firstDiagnostics(body))
 		}
 		if err != nil {
-			return nil, err
+			return 0, 0, err
 		}
 	}
 	ed := &demoData{las: []demoLA{la}, plans: expired}
 	at := now.AddDate(0, 0, -b.o.RetentionDays-5)
-	recs := make([]store.AuditRecord, 0, auditBatch)
-	for i := 0; i < plans*perPlan; i++ {
-		recs = append(recs, accessRecord(ed, uint64(run), i, at.Add(time.Duration(i)*time.Millisecond)))
-		if len(recs) == auditBatch || i == plans*perPlan-1 {
-			if err := st.Audit(ctx, recs); err != nil {
-				return nil, err
-			}
-			recs = recs[:0]
-		}
-	}
-	return func(ctx context.Context) (string, error) {
-		t0 := time.Now()
-		stats, err := st.Purge(ctx, now.AddDate(0, 0, -b.o.RetentionDays))
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("the sweep purged %d plans (with their Flags) and %d access records in %s, from %d expired plans and %d access records written for it",
-			stats.Records, stats.Audit, time.Since(t0).Round(time.Millisecond), plans, plans*perPlan), nil
-	}, nil
+	err = writeAudit(ctx, st, 0, records, 4, b.out, "expired access records", func(i int) store.AuditRecord {
+		return accessRecord(ed, uint64(run), i, at.Add(time.Duration(i)*time.Millisecond))
+	})
+	return plans, records, err
 }
 
 // bundleJobs cuts the data set into Bundles of at most n entries, each of
@@ -639,24 +728,40 @@ type benchResult struct {
 }
 
 // run drives the scenario: warm-up, then measured load, with the
-// scenario's companion (the sweep) alongside.
-func (sc scenario) run(ctx context.Context) (benchResult, error) {
+// scenario's companion (the sweep) alongside, and its alternate's load
+// taking turns with its own. It returns the scenario's result, and its
+// alternate's if it has one.
+func (sc scenario) run(ctx context.Context) ([]benchResult, error) {
+	r, alt, err := sc.measure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []benchResult{r}
+	if alt != nil {
+		out = append(out, *alt)
+	}
+	for _, r := range out {
+		fmt.Fprintf(sc.b.out, "%-15s %8.0f req/s  p50 %8s  p99 %8s  errors %d  (%s)\n", r.name, r.rate, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs, r.generator)
+		if r.note != "" {
+			fmt.Fprintln(sc.b.out, "  "+r.note)
+		}
+	}
+	return out, nil
+}
+
+func (sc scenario) measure(ctx context.Context) (benchResult, *benchResult, error) {
 	b := sc.b
 	var during func(context.Context) (string, error)
 	if sc.prepare != nil {
 		var err error
 		if during, err = sc.prepare(ctx); err != nil {
-			return benchResult{}, err
+			return benchResult{}, nil, err
 		}
 	}
-	useWrk := b.wrk != "" && sc.paths != nil
-	drive := sc.driveGo
-	if useWrk {
-		drive = sc.driveWrk
-	}
+	drive := sc.driver()
 	if sc.count == 0 && b.o.Warmup > 0 {
 		if _, err := drive(ctx, b.o.Warmup); err != nil {
-			return benchResult{}, err
+			return benchResult{}, nil, err
 		}
 	}
 	type noted struct {
@@ -673,50 +778,78 @@ func (sc scenario) run(ctx context.Context) (benchResult, error) {
 	}
 	r, err := drive(ctx, b.o.Duration)
 	if err != nil {
-		return r, err
+		return r, nil, err
 	}
 	if side != nil {
 		// The load goes on, a duration at a time, until the companion is
 		// done, so a stall it causes is measured rather than cut off.
+		// With an alternate, the two take turns, the alternate first.
 		runs, idle := 1, 0
 		if r.requests == 0 {
 			idle++
 		}
+		var alt *benchResult
 		var n noted
+		p99s := []time.Duration{r.p99}
 	wait:
-		for {
+		for turn := 0; ; turn++ {
 			select {
 			case n = <-side:
 				break wait
 			default:
 			}
+			if sc.alt != nil && turn%2 == 0 {
+				more, err := sc.alt.driver()(ctx, b.o.Duration)
+				if err != nil {
+					return r, nil, err
+				}
+				if alt == nil {
+					alt = &more
+				} else {
+					*alt = merge(*alt, more)
+				}
+				continue
+			}
 			more, err := drive(ctx, b.o.Duration)
 			if err != nil {
-				return r, err
+				return r, nil, err
 			}
 			runs++
 			if more.requests == 0 {
 				idle++
 			}
+			p99s = append(p99s, more.p99)
 			r = merge(r, more)
 		}
 		if n.err != nil {
-			return r, n.err
+			return r, nil, n.err
+		}
+		if alt != nil {
+			alt.name, alt.what, alt.rss = sc.alt.name, sc.alt.what, peakRSS(b.pid)
 		}
 		r.note = n.s + fmt.Sprintf("; the load ran %d×%s meanwhile", runs, b.o.Duration)
 		if idle > 0 {
 			r.note += fmt.Sprintf(", %d of them with no request answered", idle)
 		}
 		if runs > 1 {
-			r.note += " (p50 and p99 are the worst run's)"
+			sort.Slice(p99s, func(i, j int) bool { return p99s[i] < p99s[j] })
+			r.note += fmt.Sprintf(" (p50 and p99 are the worst run's; the runs' p99: best %s, median %s, worst %s)",
+				p99s[0].Round(10*time.Microsecond), p99s[len(p99s)/2].Round(10*time.Microsecond), p99s[len(p99s)-1].Round(10*time.Microsecond))
 		}
+		r.name, r.what, r.rss = sc.name, sc.what, peakRSS(b.pid)
+		return r, alt, nil
 	}
 	r.name, r.what, r.rss = sc.name, sc.what, peakRSS(b.pid)
-	fmt.Fprintf(b.out, "%-15s %8.0f req/s  p50 %8s  p99 %8s  errors %d  (%s)\n", sc.name, r.rate, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs, r.generator)
-	if r.note != "" {
-		fmt.Fprintln(b.out, "  "+r.note)
+	return r, nil, nil
+}
+
+// driver is the scenario's load generator: wrk for GET paths when it is
+// there, else the Go client.
+func (sc scenario) driver() func(context.Context, time.Duration) (benchResult, error) {
+	if sc.b.wrk != "" && sc.paths != nil {
+		return sc.driveWrk
 	}
-	return r, nil
+	return sc.driveGo
 }
 
 // merge adds a further run's measurement to r.
