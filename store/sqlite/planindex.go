@@ -133,7 +133,7 @@ func (x *planIndex) put(r row) {
 
 // ichange is one change the writer made to the resources table.
 type ichange struct {
-	put    *row   // the row written
+	put    *row      // the row written
 	remove [2]string // or the record removed
 }
 
