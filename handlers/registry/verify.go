@@ -80,7 +80,7 @@ func (r *Registry) checkSubjects(ctx context.Context, c Caller, nhs string, recs
 // checkAuditSubjects is checkSubjects for access records.
 func (r *Registry) checkAuditSubjects(ctx context.Context, c Caller, nhs string, recs []store.AuditRecord) error {
 	for _, rec := range recs {
-		if rec.Subject != nhs || !aboutOnly(rec.Body, nhs) {
+		if rec.Subject != nhs || !r.verifiedAudit.aboutOnly(rec.Body, nhs) {
 			return r.indexMismatch(ctx, c, "AuditEvent", rec.ID)
 		}
 	}

@@ -5,9 +5,12 @@ import (
 	"sync"
 )
 
-// verifiedBodies remembers which plan bodies were found, by checkSubjects,
-// to name exactly one patient: the same Flag is served over and over, and
-// decoding it to check was a fifth of a silent search's CPU. An entry is a
+// verifiedBodies remembers which bodies were found, by checkSubjects and
+// checkAuditSubjects, to name exactly one patient: the same Flag is served
+// over and over, and decoding it to check was a fifth of a silent search's
+// CPU; an access history decodes the same 25 AuditEvents each time it is
+// read (a third of its CPU). Plans and AuditEvents have a set each, so a
+// stream of AuditEvents never pushes the Flags out. An entry is a
 // keyed hash (random seed per process, so nobody can make a body collide
 // with one checked) of the NHS number and the whole body: any change to the
 // body is checked afresh. Only bodies that passed are kept; the set is
