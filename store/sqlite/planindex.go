@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"cpis/store"
@@ -21,6 +20,13 @@ import (
 // search by NHS number, the hot path of the service, runs no SQL when the
 // child has no plan and at most one primary-key lookup when it has (none
 // when the Flag's body is held in memory too).
+//
+// It is filled lazily: the first search for an NHS number reads all of the
+// patient's current records with one SQL query (what the search did before)
+// and answers from them; the list is then kept for later searches, if no
+// write could have changed the patient's records between that read and now
+// (see fill). Open reads nothing, so a national store starts as fast as
+// before.
 //
 // It is kept by the single writer: every change to the resources table goes
 // through writeTx.exec, which records what the statement did; after the
@@ -37,17 +43,19 @@ import (
 // a search reads the counter from its own read-only mapping of the -shm
 // file (two memory loads, no system call). If the counter moved and the
 // writer did not account for it, the search answers through SQL and the
-// writer rebuilds the index in a transaction of its own (while it holds
-// SQLite's write lock, so nobody commits during the scan).
+// writer empties the index (every NHS number is read through SQL again).
 //
-// Memory: each indexed record costs its id, a few integers and map entries
-// (about 250 bytes; 150,000 children are about 40 MB, see
-// TestPlanIndexMemory150k); derived bodies (the Flag as served) are held
-// too, up to Options.PlanIndexBodies bytes in all; past that, a Flag's body
-// is read by primary key.
+// Memory is bounded: at most Options.PlanIndexSubjects NHS numbers (about
+// 450 bytes each with one plan: 100,000 are about 45 MB, see
+// BenchmarkPlanIndexMemory) and Options.PlanIndexBodies bytes of Flag
+// bodies; past the first bound an eighth of the NHS numbers, chosen at
+// random, are dropped, past the second a Flag's body is read by primary key.
 
-// defaultPlanIndexBodies bounds the derived bodies the index holds.
-const defaultPlanIndexBodies = 32 << 20
+// Defaults of the bounds.
+const (
+	defaultPlanIndexBodies   = 16 << 20
+	defaultPlanIndexSubjects = 100000
+)
 
 // ientry is one indexed record: a current, not-deleted row with a subject.
 type ientry struct {
@@ -63,22 +71,36 @@ type ientry struct {
 	dbody      []byte // the derived body, if held (nil: read it by primary key)
 }
 
-type planIndex struct {
-	mu        sync.RWMutex
-	valid     bool
-	change    uint32 // the wal-index change counter the index is current at
-	bySubject map[string][]*ientry
-	byKey     map[string]*ientry // type + "\x00" + id
-	bodies    int64              // bytes of dbody held
-	budget    int64
-	intern    map[string]string // owners, types: a few distinct strings
-
-	hits, misses atomic.Int64 // searches answered from the index, and not
-	builds       atomic.Int64
+// fill is a reader reading a patient's records through SQL to add them to
+// the index; a write that may change them while it reads makes it stale.
+type fill struct {
+	subject string
+	gen     uint64
+	stale   bool
 }
 
-func newPlanIndex(budget int64) *planIndex {
-	return &planIndex{budget: budget, bySubject: map[string][]*ientry{}, byKey: map[string]*ientry{}, intern: map[string]string{}}
+type planIndex struct {
+	mu     sync.RWMutex
+	valid  bool   // false once closed
+	gen    uint64 // counts the times the index was emptied
+	change uint32 // the wal-index change counter the index is current at
+	// bySubject holds, for each NHS number present, every current record
+	// about it: a number absent is not known (read it through SQL), never
+	// "no records".
+	bySubject map[string][]*ientry
+	byKey     map[string]*ientry // type + "\x00" + id
+	fills     map[*fill]struct{}
+	bodies    int64 // bytes of dbody held
+	budget    int64
+	subjects  int               // the bound on len(bySubject)
+	intern    map[string]string // owners, types: a few distinct strings
+
+	hits, misses, fills0, clears atomic.Int64
+}
+
+func newPlanIndex(budget int64, subjects int) *planIndex {
+	return &planIndex{budget: budget, subjects: subjects, bySubject: map[string][]*ientry{}, byKey: map[string]*ientry{},
+		fills: map[*fill]struct{}{}, intern: map[string]string{}}
 }
 
 func (x *planIndex) str(s string) string {
@@ -91,33 +113,35 @@ func (x *planIndex) str(s string) string {
 	return s
 }
 
-// remove drops typ/id; the caller holds mu.
-func (x *planIndex) remove(typ, id string) {
-	k := typ + "\x00" + id
-	e, ok := x.byKey[k]
-	if !ok {
-		return
+// clear forgets every NHS number and makes every fill in progress stale;
+// the caller holds mu.
+func (x *planIndex) clear() {
+	x.bySubject, x.byKey, x.bodies = map[string][]*ientry{}, map[string]*ientry{}, 0
+	x.gen++
+	x.clears.Add(1)
+}
+
+// forget drops one NHS number; the caller holds mu.
+func (x *planIndex) forget(subject string) {
+	for _, e := range x.bySubject[subject] {
+		delete(x.byKey, e.typ+"\x00"+e.id)
+		x.bodies -= int64(len(e.dbody))
 	}
-	delete(x.byKey, k)
-	x.bodies -= int64(len(e.dbody))
-	list := x.bySubject[e.subject]
-	if i := slices.Index(list, e); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-	}
-	if len(list) == 0 {
-		delete(x.bySubject, e.subject)
-	} else {
-		x.bySubject[e.subject] = list
+	delete(x.bySubject, subject)
+}
+
+// staleFills marks the fills of subject stale, or every fill when subject
+// is "" (a change to a record whose NHS number the index does not know).
+func (x *planIndex) staleFills(subject string) {
+	for f := range x.fills {
+		if subject == "" || f.subject == subject {
+			f.stale = true
+		}
 	}
 }
 
-// put stores row r (a tombstone or a row without subject is removed); the
-// caller holds mu.
-func (x *planIndex) put(r row) {
-	x.remove(r.typ, r.id)
-	if r.deleted || r.subject == "" {
-		return
-	}
+// entry makes the index's entry of row r.
+func (x *planIndex) entry(r row) *ientry {
 	e := &ientry{typ: x.str(r.typ), id: r.id, owner: x.str(r.owner), subject: r.subject, version: r.version,
 		updated: r.updated, end: r.end, ends: r.ends, dends: r.dends}
 	if r.dtype.Valid {
@@ -127,8 +151,52 @@ func (x *planIndex) put(r row) {
 			x.bodies += int64(len(e.dbody))
 		}
 	}
-	x.byKey[r.typ+"\x00"+r.id] = e
-	x.bySubject[r.subject] = append(x.bySubject[r.subject], e)
+	return e
+}
+
+// put applies a committed write of row r; the caller holds mu.
+func (x *planIndex) put(r row) {
+	k := r.typ + "\x00" + r.id
+	if old, ok := x.byKey[k]; ok {
+		x.unlink(k, old)
+		x.staleFills(old.subject)
+	} else if r.version != 1 {
+		// An earlier version was about an NHS number the index does not
+		// know: any fill in progress may be reading it.
+		x.staleFills("")
+	}
+	if r.subject == "" {
+		return
+	}
+	x.staleFills(r.subject)
+	if r.deleted {
+		return
+	}
+	if list, known := x.bySubject[r.subject]; known {
+		e := x.entry(r)
+		x.byKey[k] = e
+		x.bySubject[r.subject] = append(list, e)
+	}
+}
+
+// remove applies a committed removal of typ/id; the caller holds mu.
+func (x *planIndex) remove(typ, id string) {
+	k := typ + "\x00" + id
+	if old, ok := x.byKey[k]; ok {
+		x.unlink(k, old)
+		x.staleFills(old.subject)
+		return
+	}
+	x.staleFills("")
+}
+
+func (x *planIndex) unlink(k string, e *ientry) {
+	delete(x.byKey, k)
+	x.bodies -= int64(len(e.dbody))
+	list := x.bySubject[e.subject]
+	if i := slices.Index(list, e); i >= 0 {
+		x.bySubject[e.subject] = slices.Delete(list, i, i+1)
+	}
 }
 
 // ichange is one change the writer made to the resources table.
@@ -140,11 +208,9 @@ type ichange struct {
 // idxLog is what one writer transaction did to the resources table.
 type idxLog struct {
 	changes []ichange
-	// rebuild: a statement changed resources in a way not recorded; the
-	// index must be built again from the table.
-	rebuild bool
-	// built is a whole index read inside the transaction (a rebuild).
-	built *planIndex
+	// unknown: a statement changed resources in a way not recorded; the
+	// index must be emptied.
+	unknown bool
 }
 
 // mark and undo drop what an operation rolled back to its savepoint did.
@@ -158,7 +224,6 @@ func (l *idxLog) mark() int {
 func (l *idxLog) undo(mark int) {
 	if l != nil {
 		l.changes = l.changes[:mark]
-		l.built = nil
 	}
 }
 
@@ -176,14 +241,14 @@ func (l *idxLog) note(q string, args []any, res sql.Result) {
 	case sqlUpsertResource, sqlLoadResource:
 		r, ok := rowFromValues(args)
 		if !ok {
-			l.rebuild = true
+			l.unknown = true
 			return
 		}
 		l.changes = append(l.changes, ichange{put: &r})
 	case sqlPurgeRecord:
 		n, err := res.RowsAffected()
 		if err != nil {
-			l.rebuild = true
+			l.unknown = true
 			return
 		}
 		if n > 0 {
@@ -193,7 +258,7 @@ func (l *idxLog) note(q string, args []any, res sql.Result) {
 		}
 	default:
 		if !readsResources[q] && strings.Contains(q, "resources") && !strings.HasPrefix(strings.TrimSpace(strings.ToUpper(q)), "SELECT") {
-			l.rebuild = true
+			l.unknown = true
 		}
 	}
 }
@@ -269,9 +334,10 @@ func mapSHM(path string) (*shmHeader, error) {
 	return &shmHeader{mem: mem}, nil
 }
 
-// change reads the header's commit counter (iChange), and whether both
-// copies of the header agreed on it (SQLite writes the second copy first,
-// so equal copies are a header not being written at that moment).
+// change reads the header's commit counter (iChange, incremented by every
+// commit in WAL mode, by any process), and whether both copies of the
+// header agreed on it (SQLite writes the second copy first, so equal copies
+// are a header not being written at that moment).
 func (h *shmHeader) change() (uint32, bool) {
 	p := unsafe.Pointer(&h.mem[0])
 	c1 := atomic.LoadUint32((*uint32)(unsafe.Add(p, 8)))
@@ -288,9 +354,9 @@ func (h *shmHeader) close() {
 	}
 }
 
-// openPlanIndex maps the -shm file and builds the index, before the writer
-// starts (so on this goroutine). Without the mapping there is no index and
-// every search uses SQL.
+// openPlanIndex maps the -shm file and starts an empty index at the
+// current counter, before the writer starts. Without the mapping there is
+// no index and every search uses SQL.
 func (s *Store) openPlanIndex() {
 	h, err := mapSHM(s.path)
 	if err != nil {
@@ -304,8 +370,19 @@ func (s *Store) openPlanIndex() {
 	case budget < 0:
 		budget = 0
 	}
-	s.shm, s.idx = h, newPlanIndex(budget)
-	s.rebuildIndex()
+	subjects := s.opts.PlanIndexSubjects
+	if subjects <= 0 {
+		subjects = defaultPlanIndexSubjects
+	}
+	x := newPlanIndex(budget, subjects)
+	c, ok := h.change()
+	x.change, x.valid = c, true
+	if !ok {
+		// A header being written: the first search sees the counter move
+		// and the writer settles it.
+		x.change = c - 1
+	}
+	s.shm, s.idx = h, x
 }
 
 // closePlanIndex unmaps the header once no search reads it.
@@ -362,21 +439,20 @@ func (s *Store) indexCommitted(w *writeTx) {
 	x := s.idx
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if !x.valid {
+		return
+	}
 	after, okAfter := s.shm.change()
-	switch {
-	case l.built != nil && w.changeOK && okAfter && after == want:
-		x.bySubject, x.byKey, x.bodies, x.intern = l.built.bySubject, l.built.byKey, l.built.bodies, l.built.intern
-		x.valid, x.change = true, after
-		x.builds.Add(1)
-		return
-	case !x.valid:
-		return
-	case !w.changeOK || !okAfter || w.change0 != x.change || after != want || l.rebuild:
+	if !w.changeOK || !okAfter || w.change0 != x.change || after != want || l.unknown {
 		// Someone else committed since the index was last current (before
 		// this transaction, or between its commit and now), or the
-		// transaction did what the index cannot follow: build it again.
-		x.valid = false
-		s.requestCheck()
+		// transaction did what the index cannot follow: forget everything.
+		x.clear()
+		x.change = after
+		if !okAfter {
+			x.change = want - 1 // settled by the next check
+			s.requestCheck()
+		}
 		return
 	}
 	for _, c := range l.changes {
@@ -389,50 +465,37 @@ func (s *Store) indexCommitted(w *writeTx) {
 	x.change = after
 }
 
-// rebuildIndex runs on the writer: it reads every current, not-deleted row
-// with a subject inside a write transaction and installs the result after
-// the commit (see indexCommitted).
-func (s *Store) rebuildIndex() {
-	if s.idx == nil || time.Now().Before(s.idxNext) {
-		if s.idx != nil {
-			// Too soon after the last build: try again when it is due.
-			time.AfterFunc(time.Until(s.idxNext), s.requestCheck)
-		}
+// requestCheck asks the writer to look at the counter (at most one request
+// waits): see checkIndex.
+func (s *Store) requestCheck() {
+	select {
+	case s.idxCheck <- struct{}{}:
+	default:
+	}
+}
+
+// checkIndex runs on the writer between batches, when every commit this
+// writer made is applied to the index: a counter that differs from the
+// index's now was moved by another process, and the index is emptied.
+func (s *Store) checkIndex() {
+	x := s.idx
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	c, ok := s.shm.change()
+	if !x.valid || (ok && c == x.change) {
 		return
 	}
-	start := time.Now()
-	o := &op{ctx: context.Background(), done: make(chan error, 1), fn: func(ctx context.Context, tx *writeTx) error {
-		if tx.log == nil {
-			return nil
-		}
-		x := newPlanIndex(s.idx.budget)
-		rows, err := tx.tx.QueryContext(ctx, `SELECT `+cols+` FROM resources WHERE deleted = 0 AND subject != ''`)
-		if err != nil {
-			return unavailable(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := scan(rows)
-			if err != nil {
-				return unavailable(err)
-			}
-			r.body = nil
-			x.put(r)
-		}
-		if err := rows.Err(); err != nil {
-			return unavailable(err)
-		}
-		tx.log.built = x
-		return nil
-	}}
-	s.commit([]*op{o})
-	if err := <-o.done; err != nil {
-		s.log.Warn("the plan index could not be built; searches by NHS number use SQL until it is", "error", err.Error())
+	x.clear()
+	x.change = c
+	if !ok {
+		x.change = c - 1
+		s.requestCheck()
 	}
-	// A store written by another process all the time would otherwise be
-	// rebuilt after every one of its commits: wait at least ten builds' time.
-	s.idxNext = time.Now().Add(max(time.Second, 10*time.Since(start)))
 }
+
+// sqlBySubject reads every current record about a patient: what the index
+// holds of them.
+const sqlBySubject = `SELECT ` + cols + ` FROM resources WHERE subject = ? AND deleted = 0`
 
 // indexSearch answers a search from the index: ok false when it cannot (no
 // index, a query it does not cover, the store changed under it), and the
@@ -448,7 +511,6 @@ func (s *Store) indexSearch(ctx context.Context, q store.Query) ([]store.Record,
 	x.mu.RLock()
 	if !x.valid {
 		x.mu.RUnlock()
-		x.misses.Add(1)
 		return nil, 0, false, nil
 	}
 	c, ok := s.shm.change()
@@ -460,20 +522,119 @@ func (s *Store) indexSearch(ctx context.Context, q store.Query) ([]store.Record,
 		s.requestCheck()
 		return nil, 0, false, nil
 	}
+	list, known := x.bySubject[q.Subject]
 	var matches []ientry
-	for _, e := range x.bySubject[q.Subject] {
+	for _, e := range list {
 		if matchEntry(e, q) {
 			matches = append(matches, *e)
 		}
 	}
 	x.mu.RUnlock()
+	if !known {
+		return s.fill(ctx, q)
+	}
+	recs, total, ok, err := s.answer(ctx, q, matches, nil)
+	if ok && err == nil {
+		x.hits.Add(1)
+	} else if !ok {
+		x.misses.Add(1)
+	}
+	return recs, total, ok, err
+}
+
+// fill answers a search for an NHS number the index does not know from all
+// of the patient's current records, read with one SQL query, and adds them
+// to the index unless a write may have changed them since the read began:
+// one by this writer to the patient's records (or to a record about a
+// number the index does not know), or any commit the writer has not
+// accounted for (another process's, or one not applied yet).
+func (s *Store) fill(ctx context.Context, q store.Query) ([]store.Record, int, bool, error) {
+	x := s.idx
+	x.mu.Lock()
+	if !x.valid {
+		x.mu.Unlock()
+		return nil, 0, false, nil
+	}
+	f := &fill{subject: q.Subject, gen: x.gen}
+	x.fills[f] = struct{}{}
+	x.mu.Unlock()
+	x.fills0.Add(1)
+
+	rows, err := s.query(ctx, sqlBySubject, q.Subject)
+	var got []row
+	if err == nil {
+		for rows.Next() {
+			r, serr := scan(rows)
+			if serr != nil {
+				err = unavailableCtx(ctx, serr)
+				break
+			}
+			got = append(got, r)
+		}
+		if err == nil {
+			err = unavailableErr(ctx, rows.Err())
+		}
+		rows.Close()
+	}
+
+	x.mu.Lock()
+	delete(x.fills, f)
+	if err != nil {
+		x.mu.Unlock()
+		return nil, 0, true, err
+	}
+	c, ok := s.shm.change()
+	_, known := x.bySubject[q.Subject]
+	if x.valid && !f.stale && f.gen == x.gen && ok && c == x.change && !known {
+		if len(x.bySubject) >= x.subjects {
+			x.evict()
+		}
+		list := make([]*ientry, 0, len(got))
+		for _, r := range got {
+			e := x.entry(r)
+			x.byKey[r.typ+"\x00"+r.id] = e
+			list = append(list, e)
+		}
+		x.bySubject[q.Subject] = list
+	}
+	x.mu.Unlock()
+
+	// The answer is the rows read, a consistent state of the store.
+	var matches []ientry
+	full := map[string]row{}
+	for _, r := range got {
+		e := ientry{typ: r.typ, dtype: r.dtype.String, id: r.id, owner: r.owner, subject: r.subject, version: r.version,
+			updated: r.updated, end: r.end, ends: r.ends, dends: r.dends}
+		if matchEntry(&e, q) {
+			matches = append(matches, e)
+			full[r.typ+"\x00"+r.id] = r
+		}
+	}
+	return s.answer(ctx, q, matches, full)
+}
+
+// evict drops an eighth of the NHS numbers the index holds (the map's
+// order, which Go randomises); the caller holds mu.
+func (x *planIndex) evict() {
+	n := max(1, len(x.bySubject)/8)
+	for subject := range x.bySubject {
+		if n == 0 {
+			break
+		}
+		x.forget(subject)
+		n--
+	}
+}
+
+// answer pages and counts matches as Search does, and reads the records of
+// the page: from rows read already (full), the body held, or by primary key.
+func (s *Store) answer(ctx context.Context, q store.Query, matches []ientry, full map[string]row) ([]store.Record, int, bool, error) {
 	total := len(matches)
 	sortEntries(matches, q.Sort)
 	if q.Limit <= 0 {
 		if !q.Count {
 			total = 0
 		}
-		x.hits.Add(1)
 		return nil, total, true, nil
 	}
 	page := afterEntries(matches, q)
@@ -482,6 +643,10 @@ func (s *Store) indexSearch(ctx context.Context, q store.Query) ([]store.Record,
 	}
 	var recs []store.Record // nil when none, as the SQL path
 	for _, e := range page {
+		if r, ok := full[e.typ+"\x00"+e.id]; ok {
+			recs = append(recs, r.record(q.Type))
+			continue
+		}
 		if e.dtype == q.Type && e.dbody != nil {
 			r := row{typ: e.typ, id: e.id, version: e.version, updated: e.updated, owner: e.owner, subject: e.subject,
 				end: e.end, ends: e.ends, dends: e.dends, dtype: sql.NullString{String: e.dtype, Valid: true},
@@ -495,7 +660,6 @@ func (s *Store) indexSearch(ctx context.Context, q store.Query) ([]store.Record,
 		}
 		if len(got) != 1 || got[0].Version != e.version || got[0].Deleted || got[0].Subject != e.subject {
 			// Written since the index was read: answer through SQL.
-			x.misses.Add(1)
 			return nil, 0, false, nil
 		}
 		recs = append(recs, got[0])
@@ -503,38 +667,11 @@ func (s *Store) indexSearch(ctx context.Context, q store.Query) ([]store.Record,
 	if !q.Count || (q.After == "" && len(recs) < q.Limit) {
 		total = len(recs)
 	}
-	x.hits.Add(1)
 	return recs, total, true, nil
 }
 
 // sqlByKey reads one current row by primary key.
 const sqlByKey = `SELECT ` + cols + ` FROM resources WHERE type = ? AND id = ?`
-
-// requestCheck asks the writer to look at the counter (at most one request
-// waits): see checkIndex.
-func (s *Store) requestCheck() {
-	select {
-	case s.idxCheck <- struct{}{}:
-	default:
-	}
-}
-
-// checkIndex runs on the writer between batches, when every commit this
-// writer made is applied to the index: a counter that differs from the
-// index's now was moved by another process, and the index is built again.
-func (s *Store) checkIndex() {
-	x := s.idx
-	x.mu.Lock()
-	c, ok := s.shm.change()
-	current := x.valid && ok && c == x.change
-	if !current {
-		x.valid = false
-	}
-	x.mu.Unlock()
-	if !current {
-		s.rebuildIndex()
-	}
-}
 
 // matchEntry is searchWhere's condition, less the subject (the map's key).
 func matchEntry(e *ientry, q store.Query) bool {
@@ -617,9 +754,11 @@ type PlanIndexStats struct {
 	Subjects int
 	Records  int
 	Bodies   int64
-	// Hits and Misses count searches by NHS number answered from the
-	// index and through SQL; Builds counts the index's builds.
-	Hits, Misses, Builds int64
+	// Hits counts searches by NHS number answered from the index, Misses
+	// those answered through SQL because the store had changed under it,
+	// Fills those answered through SQL for a number it did not hold, and
+	// Clears the times it was emptied (another process wrote the store).
+	Hits, Misses, Fills, Clears int64
 }
 
 // PlanIndex reports the plan index's state (Valid false when there is none).
@@ -631,5 +770,5 @@ func (s *Store) PlanIndex() PlanIndexStats {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return PlanIndexStats{Valid: x.valid, Subjects: len(x.bySubject), Records: len(x.byKey), Bodies: x.bodies,
-		Hits: x.hits.Load(), Misses: x.misses.Load(), Builds: x.builds.Load()}
+		Hits: x.hits.Load(), Misses: x.misses.Load(), Fills: x.fills0.Load(), Clears: x.clears.Load()}
 }

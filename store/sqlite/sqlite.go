@@ -56,8 +56,12 @@ type Options struct {
 	// plan index (see planindex.go).
 	NoPlanIndex bool
 	// PlanIndexBodies bounds the bytes of derived bodies (Flags) the plan
-	// index holds (default 32 MiB; negative: none, each read by primary key).
+	// index holds (default 16 MiB; negative: none, each read by primary key).
 	PlanIndexBodies int64
+	// PlanIndexSubjects bounds the NHS numbers the plan index holds
+	// (default 100,000); past it, some are dropped and read through SQL
+	// again when next asked.
+	PlanIndexSubjects int
 }
 
 // Store is the SQLite backend.
@@ -89,7 +93,6 @@ type Store struct {
 	idx      *planIndex // nil without the plan index
 	shm      *shmHeader // the wal-index header, mapped read-only
 	idxCheck chan struct{}
-	idxNext  time.Time // writer only: no rebuild before
 }
 
 type op struct {
