@@ -46,15 +46,15 @@ import (
 // writer empties the index (every NHS number is read through SQL again).
 //
 // Memory is bounded: at most Options.PlanIndexSubjects NHS numbers (about
-// 450 bytes each with one plan: 100,000 are about 45 MB, see
-// BenchmarkPlanIndexMemory) and Options.PlanIndexBodies bytes of Flag
-// bodies; past the first bound an eighth of the NHS numbers, chosen at
+// 450 bytes each with one plan: 100,000 measured 45 MB, see
+// BenchmarkPlanIndexMemory; the default is 50,000) and
+// Options.PlanIndexBodies bytes of Flag bodies (default 8 MiB); past the first bound an eighth of the NHS numbers, chosen at
 // random, are dropped, past the second a Flag's body is read by primary key.
 
 // Defaults of the bounds.
 const (
-	defaultPlanIndexBodies   = 16 << 20
-	defaultPlanIndexSubjects = 100000
+	defaultPlanIndexBodies   = 8 << 20
+	defaultPlanIndexSubjects = 50000
 )
 
 // ientry is one indexed record: a current, not-deleted row with a subject.

@@ -339,8 +339,8 @@ func TestConformanceThroughThePlanIndex(t *testing.T) {
 // BenchmarkPlanIndexMemory loads children (one plan and Flag each, bodies
 // of the size the server writes; CPIS_BENCH_CHILDREN, default 150,000),
 // searches each once, and reports the heap the plan index then takes (at
-// its bound of 100,000 NHS numbers and 16 MiB of bodies), and the time to
-// open the store.
+// its bounds, CPIS_BENCH_INDEX_SUBJECTS NHS numbers, default 50,000, and
+// 8 MiB of bodies), and the time to open the store.
 func BenchmarkPlanIndexMemory(b *testing.B) {
 	n := 150000
 	if v, err := fmt.Sscan(os.Getenv("CPIS_BENCH_CHILDREN"), &n); err != nil || v != 1 {
@@ -370,12 +370,16 @@ func BenchmarkPlanIndexMemory(b *testing.B) {
 	}
 	s.Close()
 	subjects := nhsNumbers(n)
+	held := 0
+	if v, err := fmt.Sscan(os.Getenv("CPIS_BENCH_INDEX_SUBJECTS"), &held); err != nil || v != 1 {
+		held = 0
+	}
 	for b.Loop() {
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
 		start := time.Now()
-		s, err := Open(dir, Options{CheckTimeout: -1})
+		s, err := Open(dir, Options{CheckTimeout: -1, PlanIndexSubjects: held})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -56,10 +56,10 @@ type Options struct {
 	// plan index (see planindex.go).
 	NoPlanIndex bool
 	// PlanIndexBodies bounds the bytes of derived bodies (Flags) the plan
-	// index holds (default 16 MiB; negative: none, each read by primary key).
+	// index holds (default 8 MiB; negative: none, each read by primary key).
 	PlanIndexBodies int64
 	// PlanIndexSubjects bounds the NHS numbers the plan index holds
-	// (default 100,000); past it, some are dropped and read through SQL
+	// (default 50,000); past it, some are dropped and read through SQL
 	// again when next asked.
 	PlanIndexSubjects int
 }
