@@ -583,7 +583,11 @@ func (s *Store) fill(ctx context.Context, q store.Query) ([]store.Record, int, b
 		x.mu.Unlock()
 		return nil, 0, true, err
 	}
-	c, ok := s.shm.change()
+	var c uint32
+	ok := false
+	if x.valid { // not closed meanwhile (the header is unmapped then)
+		c, ok = s.shm.change()
+	}
 	_, known := x.bySubject[q.Subject]
 	if x.valid && !f.stale && f.gen == x.gen && ok && c == x.change && !known {
 		if len(x.bySubject) >= x.subjects {

@@ -402,3 +402,19 @@ func BenchmarkPlanIndexMemory(b *testing.B) {
 		s.Close()
 	}
 }
+
+// TestPlanIndexSearchAfterClose: the index's mapping of the -shm header is
+// gone once the store is closed; a search then fails, it neither answers
+// from the index nor reads unmapped memory.
+func TestPlanIndexSearchAfterClose(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	require.NoError(t, err)
+	nhs := nhsNumbers(1)[0]
+	require.NoError(t, s.Commit(context.Background(), []store.Write{{Record: planRec("p0", 1, nhs, "LA001", time.Now())}}))
+	for range 2 {
+		assert.Equal(t, []string{"p0@1"}, flagsOf(t, s, nhs))
+	}
+	require.NoError(t, s.Close())
+	_, _, err = s.Search(context.Background(), store.Query{Type: "Flag", Subject: nhs, Limit: 50, Count: true})
+	require.Error(t, err)
+}
