@@ -418,3 +418,29 @@ func TestPlanIndexSearchAfterClose(t *testing.T) {
 	_, _, err = s.Search(context.Background(), store.Query{Type: "Flag", Subject: nhs, Limit: 50, Count: true})
 	require.Error(t, err)
 }
+
+// TestHazard_PlanIndexMissesAnotherWriteBeforeItsOwn: another store writes,
+// then this store's writer commits (an access record) before anyone
+// searches. The writer's commit moves the counter too; it must notice the
+// other's commit before its own, not take the counter as all its own.
+func TestHazard_PlanIndexMissesAnotherWriteBeforeItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s1, err := Open(dir, Options{})
+	require.NoError(t, err)
+	defer s1.Close()
+	nhs := nhsNumbers(1)[0]
+	for range 2 {
+		assert.Empty(t, flagsOf(t, s1, nhs))
+	}
+	require.Positive(t, s1.PlanIndex().Hits)
+	s2, err := Open(dir, Options{NoPlanIndex: true})
+	require.NoError(t, err)
+	defer s2.Close()
+	require.NoError(t, s2.Commit(ctx, []store.Write{{Record: planRec("p1", 1, nhs, "LA002", time.Now())}}))
+	require.NoError(t, s1.Audit(ctx, []store.AuditRecord{{ID: "a1", Recorded: time.Now(), Subject: nhs, Agent: "user:1", Notify: true,
+		Owners: []string{"LA002"}, Body: []byte(`{"resourceType":"AuditEvent"}`)}}))
+	for range 2 {
+		assert.Equal(t, []string{"p1@1"}, flagsOf(t, s1, nhs))
+	}
+}
