@@ -507,6 +507,11 @@ func (s *Store) indexSearch(ctx context.Context, q store.Query) ([]store.Record,
 	if err := s.broken(); err != nil {
 		return nil, 0, true, err
 	}
+	if err := ctx.Err(); err != nil {
+		// As the SQL path: a caller gone (or out of time) gets its
+		// context's error, not an answer.
+		return nil, 0, true, fmt.Errorf("store/sqlite: %w: %w", store.ErrUnavailable, err)
+	}
 	x := s.idx
 	x.mu.RLock()
 	if !x.valid {
