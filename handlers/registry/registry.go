@@ -66,6 +66,8 @@ type Registry struct {
 	exportLease   time.Duration
 	exports       *exportRuns
 	quality       quality.Thresholds
+	verified      *verifiedBodies // plan bodies that passed checkSubjects
+	verifiedAudit *verifiedBodies // AuditEvents that passed checkAuditSubjects
 }
 
 // New checks the configuration and builds the registry.
@@ -99,7 +101,8 @@ func New(c Config) (*Registry, error) {
 	}
 	return &Registry{st: c.Store, loc: c.Location, retentionDays: c.RetentionDays, clock: c.Now,
 		newID: c.NewID, log: c.Log, security: c.SecurityLog, subjectKey: c.SubjectKey, notified: c.Notified,
-		exportExpiry: c.ExportExpiry, exportLease: c.ExportLease, exports: newExportRuns(), quality: c.Quality}, nil
+		exportExpiry: c.ExportExpiry, exportLease: c.ExportLease, exports: newExportRuns(), quality: c.Quality,
+		verified: newVerifiedBodies(), verifiedAudit: newVerifiedBodies()}, nil
 }
 
 // Caller is who asks and how: everything the permission checks, the audit

@@ -70,7 +70,7 @@ func (r *Registry) indexMismatch(ctx context.Context, c Caller, typ, id string) 
 // about that NHS number: the store's subject and the body served.
 func (r *Registry) checkSubjects(ctx context.Context, c Caller, nhs string, recs []store.Record) error {
 	for _, rec := range recs {
-		if rec.Subject != nhs || !aboutOnly(rec.Body, nhs) {
+		if rec.Subject != nhs || !r.verified.aboutOnly(rec.Body, nhs) {
 			return r.indexMismatch(ctx, c, rec.Type, rec.ID)
 		}
 	}
@@ -80,7 +80,7 @@ func (r *Registry) checkSubjects(ctx context.Context, c Caller, nhs string, recs
 // checkAuditSubjects is checkSubjects for access records.
 func (r *Registry) checkAuditSubjects(ctx context.Context, c Caller, nhs string, recs []store.AuditRecord) error {
 	for _, rec := range recs {
-		if rec.Subject != nhs || !aboutOnly(rec.Body, nhs) {
+		if rec.Subject != nhs || !r.verifiedAudit.aboutOnly(rec.Body, nhs) {
 			return r.indexMismatch(ctx, c, "AuditEvent", rec.ID)
 		}
 	}

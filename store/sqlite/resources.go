@@ -286,6 +286,9 @@ func (s *Store) records(ctx context.Context, typ, q string, args ...any) ([]stor
 // Search returns live records matching q. The total is counted only when
 // the page does not already hold every match.
 func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int, error) {
+	if recs, total, ok, err := s.indexSearch(ctx, q); ok {
+		return recs, total, err
+	}
 	cond, args := searchWhere(q)
 	var recs []store.Record
 	if q.Limit > 0 {

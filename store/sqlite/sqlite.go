@@ -55,6 +55,16 @@ type Options struct {
 	// BusyTimeout is how long a connection waits for a lock another
 	// process holds on the database (default 10s).
 	BusyTimeout time.Duration
+	// NoPlanIndex answers every search through SQL, without the in-memory
+	// plan index (see planindex.go).
+	NoPlanIndex bool
+	// PlanIndexBodies bounds the bytes of derived bodies (Flags) the plan
+	// index holds (default 8 MiB; negative: none, each read by primary key).
+	PlanIndexBodies int64
+	// PlanIndexSubjects bounds the NHS numbers the plan index holds
+	// (default 50,000); past it, some are dropped and read through SQL
+	// again when next asked.
+	PlanIndexSubjects int
 }
 
 // Store is the SQLite backend.
@@ -82,6 +92,10 @@ type Store struct {
 	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
 	walNext   time.Time             // writer only: no truncating checkpoint before
 	gate      sync.RWMutex          // reads start under RLock; boundWAL holds Lock
+
+	idx      *planIndex // nil without the plan index
+	shm      *shmHeader // the wal-index header, mapped read-only
+	idxCheck chan struct{}
 }
 
 type op struct {
@@ -95,13 +109,26 @@ type op struct {
 type writeTx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+
+	// What the transaction did to the resources table, for the plan index
+	// (nil without one), and the wal-index change counter it started at.
+	log      *idxLog
+	change0  uint32
+	changeOK bool
+	total0   int64
+	wrote    bool
 }
 
-func (w *writeTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (w *writeTx) exec(ctx context.Context, q string, args ...any) (res sql.Result, err error) {
 	if st, ok := w.stmts[q]; ok {
-		return w.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		res, err = w.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	} else {
+		res, err = w.tx.ExecContext(ctx, q, args...)
 	}
-	return w.tx.ExecContext(ctx, q, args...)
+	if err == nil {
+		w.log.note(q, args, res)
+	}
+	return res, err
 }
 
 func (w *writeTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
@@ -228,7 +255,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		wstmts[q] = st
 	}
 	s := &Store{path: path, w: w, wstmts: wstmts, r: r, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}), checkpointDone: make(chan struct{}), opts: opts,
-		walFull: make(chan struct{}, 1), log: opts.Log, id: id, file: file, watchDone: make(chan struct{})}
+		walFull: make(chan struct{}, 1), log: opts.Log, id: id, file: file, watchDone: make(chan struct{}), idxCheck: make(chan struct{}, 1)}
+	if !opts.NoPlanIndex {
+		s.openPlanIndex()
+	}
 	go s.writer()
 	go s.checkpointer()
 	go s.watch()
@@ -243,6 +273,7 @@ func (s *Store) Close() error {
 		<-s.done
 		<-s.checkpointDone
 		<-s.watchDone
+		s.closePlanIndex()
 		s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 		for _, st := range s.wstmts {
 			st.Close()
@@ -411,6 +442,9 @@ func (s *Store) writer() {
 		case <-s.walFull:
 			s.boundWAL()
 			continue
+		case <-s.idxCheck:
+			s.checkIndex()
+			continue
 		}
 	fill:
 		for len(batch) < maxBatch {
@@ -450,9 +484,13 @@ func (s *Store) commit(batch []*op) {
 	// operation. If one operation fails, the transaction is rolled back and
 	// the batch runs again with savepoints, so the others still commit
 	// together and the failed one leaves nothing.
-	errs, err := s.run(live, len(live) == 1)
+	errs, w, err := s.run(live, len(live) == 1)
 	if err == errOpFailed {
-		errs, err = s.run(live, true)
+		errs, w, err = s.run(live, true)
+	}
+	if err == nil && w != nil {
+		// Before anyone is told the write succeeded.
+		s.indexCommitted(w)
 	}
 	for i, o := range live {
 		switch {
@@ -471,50 +509,54 @@ var errOpFailed = errors.New("store/sqlite: an operation failed")
 // and a failure is that operation's alone; without, the first failure rolls
 // back everything and run returns errOpFailed (unless it is the only op,
 // whose own error it then returns).
-func (s *Store) run(ops []*op, isolate bool) ([]error, error) {
+func (s *Store) run(ops []*op, isolate bool) ([]error, *writeTx, error) {
 	ctx := context.Background()
 	errs := make([]error, len(ops))
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w := &writeTx{tx: tx, stmts: s.wstmts}
+	s.indexBegin(ctx, w)
 	for i, o := range ops {
 		if isolate {
 			if _, err := w.exec(ctx, `SAVEPOINT op`); err != nil {
 				tx.Rollback()
-				return nil, err
+				return nil, nil, err
 			}
 		}
+		mark := w.log.mark()
 		errs[i] = o.fn(ctx, w)
 		switch {
 		case errs[i] != nil && !isolate:
 			tx.Rollback()
-			return nil, errOpFailed
+			return nil, nil, errOpFailed
 		case errs[i] != nil:
 			if _, err := w.exec(ctx, `ROLLBACK TO op`); err != nil {
 				tx.Rollback()
-				return nil, err
+				return nil, nil, err
 			}
+			w.log.undo(mark)
 		}
 		if isolate {
 			if _, err := w.exec(ctx, `RELEASE op`); err != nil {
 				tx.Rollback()
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
 	if len(ops) == 1 && errs[0] != nil {
 		// A lone failed operation: nothing to commit.
 		if err := tx.Rollback(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return errs, nil
+		return errs, nil, nil
 	}
+	s.indexCommitting(ctx, w)
 	if err := tx.Commit(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return errs, nil
+	return errs, w, nil
 }
 
 // maxStmts bounds the prepared statements kept. Query texts vary with the
