@@ -237,7 +237,7 @@ func loadItem(ctx context.Context, tx *writeTx, it store.Item) error {
 		for i, v := range it.Versions {
 			q := `INSERT INTO history(` + cols + `) VALUES ` + colValues
 			if i == len(it.Versions)-1 {
-				q = `INSERT INTO resources(` + cols + `) VALUES ` + colValues
+				q = sqlLoadResource
 			}
 			if v.Type != last.Type || v.ID != last.ID {
 				return fmt.Errorf("store/sqlite: load: a record's versions name %s/%s and %s/%s", v.Type, v.ID, last.Type, last.ID)

@@ -68,7 +68,8 @@ type ientry struct {
 	end        sql.NullInt64 // plan_end
 	ends       sql.NullInt64
 	dends      sql.NullInt64
-	dbody      []byte // the derived body, if held (nil: read it by primary key)
+	start      sql.NullInt64 // the period start (Unix milliseconds)
+	dbody      []byte        // the derived body, if held (nil: read it by primary key)
 }
 
 // fill is a reader reading a patient's records through SQL to add them to
@@ -143,7 +144,7 @@ func (x *planIndex) staleFills(subject string) {
 // entry makes the index's entry of row r.
 func (x *planIndex) entry(r row) *ientry {
 	e := &ientry{typ: x.str(r.typ), id: r.id, owner: x.str(r.owner), subject: r.subject, version: r.version,
-		updated: r.updated, end: r.end, ends: r.ends, dends: r.dends}
+		updated: r.updated, end: r.end, ends: r.ends, dends: r.dends, start: r.start}
 	if r.dtype.Valid {
 		e.dtype = x.str(r.dtype.String)
 		if r.dbody != nil && x.bodies+int64(len(r.dbody)) <= x.budget {
@@ -263,9 +264,11 @@ func (l *idxLog) note(q string, args []any, res sql.Result) {
 	}
 }
 
-// rowFromValues reads back the arguments values() makes.
+// rowFromValues reads back the arguments values() makes, in cols' order:
+// type, id, version, updated, deleted, owner, subject, plan_end, ends,
+// start, dtype, dends, body, dbody.
 func rowFromValues(a []any) (row, bool) {
-	if len(a) != 13 {
+	if len(a) != len(splitCols(cols)) {
 		return row{}, false
 	}
 	var r row
@@ -292,22 +295,22 @@ func rowFromValues(a []any) (row, bool) {
 		}
 		return false
 	}
-	if !nullInt(a[7], &r.end) || !nullInt(a[8], &r.ends) || !nullInt(a[10], &r.dends) {
+	if !nullInt(a[7], &r.end) || !nullInt(a[8], &r.ends) || !nullInt(a[9], &r.start) || !nullInt(a[11], &r.dends) {
 		return row{}, false
 	}
-	switch d := a[9].(type) {
+	switch d := a[10].(type) {
 	case nil:
 	case string:
 		r.dtype = sql.NullString{String: d, Valid: true}
 	default:
 		return row{}, false
 	}
-	r.dbody, _ = a[12].([]byte)
+	r.dbody, _ = a[13].([]byte)
 	return r, true
 }
 
 // sqlLoadResource is the load's insert of a current version (see loadItem).
-const sqlLoadResource = `INSERT INTO resources(` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`
+const sqlLoadResource = `INSERT INTO resources(` + cols + `) VALUES ` + colValues
 
 // shmHeader maps the wal-index header of the -shm file read-only.
 type shmHeader struct {
@@ -613,7 +616,7 @@ func (s *Store) fill(ctx context.Context, q store.Query) ([]store.Record, int, b
 	full := map[string]row{}
 	for _, r := range got {
 		e := ientry{typ: r.typ, dtype: r.dtype.String, id: r.id, owner: r.owner, subject: r.subject, version: r.version,
-			updated: r.updated, end: r.end, ends: r.ends, dends: r.dends}
+			updated: r.updated, end: r.end, ends: r.ends, dends: r.dends, start: r.start}
 		if matchEntry(&e, q) {
 			matches = append(matches, e)
 			full[r.typ+"\x00"+r.id] = r
@@ -658,7 +661,7 @@ func (s *Store) answer(ctx context.Context, q store.Query, matches []ientry, ful
 		}
 		if e.dtype == q.Type && e.dbody != nil {
 			r := row{typ: e.typ, id: e.id, version: e.version, updated: e.updated, owner: e.owner, subject: e.subject,
-				end: e.end, ends: e.ends, dends: e.dends, dtype: sql.NullString{String: e.dtype, Valid: true},
+				end: e.end, ends: e.ends, dends: e.dends, start: e.start, dtype: sql.NullString{String: e.dtype, Valid: true},
 				dbody: slices.Clone(e.dbody)}
 			recs = append(recs, r.record(q.Type))
 			continue
@@ -705,7 +708,9 @@ func matchEntry(e *ientry, q store.Query) bool {
 	return true
 }
 
-// sortEntries is pageWhere's order.
+// sortEntries is pageWhere's order, or startPage's: by start either way
+// with the id as tie-break, the records with no start last by id in the
+// same direction.
 func sortEntries(es []ientry, srt store.Sort) {
 	slices.SortFunc(es, func(a, b ientry) int {
 		switch srt {
@@ -718,6 +723,21 @@ func sortEntries(es []ientry, srt store.Sort) {
 				return cmpInt(b.updated, a.updated)
 			}
 			return strings.Compare(b.id, a.id)
+		case store.SortStart, store.SortStartDesc:
+			if a.start.Valid != b.start.Valid {
+				if a.start.Valid {
+					return -1
+				}
+				return 1
+			}
+			c := cmpInt(a.start.Int64, b.start.Int64)
+			if c == 0 {
+				c = strings.Compare(a.id, b.id)
+			}
+			if srt == store.SortStartDesc {
+				return -c
+			}
+			return c
 		}
 		return strings.Compare(a.id, b.id)
 	})
@@ -747,6 +767,8 @@ func afterEntries(es []ientry, q store.Query) []ientry {
 			keep = e.updated > u || (e.updated == u && e.id > q.After)
 		case store.SortUpdatedDesc:
 			keep = e.updated < u || (e.updated == u && e.id < q.After)
+		case store.SortStart, store.SortStartDesc:
+			keep = afterStart(e, q)
 		default:
 			keep = e.id > q.After
 		}
@@ -755,6 +777,26 @@ func afterEntries(es []ientry, q store.Query) []ientry {
 		}
 	}
 	return out
+}
+
+// afterStart is startPage's position: past After among the records with a
+// start (by start, then id), or, when After has none (AfterStart zero),
+// past it among those with none (by id); every record with no start comes
+// after every one with a start.
+func afterStart(e ientry, q store.Query) bool {
+	desc := q.Sort == store.SortStartDesc
+	beyond := func(c int) bool { return (c > 0 && !desc) || (c < 0 && desc) }
+	if q.AfterStart.IsZero() {
+		return !e.start.Valid && beyond(strings.Compare(e.id, q.After))
+	}
+	if !e.start.Valid {
+		return true
+	}
+	c := cmpInt(e.start.Int64, q.AfterStart.UnixMilli())
+	if c == 0 {
+		c = strings.Compare(e.id, q.After)
+	}
+	return beyond(c)
 }
 
 // PlanIndexStats is what the plan index holds, for tests and the bench.

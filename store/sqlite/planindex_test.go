@@ -174,6 +174,10 @@ func agreesWithSQL(t *testing.T, opts Options, searchers int) {
 			if rng.IntN(3) == 0 {
 				r.End = base.Add(time.Duration(rng.IntN(40)-20) * time.Minute)
 			}
+			if rng.IntN(4) != 0 {
+				// Starts that tie, and some plans with none (sorted last).
+				r.Start = base.Add(time.Duration(rng.IntN(5)) * time.Hour)
+			}
 			if rng.IntN(5) == 0 {
 				r.Derived.Ends = base.Add(time.Duration(rng.IntN(40)) * time.Minute)
 			}
@@ -298,6 +302,12 @@ func indexQueries(subject string, base time.Time) []store.Query {
 			{Limit: 2, Sort: store.SortUpdatedDesc, Count: true},
 			{Limit: 3, Sort: store.SortUpdated, After: "p04", AfterUpdated: base.Add(10 * time.Second)},
 			{Limit: 3, Sort: store.SortUpdatedDesc, After: "p04", AfterUpdated: base.Add(10 * time.Second)},
+			{Limit: 50, Sort: store.SortStart, Count: true},
+			{Limit: 50, Sort: store.SortStartDesc, Count: true},
+			{Limit: 2, Sort: store.SortStart, After: "p04", AfterStart: base.Add(2 * time.Hour)},
+			{Limit: 2, Sort: store.SortStartDesc, After: "p04", AfterStart: base.Add(2 * time.Hour)},
+			{Limit: 3, Sort: store.SortStart, After: "p06"},
+			{Limit: 3, Sort: store.SortStartDesc, After: "p06"},
 		} {
 			q.Type, q.Subject = typ, subject
 			qs = append(qs, q)
