@@ -298,11 +298,13 @@ func SweepExports(ctx context.Context, ex store.Exporter, now time.Time) (int, e
 // failJob records a job as failed and removes its files, keeping the job
 // record (until it expires) so that polls report why.
 func (r *Registry) failJob(ctx context.Context, ex store.Exporter, job store.ExportJob) error {
-	// The failed record lists no file, so none is served from then on;
-	// then the files go.
+	// The files go first: no file is served before a job is done, so
+	// none is served meanwhile, and a poll that reports the failure finds
+	// nothing left behind. The failed record lists no file.
 	job.Files = nil
+	rerr := ex.RemoveExportFiles(ctx, job.ID)
 	err := ex.UpdateExport(ctx, job)
-	if rerr := ex.RemoveExportFiles(ctx, job.ID); err == nil {
+	if err == nil {
 		err = rerr
 	}
 	return err
