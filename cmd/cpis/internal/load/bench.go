@@ -95,6 +95,7 @@ type benchRun struct {
 	coldStart             time.Duration
 	stopServer            func()      // stops the server bench started
 	sweeps                chan string // the server's retention sweep log lines
+	serverUp              time.Time   // when the server bench started answered /readyz
 	la, nurse, gp         string
 	laODS, laName         string
 	hits, misses, flagIDs []string
@@ -264,7 +265,7 @@ func (b *benchRun) startServer(ctx context.Context, addr string) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	b.pid, b.stopServer = cmd.Process.Pid, stop
+	b.pid, b.stopServer, b.serverUp = cmd.Process.Pid, stop, time.Now()
 	return took, nil
 }
 
@@ -534,6 +535,10 @@ func (b *benchRun) scenarios() []scenario {
 	return out
 }
 
+// serverFirstSweep is how soon after its start the server sweeps first
+// (cmd/cpis's firstSweep).
+const serverFirstSweep = 2 * time.Second
+
 // sweep prepares a month's worth of expiry at the data set's scale (a
 // thirty-sixth of the children: about a third of plans end each year):
 // plans that ended past the retention period, uploaded as LA001's, and
@@ -544,6 +549,16 @@ func (b *benchRun) scenarios() []scenario {
 // seconds after the start) and purges them while the load runs. It returns
 // the wait for the server to log that sweep.
 func (b *benchRun) sweep(ctx context.Context) (func(ctx context.Context) (string, error), error) {
+	// The running server's first sweep turn (firstSweep after its start,
+	// in cmd/cpis) must be over before the expired plans are uploaded, or
+	// it purges some of them itself and the restarted server finds fewer.
+	if wait := time.Until(b.serverUp.Add(serverFirstSweep + 2*time.Second)); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	st, err := b.env.Open(ctx)
 	if err != nil {
 		return nil, err
