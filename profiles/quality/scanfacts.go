@@ -260,15 +260,8 @@ func (l *lexer) then(fn func()) bool {
 // object reads an object, calling member with each key (unescaped keys
 // only) to read its value.
 func (l *lexer) object(member func(key []byte) bool) bool {
-	l.ws()
-	if l.i >= len(l.b) || l.b[l.i] != '{' {
-		return false
-	}
-	l.i++
-	l.ws()
-	if l.i < len(l.b) && l.b[l.i] == '}' {
-		l.i++
-		return true
+	if empty, ok := l.open('{', '}'); !ok || empty {
+		return ok
 	}
 	for {
 		key, ok := l.plain()
@@ -283,52 +276,59 @@ func (l *lexer) object(member func(key []byte) bool) bool {
 		if !member(key) {
 			return false
 		}
-		l.ws()
-		if l.i >= len(l.b) {
-			return false
-		}
-		switch l.b[l.i] {
-		case ',':
-			l.i++
-		case '}':
-			l.i++
-			return true
-		default:
-			return false
+		if more, ok := l.next('}'); !ok || !more {
+			return ok
 		}
 	}
 }
 
 // array reads an array, calling elem to read each element.
 func (l *lexer) array(elem func() bool) bool {
-	l.ws()
-	if l.i >= len(l.b) || l.b[l.i] != '[' {
-		return false
-	}
-	l.i++
-	l.ws()
-	if l.i < len(l.b) && l.b[l.i] == ']' {
-		l.i++
-		return true
+	if empty, ok := l.open('[', ']'); !ok || empty {
+		return ok
 	}
 	for {
 		if !elem() {
 			return false
 		}
-		l.ws()
-		if l.i >= len(l.b) {
-			return false
-		}
-		switch l.b[l.i] {
-		case ',':
-			l.i++
-		case ']':
-			l.i++
-			return true
-		default:
-			return false
+		if more, ok := l.next(']'); !ok || !more {
+			return ok
 		}
 	}
+}
+
+// open reads an object's or array's opening byte: ok false if it is not
+// there, empty true if the closing byte follows at once (read too).
+func (l *lexer) open(opening, closing byte) (empty, ok bool) {
+	l.ws()
+	if l.i >= len(l.b) || l.b[l.i] != opening {
+		return false, false
+	}
+	l.i++
+	l.ws()
+	if l.i < len(l.b) && l.b[l.i] == closing {
+		l.i++
+		return true, true
+	}
+	return false, true
+}
+
+// next reads what follows a member or element: a comma (more true) or the
+// closing byte (more false); ok false for anything else.
+func (l *lexer) next(closing byte) (more, ok bool) {
+	l.ws()
+	if l.i >= len(l.b) {
+		return false, false
+	}
+	switch l.b[l.i] {
+	case ',':
+		l.i++
+		return true, true
+	case closing:
+		l.i++
+		return false, true
+	}
+	return false, false
 }
 
 // plain reads a string without escapes, valid UTF-8, and returns its
