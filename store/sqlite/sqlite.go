@@ -92,6 +92,7 @@ type Store struct {
 	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
 	walNext   time.Time             // writer only: no truncating checkpoint before
 	gate      sync.RWMutex          // reads start under RLock; boundWAL holds Lock
+	ckpt      sync.Mutex            // one checkpoint at a time in this process (see boundWAL)
 
 	idx      *planIndex // nil without the plan index
 	shm      *shmHeader // the wal-index header, mapped read-only
@@ -355,13 +356,20 @@ func (s *Store) checkpointer() {
 			// A busy or failing checkpoint is tried again next time; the WAL
 			// just grows meanwhile (up to WALLimit), and every commit in it
 			// is durable.
-			_, _ = s.r.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
-			if s.walSize() > s.opts.WALLimit {
-				select {
-				case s.walFull <- struct{}{}:
-				default:
-				}
-			}
+			s.passiveCheckpoint()
+		}
+	}
+}
+
+// passiveCheckpoint is one turn of the checkpointer.
+func (s *Store) passiveCheckpoint() {
+	s.ckpt.Lock()
+	_, _ = s.r.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+	s.ckpt.Unlock()
+	if s.walSize() > s.opts.WALLimit {
+		select {
+		case s.walFull <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -392,6 +400,12 @@ func (s *Store) boundWAL() {
 	// would wait for ever. Reads already running finish first.
 	s.gate.Lock()
 	defer s.gate.Unlock()
+	// A checkpoint that finds another one running answers busy at once,
+	// without waiting (SQLite does not call the busy handler for the
+	// checkpoint lock): so the background PASSIVE one is waited for here,
+	// or the log grows for another retry interval at full write rate.
+	s.ckpt.Lock()
+	defer s.ckpt.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), walWait)
 	defer cancel()
 	var busy, logged, done int
