@@ -473,6 +473,36 @@ func TestSubscriptionTwoProcessesDeliverOnce(t *testing.T) {
 	}
 }
 
+// Accesses that keep coming are gathered: one notification carries a
+// busy moment's accesses, rather than one (and two outbox writes beside
+// the audit's) per handful. Reads keep arriving for 3 s while the
+// subscription gathers for half a second; every one arrives, in order, in
+// a few notifications, not dozens.
+func TestNotificationsGatherABusyMoment(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		n := &notifier{}
+		e := newEnv(t, b, withNotify(t, n, "p1", true, testNow(), func(c *notify.Config) {
+			c.Gather, c.Poll = 500*time.Millisecond, time.Hour
+		}))
+		e.putPlan(planSpec{id: "plan-a", nhs: nhsA, la: la1})
+		rc := newReceiver(t)
+		id := e.createSub(la1, subJSON(rc.url(), "id-only"))
+		eventually(t, "active", func() bool { return e.subStatus(la1, id) == "active" })
+		start := time.Now()
+		reads := 0
+		for time.Since(start) < 3*time.Second {
+			e.audited(nhsA)
+			reads++
+			time.Sleep(5 * time.Millisecond)
+		}
+		eventually(t, "every access", func() bool { return len(rc.numbers()) >= reads })
+		assert.Equal(t, seq(reads), rc.numbers(), "every access once, in order, gap-free")
+		sent := len(rc.notices("event-notification"))
+		t.Logf("%d accesses in %d notifications", reads, sent)
+		assert.LessOrEqual(t, sent, 12, "a busy moment's accesses travel together")
+	})
+}
+
 // A slow endpoint does not slow clinicians' reads: delivery is off the
 // request path. The receiver holds every request; reads still answer.
 func TestHazard_SlowEndpointBlocksReads(t *testing.T) {

@@ -55,14 +55,11 @@ func (s *Service) Run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(coalesce):
+			case <-time.After(s.cfg.Gather):
 			}
 		}
 	}
 }
-
-// coalesce is how long a wake-up waits for more accesses before a round.
-const coalesce = 20 * time.Millisecond
 
 // round starts a delivery step for every subscription that is not off, not
 // already being delivered here and not leased to another live process.
@@ -166,6 +163,12 @@ func (s *Service) step(ctx context.Context, id string) {
 				return // backing off; the poll comes back
 			}
 			if !s.send(ctx, sub, ch) {
+				return
+			}
+			if sub.Events-sub.Acked <= int64(ch.MaxCount) {
+				// All sent: what arrives meanwhile gathers for the next
+				// round, rather than a notification (and two outbox
+				// writes beside the audit's) per handful of accesses.
 				return
 			}
 		case sub.Status == "active" && ch.Heartbeat > 0 && !numbered:

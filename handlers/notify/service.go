@@ -67,6 +67,11 @@ type Config struct {
 	Holder string
 	// Poll is how often the outbox is looked at without a wake-up (1s).
 	Poll time.Duration
+	// Gather is how long a wake-up waits for more accesses before a round
+	// (250ms): under load one notification carries a busy moment's
+	// accesses, so the outbox's writes stay few beside the audit's. It
+	// bounds the delivery lag it adds.
+	Gather time.Duration
 	// AttemptTimeout bounds one POST (10s); a subscription's
 	// backport-timeout may shorten it.
 	AttemptTimeout time.Duration
@@ -132,6 +137,7 @@ func New(c Config) (*Service, error) {
 		}
 	}
 	def(&c.Poll, time.Second)
+	def(&c.Gather, 250*time.Millisecond)
 	def(&c.AttemptTimeout, 10*time.Second)
 	def(&c.RetryBase, time.Second)
 	def(&c.RetryMax, 5*time.Minute)
