@@ -208,6 +208,17 @@ func TestCapabilityStatement(t *testing.T) {
 		r = e.do("POST", typ+"/$validate", la, `{"resourceType":"`+typ+`"}`)
 		assert.Equal(t, http.StatusOK, r.Code, "the advertised operation exists for %s", typ)
 	}
+	// Each type lists a search parameter once: a client building its
+	// search form from the statement would otherwise offer it twice.
+	for typ, rm := range types {
+		seen := map[string]bool{}
+		params, _ := rm["searchParam"].([]any)
+		for _, p := range params {
+			name := jpath[string](t, p, "name")
+			assert.False(t, seen[name], "%s lists the search parameter %s twice", typ, name)
+			seen[name] = true
+		}
+	}
 	for _, typ := range []string{"StructureDefinition", "CodeSystem", "ValueSet"} {
 		require.Contains(t, types, typ)
 		var params []string

@@ -137,7 +137,7 @@ func specs() []resourceSpec {
 			Interactions: []string{"read", "vread", "history-instance", "history-type", "search-type"},
 			Params: []searchParam{
 				nhsParam("patient:identifier", "patient.identifier", "subject:identifier", "subject.identifier"),
-				idSearchParam(), silentSearchParam(), lastUpdatedParam(), lastUpdatedParam(),
+				idSearchParam(), silentSearchParam(), lastUpdatedParam(),
 			},
 			Includes:   []string{"Flag:author"},
 			Operations: []operation{validateOp},
