@@ -86,31 +86,10 @@ func writeAudits(t *testing.T, s *Store, dir string, n, readers int) int64 {
 	return maxWAL.Load()
 }
 
-// TestHazard_WALGrowsWithoutBound writes audit records while readers keep
-// reading and checks the write-ahead log stays near its limit: a PASSIVE
-// checkpoint alone never rewinds a log that readers always hold, and the
-// log grew by gigabytes under load.
-func TestHazard_WALGrowsWithoutBound(t *testing.T) {
-	dir := t.TempDir()
-	const limit = 1 << 20
-	s, err := Open(dir, Options{WALLimit: limit})
-	require.NoError(t, err)
-	defer s.Close()
-	putPlan(t, s, "p1")
-	const n = 3000 // about 9 MB of AuditEvents
-	maxWAL := writeAudits(t, s, dir, n, 2)
-	t.Logf("largest WAL seen: %d bytes (limit %d)", maxWAL, limit)
-	assert.LessOrEqual(t, maxWAL, int64(3*limit), "the WAL stays within a batch or two of its limit")
-}
-
-// TestHazard_WALBoundMeetsBackgroundCheckpoint: the bounding TRUNCATE
-// checkpoint and the background PASSIVE one must not meet. SQLite answers a
-// checkpoint that finds another running with busy at once, without waiting,
-// and the log then grew at full write rate until the next try (seen at 3 to
-// 5 MB against a 1 MB limit). Here the background turn runs back to back, so
-// without the in-process checkpoint lock nearly every bounding attempt
-// meets it.
-func TestHazard_WALBoundMeetsBackgroundCheckpoint(t *testing.T) {
+// checkWALBound opens a store with a 1 MiB log limit, writes about 9 MB of
+// AuditEvents with readers reading (and during, alongside them, if set)
+// and checks the write-ahead log stayed within a batch or two of its limit.
+func checkWALBound(t *testing.T, during func(s *Store)) {
 	dir := t.TempDir()
 	const limit = 1 << 20
 	s, err := Open(dir, Options{WALLimit: limit})
@@ -121,12 +100,12 @@ func TestHazard_WALBoundMeetsBackgroundCheckpoint(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
+		for during != nil {
 			select {
 			case <-stop:
 				return
 			default:
-				s.passiveCheckpoint()
+				during(s)
 			}
 		}
 	}()
@@ -135,6 +114,25 @@ func TestHazard_WALBoundMeetsBackgroundCheckpoint(t *testing.T) {
 	<-done
 	t.Logf("largest WAL seen: %d bytes (limit %d)", maxWAL, limit)
 	assert.LessOrEqual(t, maxWAL, int64(3*limit), "the WAL stays within a batch or two of its limit")
+}
+
+// TestHazard_WALGrowsWithoutBound writes audit records while readers keep
+// reading and checks the write-ahead log stays near its limit: a PASSIVE
+// checkpoint alone never rewinds a log that readers always hold, and the
+// log grew by gigabytes under load.
+func TestHazard_WALGrowsWithoutBound(t *testing.T) {
+	checkWALBound(t, nil)
+}
+
+// TestHazard_WALBoundMeetsBackgroundCheckpoint: the bounding TRUNCATE
+// checkpoint and the background PASSIVE one must not meet. SQLite answers a
+// checkpoint that finds another running with busy at once, without waiting,
+// and the log then grew at full write rate until the next try (seen at 3 to
+// 5 MB against a 1 MB limit). Here the background turn runs back to back, so
+// without the in-process checkpoint lock nearly every bounding attempt
+// meets it.
+func TestHazard_WALBoundMeetsBackgroundCheckpoint(t *testing.T) {
+	checkWALBound(t, (*Store).passiveCheckpoint)
 }
 
 // TestAuditCostPerRead measures what one audited read adds to the store
