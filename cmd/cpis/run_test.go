@@ -26,6 +26,7 @@ type server struct {
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
+	read   chan struct{} // closed once every line the server wrote is read
 	mu     sync.Mutex
 	lines  []string
 }
@@ -46,9 +47,10 @@ func start(t *testing.T, vars map[string]string) *server {
 	vars["CPIS_ADDR"] = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &server{cancel: cancel, done: make(chan error, 1)}
+	s := &server{cancel: cancel, done: make(chan error, 1), read: make(chan struct{})}
 	addr := make(chan string, 1)
 	go func() {
+		defer close(s.read)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			line := sc.Text()
@@ -94,6 +96,7 @@ func (s *server) stop(t *testing.T) {
 	select {
 	case err := <-s.done:
 		assert.NoError(t, err)
+		<-s.read // the log's last lines (the server writes them out as it stops)
 	case <-time.After(25 * time.Second):
 		t.Error("server did not shut down")
 	}
