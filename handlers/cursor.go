@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,13 +78,33 @@ func callerID(p *auth.Principal) string {
 	return "user|" + p.UserID + "|" + p.RoleID + "|" + p.OrgCode
 }
 
+// appendJSON is json.Marshal(pc) without reflection (every search's self
+// link is sealed): the same keys, in the same order.
+func (pc *pageCursor) appendJSON(b []byte) []byte {
+	b = append(b, `{"w":`...)
+	b = fhir.AppendString(b, pc.Caller)
+	b = append(b, `,"t":`...)
+	b = fhir.AppendString(b, pc.Type)
+	b = append(b, `,"q":`...)
+	b = fhir.AppendString(b, pc.Query)
+	b = append(b, `,"c":`...)
+	b = fhir.AppendString(b, pc.Store)
+	b = append(b, `,"e":`...)
+	b = strconv.AppendInt(b, pc.Expires, 10)
+	return append(b, '}')
+}
+
 func (s *sealer) seal(pc pageCursor) string {
-	plain, _ := json.Marshal(pc) // strings and an int: cannot fail
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
+	n := s.aead.NonceSize()
+	var stack [512]byte
+	buf := pc.appendJSON(stack[:n]) // nonce room, then the plain text
+	if _, err := rand.Read(buf[:n]); err != nil {
 		panic("handlers: no randomness for a paging cursor: " + err.Error())
 	}
-	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, cursorAAD))
+	plain := buf[n:]
+	out := make([]byte, n, n+len(plain)+s.aead.Overhead())
+	copy(out, buf[:n])
+	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(out, out, plain, cursorAAD))
 }
 
 // open unseals a cursor and checks it was issued to p for typ and has not

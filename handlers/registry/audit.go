@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"hash"
 	"encoding/hex"
 	"log/slog"
 	"sort"
@@ -127,9 +128,18 @@ func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, re
 // subjectHash is a keyed hash of an NHS number, so security-log lines about
 // one patient can be correlated without the log holding the number.
 func (r *Registry) subjectHash(subject string) string {
-	m := hmac.New(sha256.New, r.subjectKey)
+	// A keyed HMAC is reused (Reset restores its keyed state), not made
+	// again for every silent read.
+	m, _ := r.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, r.subjectKey)
+	}
+	m.Reset()
 	m.Write([]byte(subject))
-	return hex.EncodeToString(m.Sum(nil)[:12])
+	var sum [sha256.Size]byte
+	out := hex.EncodeToString(m.Sum(sum[:0])[:12])
+	r.macs.Put(m)
+	return out
 }
 
 // laViews renders the AuditEvent each local authority is shown of an access,

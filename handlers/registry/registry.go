@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,6 +62,7 @@ type Registry struct {
 	log           *slog.Logger
 	security      *slog.Logger
 	subjectKey    []byte
+	macs          sync.Pool // keyed HMACs of subjectKey (subjectHash)
 	notified      func()
 	exportExpiry  time.Duration
 	exportLease   time.Duration
