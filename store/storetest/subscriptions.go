@@ -24,6 +24,50 @@ func RunSubscriptions(t *testing.T, h Harness, twin func(t *testing.T, s store.S
 	t.Run("lease-one-winner", func(t *testing.T) { testSubLeaseOneWinner(t, h, twin) })
 	t.Run("feed-heads", func(t *testing.T) { testSubFeedHeads(t, h) })
 	t.Run("prune", func(t *testing.T) { testSubPrune(t, h) })
+	t.Run("page-sizes", func(t *testing.T) { testSubPageSizes(t, h) })
+}
+
+// testSubPageSizes: pages of every size up to a full delivery page (and
+// past it) are numbered exactly as given, however a backend splits them
+// into statements.
+func testSubPageSizes(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h)
+	ss := subs(t, s)
+	require.NoError(t, ss.PutSubscription(ctx, newSub("s1", "LA1"), 0))
+	a, held, err := ss.ClaimSubscription(ctx, "s1", "A", t0, time.Minute)
+	require.NoError(t, err)
+	require.True(t, held)
+	var all []store.SubEvent
+	cursor := ""
+	for _, size := range []int{1, 19, 20, 21, 47, 100, 150, 0, 3} {
+		var evs []store.SubEvent
+		for i := 0; i < size; i++ {
+			n := int64(len(all) + len(evs) + 1)
+			evs = append(evs, store.SubEvent{Number: n, Seq: 3 * n, Recorded: t0.Add(time.Duration(n) * time.Millisecond), ID: fmt.Sprintf("a%d", n)})
+		}
+		next := fmt.Sprintf("c%d", len(all)+size)
+		if size == 0 {
+			next += "-empty"
+		}
+		require.NoError(t, ss.AppendSubEvents(ctx, "s1", "A", a.Epoch, cursor, next, evs), "a page of %d", size)
+		all, cursor = append(all, evs...), next
+	}
+	var got []store.SubEvent
+	for after := int64(0); ; {
+		page, err := ss.SubEvents(ctx, "s1", after, 64)
+		require.NoError(t, err)
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, page...)
+		after = page[len(page)-1].Number
+	}
+	assert.Equal(t, all, got)
+	cur, err := ss.GetSubscription(ctx, "s1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(all)), cur.Events)
+	assert.Equal(t, cursor, cur.Cursor)
 }
 
 func subs(t *testing.T, s store.Store) store.Subscriptions {
