@@ -395,15 +395,22 @@ func (s *Store) boundWAL() {
 	if s.walSize() <= s.opts.WALLimit || time.Now().Before(s.walNext) {
 		return
 	}
+	// A checkpoint that finds another one running answers busy at once,
+	// without waiting (SQLite does not call the busy handler for the
+	// checkpoint lock): so the background PASSIVE one is waited for here,
+	// or the log grows for another retry interval at full write rate.
+	//
+	// First copy what the log holds into the database while reads go on
+	// (writes wait: this is the writer), so the part below, which holds
+	// reads back, has little left to copy and to sync.
+	s.ckpt.Lock()
+	_, _ = s.w.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+	s.ckpt.Unlock()
 	// Hold new reads back while the checkpoint waits: readers that keep
 	// arriving would each take a snapshot of the log, and the checkpoint
 	// would wait for ever. Reads already running finish first.
 	s.gate.Lock()
 	defer s.gate.Unlock()
-	// A checkpoint that finds another one running answers busy at once,
-	// without waiting (SQLite does not call the busy handler for the
-	// checkpoint lock): so the background PASSIVE one is waited for here,
-	// or the log grows for another retry interval at full write rate.
 	s.ckpt.Lock()
 	defer s.ckpt.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), walWait)
