@@ -256,7 +256,7 @@ func BenchmarkAudit(b *testing.B) {
 		name string
 		t    time.Time
 	}{{"week", weekAgo}, {"10-weeks", time.Now().AddDate(0, 0, -70)}} {
-		b.Run(fmt.Sprintf("feed-page-and-total/%s/%d", since.name, n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("feed-page-and-total/%s/%d", since.name, set.n), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				la := fmt.Sprintf("LA%03d", i%20)
