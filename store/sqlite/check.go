@@ -1,12 +1,16 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,13 +39,13 @@ const flagSample = 200
 
 // startupCheck checks the database before the server uses it: PRAGMA
 // quick_check (every page readable and well formed), the indexes against
-// their tables, and a sample of the newest plans found through the indexes
-// a Flag search uses. quick_check is skipped when unsealed is "": the file
-// is byte for byte what the last clean shutdown sealed (see seal.go);
-// otherwise unsealed says why it runs. It stops at timeout (a very large
-// database), logs what it did not check and lets the start go on; a failed
-// check refuses the start.
-func startupCheck(db *sql.DB, timeout time.Duration, log *slog.Logger, unsealed string) error {
+// their tables (counted on pool), and a sample of the newest plans found
+// through the indexes a Flag search uses. quick_check is skipped when
+// unsealed is "": the file is byte for byte what the last clean shutdown
+// sealed (see seal.go); otherwise unsealed says why it runs. It stops at
+// timeout (a very large database), logs what it did not check and lets the
+// start go on; a failed check refuses the start.
+func startupCheck(db, pool *sql.DB, timeout time.Duration, log *slog.Logger, unsealed string) error {
 	if timeout < 0 {
 		log.Warn("the start-up integrity check is turned off")
 		return nil
@@ -62,7 +66,7 @@ func startupCheck(db *sql.DB, timeout time.Duration, log *slog.Logger, unsealed 
 	} else if err := quickCheck(ctx, db, unsealed, log, stopped); err != nil {
 		return err
 	}
-	if err := countIndexes(ctx, db, unsealed != "", stopped); err != nil {
+	if err := countIndexes(ctx, pool, unsealed != "", stopped); err != nil {
 		return err
 	}
 	if err := checkFlagSample(ctx, db); err != nil {
@@ -110,36 +114,92 @@ func quickCheck(ctx context.Context, db *sql.DB, why string, log *slog.Logger, s
 // rows. A table's count reads the whole table; when the file is as its
 // clean shutdown sealed it, each index is counted against the table's
 // first index instead, reading indexes only (an index that lost entries
-// still disagrees with the others).
-func countIndexes(ctx context.Context, db *sql.DB, scanTables bool, stopped func(error, string) error) error {
+// still disagrees with the others). The counts run at once, one on each
+// core (pool's connections), the access records' indexes first: they are
+// most of the work at national volume (tens of millions of entries); the
+// comparisons then go in indexCounts' order, as one by one.
+func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped func(error, string) error) error {
+	type count struct {
+		q   string
+		n   int64
+		err error
+	}
+	tables, indexes := map[string]*count{}, map[string]*count{}
+	var todo []*count
+	for _, ic := range indexCounts {
+		if _, ok := tables[ic.table]; !ok && (scanTables || ic.index == "") {
+			tables[ic.table] = &count{q: `SELECT coalesce(sum(1), 0) FROM ` + ic.table + ` NOT INDEXED`}
+			todo = append(todo, tables[ic.table])
+		} else if !ok {
+			tables[ic.table] = nil // its first index is the reference
+		}
+		if ic.index != "" {
+			indexes[ic.index] = &count{q: `SELECT coalesce(sum(1), 0) FROM ` + ic.table + ` INDEXED BY ` + ic.index}
+			todo = append(todo, indexes[ic.index])
+		}
+	}
+	slices.Reverse(todo) // the access records (the end of the list) first
+	next := make(chan *count)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				c.err = pool.QueryRowContext(ctx, c.q).Scan(&c.n)
+			}
+		}()
+	}
+	for _, c := range todo {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
+
+	// A count that did not finish (the time limit) leaves its table's
+	// comparisons out; the others are still made, and damage found wins.
 	type ref struct {
 		n    int64
 		what string
+		err  error
 	}
 	refs := map[string]ref{}
+	var unfinished error
+	var unfinishedStep string
 	for _, ic := range indexCounts {
 		r, ok := refs[ic.table]
-		if !ok && (scanTables || ic.index == "") {
-			r.what = "table " + ic.table + " has %d rows"
-			if err := db.QueryRowContext(ctx, `SELECT coalesce(sum(1), 0) FROM `+ic.table+` NOT INDEXED`).Scan(&r.n); err != nil {
-				return stopped(err, "index "+ic.index)
-			}
+		if c := tables[ic.table]; !ok && c != nil {
+			r = ref{c.n, "table " + ic.table + " has %d rows", c.err}
 			refs[ic.table], ok = r, true
 		}
-		if ic.index == "" {
+		err := r.err
+		var c *count
+		if ic.index != "" {
+			c = indexes[ic.index]
+			err = cmp.Or(err, c.err)
+		}
+		if err != nil {
+			if unfinished == nil {
+				unfinished, unfinishedStep = err, "index "+ic.index
+			}
+			if !ok {
+				refs[ic.table] = ref{err: err}
+			}
 			continue
 		}
-		var inIndex int64
-		if err := db.QueryRowContext(ctx, `SELECT coalesce(sum(1), 0) FROM `+ic.table+` INDEXED BY `+ic.index).Scan(&inIndex); err != nil {
-			return stopped(err, "index "+ic.index)
+		if c == nil {
+			continue
 		}
 		if !ok {
-			refs[ic.table] = ref{inIndex, "index " + ic.index + " of table " + ic.table + " has %d entries"}
+			refs[ic.table] = ref{c.n, "index " + ic.index + " of table " + ic.table + " has %d entries", nil}
 			continue
 		}
-		if r.n != inIndex {
-			return fmt.Errorf("store/sqlite: the database is damaged: "+r.what+" but its index %s has %d entries", r.n, ic.index, inIndex)
+		if r.n != c.n {
+			return fmt.Errorf("store/sqlite: the database is damaged: "+r.what+" but its index %s has %d entries", r.n, ic.index, c.n)
 		}
+	}
+	if unfinished != nil {
+		return stopped(unfinished, unfinishedStep)
 	}
 	return nil
 }

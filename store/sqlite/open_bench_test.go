@@ -48,7 +48,7 @@ func BenchmarkOpenSealed(b *testing.B) {
 		}
 	})
 	b.Run("index-counts", func(b *testing.B) {
-		db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+		db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
 		if err != nil {
 			b.Fatal(err)
 		}
