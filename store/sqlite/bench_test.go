@@ -270,6 +270,21 @@ func BenchmarkAudit(b *testing.B) {
 			}
 		})
 	}
+	// A date asked for the first time: the feed is counted in full, as
+	// every page did before the counts were remembered.
+	b.Run(fmt.Sprintf("feed-page-and-total/10-weeks-new-date/%d", set.n), func(b *testing.B) {
+		since := time.Now().AddDate(0, 0, -70)
+		for i := 0; b.Loop(); i++ {
+			la, at := fmt.Sprintf("LA%03d", i%20), since.Add(-time.Duration(i)*time.Millisecond)
+			recs, _, err := s.AuditFeed(ctx, la, at, "", 50)
+			if err != nil || len(recs) == 0 {
+				b.Fatal(err, len(recs))
+			}
+			if total, err := s.AuditFeedTotal(ctx, la, at); err != nil || total < len(recs) {
+				b.Fatal(err, total)
+			}
+		}
+	})
 	b.Run(fmt.Sprintf("db-bytes-per-record/%d", n), func(b *testing.B) {
 		for b.Loop() {
 		}
