@@ -20,17 +20,19 @@ const defaultCheckTimeout = 20 * time.Second
 // indexCounts are the checks that each index holds as many entries as its
 // table has rows: PRAGMA quick_check reads every page but does not compare
 // an index with its table, and a Flag search answers from the index alone.
-var indexCounts = []struct{ table, index string }{
-	{"resources", "sqlite_autoindex_resources_1"},
-	{"resources", "resources_subject"},
-	{"resources", "resources_id"},
-	{"resources", "resources_owner"},
-	{"resources", "resources_derived"},
-	{"resources", "resources_end"},
-	{"history", "sqlite_autoindex_history_1"},
-	{"keys", ""},
-	{"audit", "audit_subject"},
-	{"audit", "audit_recorded"},
+// splitBy names the index's first column when the index is counted in
+// ranges of it, on every core (see countIndexes).
+var indexCounts = []struct{ table, index, splitBy string }{
+	{"resources", "sqlite_autoindex_resources_1", ""},
+	{"resources", "resources_subject", ""},
+	{"resources", "resources_id", ""},
+	{"resources", "resources_owner", ""},
+	{"resources", "resources_derived", ""},
+	{"resources", "resources_end", ""},
+	{"history", "sqlite_autoindex_history_1", ""},
+	{"keys", "", ""},
+	{"audit", "audit_subject", "subject"},
+	{"audit", "audit_recorded", ""},
 }
 
 // flagSample is how many of the newest plans are looked up through each
@@ -120,9 +122,11 @@ func quickCheck(ctx context.Context, db *sql.DB, why string, log *slog.Logger, s
 // comparisons then go in indexCounts' order, as one by one.
 func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped func(error, string) error) error {
 	type count struct {
-		q   string
-		n   int64
-		err error
+		q     string
+		args  []any
+		n     int64
+		err   error
+		parts []*count // counted in parts: n is their sum, err the first of theirs
 	}
 	tables, indexes := map[string]*count{}, map[string]*count{}
 	var todo []*count
@@ -133,9 +137,36 @@ func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped fu
 		} else if !ok {
 			tables[ic.table] = nil // its first index is the reference
 		}
-		if ic.index != "" {
-			indexes[ic.index] = &count{q: `SELECT coalesce(sum(1), 0) FROM ` + ic.table + ` INDEXED BY ` + ic.index}
-			todo = append(todo, indexes[ic.index])
+		if ic.index == "" {
+			continue
+		}
+		c := &count{q: `SELECT coalesce(sum(1), 0) FROM ` + ic.table + ` INDEXED BY ` + ic.index}
+		indexes[ic.index] = c
+		if ic.splitBy == "" {
+			todo = append(todo, c)
+			continue
+		}
+		// Most of the work, in ranges of its first column that the cores
+		// share; together the ranges cover every value (the column is NOT
+		// NULL) and no value twice. An entry out of its place in the index
+		// is counted in no range (each range's walk ends at the first entry
+		// past it), so the sum disagrees: damage found, as it is.
+		cuts := splitPoints(ctx, pool, ic.table, ic.splitBy)
+		where := c.q + ` WHERE ` + ic.splitBy
+		for i := 0; i <= len(cuts); i++ {
+			var part *count
+			switch {
+			case len(cuts) == 0:
+				part = &count{q: c.q}
+			case i == 0:
+				part = &count{q: where + ` < ?`, args: []any{cuts[0]}}
+			case i == len(cuts):
+				part = &count{q: where + ` >= ?`, args: []any{cuts[i-1]}}
+			default:
+				part = &count{q: where + ` >= ? AND ` + ic.splitBy + ` < ?`, args: []any{cuts[i-1], cuts[i]}}
+			}
+			c.parts = append(c.parts, part)
+			todo = append(todo, part)
 		}
 	}
 	slices.Reverse(todo) // the access records (the end of the list) first
@@ -146,7 +177,7 @@ func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped fu
 		go func() {
 			defer wg.Done()
 			for c := range next {
-				c.err = pool.QueryRowContext(ctx, c.q).Scan(&c.n)
+				c.err = pool.QueryRowContext(ctx, c.q, c.args...).Scan(&c.n)
 			}
 		}()
 	}
@@ -155,6 +186,12 @@ func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped fu
 	}
 	close(next)
 	wg.Wait()
+	for _, c := range indexes {
+		for _, p := range c.parts {
+			c.n += p.n
+			c.err = cmp.Or(c.err, p.err)
+		}
+	}
 
 	// A count that did not finish (the time limit) leaves its table's
 	// comparisons out; the others are still made, and damage found wins.
@@ -202,6 +239,38 @@ func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped fu
 		return stopped(unfinished, unfinishedStep)
 	}
 	return nil
+}
+
+// splitParts is how many ranges an index counted in parts is cut into:
+// more than the cores, so one that turns out larger is shared.
+const splitParts = 8
+
+// splitPoints cuts table's values of column into about splitParts equal
+// ranges: the sorted values of rows spread evenly over the table's rowids
+// (as many as 8 for each cut), every 8th. None (one range) for a small
+// table or if a read fails: the count itself then says why.
+func splitPoints(ctx context.Context, pool *sql.DB, table, column string) []string {
+	const per = 8
+	var lo, hi sql.NullInt64
+	if err := pool.QueryRowContext(ctx, `SELECT (SELECT min(rowid) FROM `+table+`), (SELECT max(rowid) FROM `+table+`)`).Scan(&lo, &hi); err != nil ||
+		!lo.Valid || hi.Int64-lo.Int64 < 1000 {
+		return nil
+	}
+	var samples []string
+	for i := int64(1); i < splitParts*per; i++ {
+		var v string
+		at := lo.Int64 + (hi.Int64-lo.Int64)*i/(splitParts*per)
+		if err := pool.QueryRowContext(ctx, `SELECT `+column+` FROM `+table+` WHERE rowid >= ? ORDER BY rowid LIMIT 1`, at).Scan(&v); err != nil {
+			return nil
+		}
+		samples = append(samples, v)
+	}
+	slices.Sort(samples)
+	var cuts []string
+	for i := per - 1; i < len(samples); i += per {
+		cuts = append(cuts, samples[i])
+	}
+	return slices.Compact(cuts)
 }
 
 var errDamaged = errors.New("store/sqlite: the database is damaged")
