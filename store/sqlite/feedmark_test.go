@@ -135,3 +135,69 @@ func TestHazard_FeedTotalCountsSweptRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestFeedMarksWhileWriting: totals read while access records are being
+// committed never go down and end at the table's count: a remembered count
+// adds the rows committed after it, whichever order reads and commits come
+// in.
+func TestFeedMarksWhileWriting(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{CheckTimeout: -1})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	since := time.Now().Add(-time.Hour)
+	const writers, each = 4, 150
+	done := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				at := since.Add(time.Duration(i%7-2) * time.Minute) // two in seven before the date
+				if err := s.Audit(ctx, []store.AuditRecord{{ID: fmt.Sprint("w", w, "-", i), Recorded: at, Subject: "9449306753",
+					Agent: "u", Notify: true, Owners: []string{"LA001"}, Body: []byte(`{}`)}}); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	readErr := make(chan error, 1)
+	stop := make(chan struct{})
+	go func() {
+		last := 0
+		for {
+			select {
+			case <-stop:
+				readErr <- nil
+				return
+			default:
+			}
+			n, err := s.AuditFeedTotal(ctx, "LA001", since)
+			if err == nil && n < last {
+				err = fmt.Errorf("the total went down from %d to %d", last, n)
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+			last = n
+		}
+	}()
+	for w := 0; w < writers; w++ {
+		require.NoError(t, <-done)
+	}
+	close(stop)
+	require.NoError(t, <-readErr)
+	want, wantFirst := countFeed(t, s, "LA001", since)
+	n, err := s.AuditFeedTotal(ctx, "LA001", since)
+	require.NoError(t, err)
+	assert.Equal(t, want, n)
+	sinceDate := 0
+	for i := 0; i < each; i++ {
+		if i%7 >= 2 {
+			sinceDate++
+		}
+	}
+	assert.Equal(t, writers*sinceDate, want)
+	assert.Equal(t, wantFirst, firstPage(t, s, "LA001", since))
+}
