@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -197,37 +196,18 @@ func (s *Store) AuditBodies(ctx context.Context, seqs []int64) ([]store.AuditRec
 	return recs, err
 }
 
-// AuditFeedTotal counts owner's feed from since, from audit_owner alone.
+// AuditFeedTotal counts owner's feed from since, from audit_owner alone:
+// once, then only what was recorded after (see feedmark.go).
 func (s *Store) AuditFeedTotal(ctx context.Context, owner string, since time.Time) (int, error) {
-	rows, err := s.query(ctx, `SELECT count(*) FROM audit_owner WHERE owner = ? AND recorded >= ?`, owner, since.UnixNano())
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	n := 0
-	if rows.Next() {
-		if err := rows.Scan(&n); err != nil {
-			return 0, unavailableCtx(ctx, err)
-		}
-	}
-	return n, rows.Err()
+	m, err := s.feedMarkOf(ctx, owner, since)
+	return m.count, err
 }
 
 // firstSince is the smallest sequence number of owner's feed recorded at or
-// after since, 0 if none.
+// after since, 0 if none (see feedmark.go).
 func (s *Store) firstSince(ctx context.Context, owner string, since time.Time) (int64, error) {
-	rows, err := s.query(ctx, `SELECT min(seq) FROM audit_owner INDEXED BY audit_owner_recorded WHERE owner = ? AND recorded >= ?`, owner, since.UnixNano())
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	var first sql.NullInt64
-	if rows.Next() {
-		if err := rows.Scan(&first); err != nil {
-			return 0, unavailableCtx(ctx, err)
-		}
-	}
-	return first.Int64, unavailableErr(ctx, rows.Err())
+	m, err := s.feedMarkOf(ctx, owner, since)
+	return m.first, err
 }
 
 // AuditFeed pages through the access records that touched owner's records.
@@ -246,10 +226,10 @@ func (s *Store) AuditFeed(ctx context.Context, owner string, since time.Time, cu
 	// The page walks owner's feed in sequence order from the cursor. Start
 	// it at the first record on or after since: from the feed's start it
 	// would pass over every older record (a year of them) to find a week's.
-	// The first is the smallest sequence number among the records since, an
-	// index-only read of the week's entries in audit_owner_recorded (owner,
-	// recorded, and seq, the table's key); records committed later have
-	// larger numbers.
+	// The first is the smallest sequence number among the records since,
+	// found once in audit_owner_recorded (owner, recorded, and seq, the
+	// table's key) and remembered: records committed later have larger
+	// numbers (see feedmark.go).
 	first, err := s.firstSince(ctx, owner, since)
 	if err != nil {
 		return nil, "", err
@@ -351,11 +331,15 @@ func (s *Store) purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 			if n, err := res.RowsAffected(); err != nil || n == 0 {
 				return 0, err // the subject has a record again, or purged meanwhile
 			}
-			// The feed index, each of its rows by key.
+			// The feed index, each of its rows by key, and the count of
+			// changes that tells the feed's marks to count again.
 			for _, o := range strings.Fields(dues[i].owners) {
 				if _, err := tx.exec(ctx, sqlPurgeFeedRow, o, dues[i].seq); err != nil {
 					return 0, unavailable(err)
 				}
+			}
+			if _, err := tx.exec(ctx, sqlFeedChanged); err != nil {
+				return 0, unavailable(err)
 			}
 			return 1, nil
 		})

@@ -1,12 +1,16 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -16,17 +20,19 @@ const defaultCheckTimeout = 20 * time.Second
 // indexCounts are the checks that each index holds as many entries as its
 // table has rows: PRAGMA quick_check reads every page but does not compare
 // an index with its table, and a Flag search answers from the index alone.
-var indexCounts = []struct{ table, index string }{
-	{"resources", "sqlite_autoindex_resources_1"},
-	{"resources", "resources_subject"},
-	{"resources", "resources_id"},
-	{"resources", "resources_owner"},
-	{"resources", "resources_derived"},
-	{"resources", "resources_end"},
-	{"history", "sqlite_autoindex_history_1"},
-	{"keys", ""},
-	{"audit", "audit_subject"},
-	{"audit", "audit_recorded"},
+// splitBy names the index's first column when the index is counted in
+// ranges of it, on every core (see countIndexes).
+var indexCounts = []struct{ table, index, splitBy string }{
+	{"resources", "sqlite_autoindex_resources_1", ""},
+	{"resources", "resources_subject", ""},
+	{"resources", "resources_id", ""},
+	{"resources", "resources_owner", ""},
+	{"resources", "resources_derived", ""},
+	{"resources", "resources_end", ""},
+	{"history", "sqlite_autoindex_history_1", ""},
+	{"keys", "", ""},
+	{"audit", "audit_subject", "subject"},
+	{"audit", "audit_recorded", ""},
 }
 
 // flagSample is how many of the newest plans are looked up through each
@@ -35,13 +41,13 @@ const flagSample = 200
 
 // startupCheck checks the database before the server uses it: PRAGMA
 // quick_check (every page readable and well formed), the indexes against
-// their tables, and a sample of the newest plans found through the indexes
-// a Flag search uses. quick_check is skipped when unsealed is "": the file
-// is byte for byte what the last clean shutdown sealed (see seal.go);
-// otherwise unsealed says why it runs. It stops at timeout (a very large
-// database), logs what it did not check and lets the start go on; a failed
-// check refuses the start.
-func startupCheck(db *sql.DB, timeout time.Duration, log *slog.Logger, unsealed string) error {
+// their tables (counted on pool), and a sample of the newest plans found
+// through the indexes a Flag search uses. quick_check is skipped when
+// unsealed is "": the file is byte for byte what the last clean shutdown
+// sealed (see seal.go); otherwise unsealed says why it runs. It stops at
+// timeout (a very large database), logs what it did not check and lets the
+// start go on; a failed check refuses the start.
+func startupCheck(db, pool *sql.DB, timeout time.Duration, log *slog.Logger, unsealed string) error {
 	if timeout < 0 {
 		log.Warn("the start-up integrity check is turned off")
 		return nil
@@ -62,7 +68,7 @@ func startupCheck(db *sql.DB, timeout time.Duration, log *slog.Logger, unsealed 
 	} else if err := quickCheck(ctx, db, unsealed, log, stopped); err != nil {
 		return err
 	}
-	if err := countIndexes(ctx, db, unsealed != "", stopped); err != nil {
+	if err := countIndexes(ctx, pool, unsealed != "", stopped); err != nil {
 		return err
 	}
 	if err := checkFlagSample(ctx, db); err != nil {
@@ -110,38 +116,161 @@ func quickCheck(ctx context.Context, db *sql.DB, why string, log *slog.Logger, s
 // rows. A table's count reads the whole table; when the file is as its
 // clean shutdown sealed it, each index is counted against the table's
 // first index instead, reading indexes only (an index that lost entries
-// still disagrees with the others).
-func countIndexes(ctx context.Context, db *sql.DB, scanTables bool, stopped func(error, string) error) error {
-	type ref struct {
-		n    int64
-		what string
+// still disagrees with the others). The counts run at once, one on each
+// core (pool's connections), the access records' indexes first: they are
+// most of the work at national volume (tens of millions of entries); the
+// comparisons then go in indexCounts' order, as one by one.
+func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped func(error, string) error) error {
+	type count struct {
+		q     string
+		args  []any
+		n     int64
+		err   error
+		parts []*count // counted in parts: n is their sum, err the first of theirs
 	}
-	refs := map[string]ref{}
+	tables, indexes := map[string]*count{}, map[string]*count{}
+	var todo []*count
 	for _, ic := range indexCounts {
-		r, ok := refs[ic.table]
-		if !ok && (scanTables || ic.index == "") {
-			r.what = "table " + ic.table + " has %d rows"
-			if err := db.QueryRowContext(ctx, `SELECT coalesce(sum(1), 0) FROM `+ic.table+` NOT INDEXED`).Scan(&r.n); err != nil {
-				return stopped(err, "index "+ic.index)
-			}
-			refs[ic.table], ok = r, true
+		if _, ok := tables[ic.table]; !ok && (scanTables || ic.index == "") {
+			tables[ic.table] = &count{q: `SELECT coalesce(sum(1), 0) FROM ` + ic.table + ` NOT INDEXED`}
+			todo = append(todo, tables[ic.table])
+		} else if !ok {
+			tables[ic.table] = nil // its first index is the reference
 		}
 		if ic.index == "" {
 			continue
 		}
-		var inIndex int64
-		if err := db.QueryRowContext(ctx, `SELECT coalesce(sum(1), 0) FROM `+ic.table+` INDEXED BY `+ic.index).Scan(&inIndex); err != nil {
-			return stopped(err, "index "+ic.index)
-		}
-		if !ok {
-			refs[ic.table] = ref{inIndex, "index " + ic.index + " of table " + ic.table + " has %d entries"}
+		c := &count{q: `SELECT coalesce(sum(1), 0) FROM ` + ic.table + ` INDEXED BY ` + ic.index}
+		indexes[ic.index] = c
+		if ic.splitBy == "" {
+			todo = append(todo, c)
 			continue
 		}
-		if r.n != inIndex {
-			return fmt.Errorf("store/sqlite: the database is damaged: "+r.what+" but its index %s has %d entries", r.n, ic.index, inIndex)
+		// Most of the work, in ranges of its first column that the cores
+		// share; together the ranges cover every value (the column is NOT
+		// NULL) and no value twice. An entry out of its place in the index
+		// is counted in no range (each range's walk ends at the first entry
+		// past it), so the sum disagrees: damage found, as it is.
+		cuts := splitPoints(ctx, pool, ic.table, ic.splitBy)
+		where := c.q + ` WHERE ` + ic.splitBy
+		for i := 0; i <= len(cuts); i++ {
+			var part *count
+			switch {
+			case len(cuts) == 0:
+				part = &count{q: c.q}
+			case i == 0:
+				part = &count{q: where + ` < ?`, args: []any{cuts[0]}}
+			case i == len(cuts):
+				part = &count{q: where + ` >= ?`, args: []any{cuts[i-1]}}
+			default:
+				part = &count{q: where + ` >= ? AND ` + ic.splitBy + ` < ?`, args: []any{cuts[i-1], cuts[i]}}
+			}
+			c.parts = append(c.parts, part)
+			todo = append(todo, part)
 		}
 	}
+	slices.Reverse(todo) // the access records (the end of the list) first
+	next := make(chan *count)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				c.err = pool.QueryRowContext(ctx, c.q, c.args...).Scan(&c.n)
+			}
+		}()
+	}
+	for _, c := range todo {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
+	for _, c := range indexes {
+		for _, p := range c.parts {
+			c.n += p.n
+			c.err = cmp.Or(c.err, p.err)
+		}
+	}
+
+	// A count that did not finish (the time limit) leaves its table's
+	// comparisons out; the others are still made, and damage found wins.
+	type ref struct {
+		n    int64
+		what string
+		err  error
+	}
+	refs := map[string]ref{}
+	var unfinished error
+	var unfinishedStep string
+	for _, ic := range indexCounts {
+		r, ok := refs[ic.table]
+		if c := tables[ic.table]; !ok && c != nil {
+			r = ref{c.n, "table " + ic.table + " has %d rows", c.err}
+			refs[ic.table], ok = r, true
+		}
+		err := r.err
+		var c *count
+		if ic.index != "" {
+			c = indexes[ic.index]
+			err = cmp.Or(err, c.err)
+		}
+		if err != nil {
+			if unfinished == nil {
+				unfinished, unfinishedStep = err, "index "+ic.index
+			}
+			if !ok {
+				refs[ic.table] = ref{err: err}
+			}
+			continue
+		}
+		if c == nil {
+			continue
+		}
+		if !ok {
+			refs[ic.table] = ref{c.n, "index " + ic.index + " of table " + ic.table + " has %d entries", nil}
+			continue
+		}
+		if r.n != c.n {
+			return fmt.Errorf("store/sqlite: the database is damaged: "+r.what+" but its index %s has %d entries", r.n, ic.index, c.n)
+		}
+	}
+	if unfinished != nil {
+		return stopped(unfinished, unfinishedStep)
+	}
 	return nil
+}
+
+// splitParts is how many ranges an index counted in parts is cut into:
+// more than the cores, so one that turns out larger is shared.
+const splitParts = 8
+
+// splitPoints cuts table's values of column into about splitParts equal
+// ranges: the sorted values of rows spread evenly over the table's rowids
+// (as many as 8 for each cut), every 8th. None (one range) for a small
+// table or if a read fails: the count itself then says why.
+func splitPoints(ctx context.Context, pool *sql.DB, table, column string) []string {
+	const per = 8
+	var lo, hi sql.NullInt64
+	if err := pool.QueryRowContext(ctx, `SELECT (SELECT min(rowid) FROM `+table+`), (SELECT max(rowid) FROM `+table+`)`).Scan(&lo, &hi); err != nil ||
+		!lo.Valid || hi.Int64-lo.Int64 < 1000 {
+		return nil
+	}
+	var samples []string
+	for i := int64(1); i < splitParts*per; i++ {
+		var v string
+		at := lo.Int64 + (hi.Int64-lo.Int64)*i/(splitParts*per)
+		if err := pool.QueryRowContext(ctx, `SELECT `+column+` FROM `+table+` WHERE rowid >= ? ORDER BY rowid LIMIT 1`, at).Scan(&v); err != nil {
+			return nil
+		}
+		samples = append(samples, v)
+	}
+	slices.Sort(samples)
+	var cuts []string
+	for i := per - 1; i < len(samples); i += per {
+		cuts = append(cuts, samples[i])
+	}
+	return slices.Compact(cuts)
 }
 
 var errDamaged = errors.New("store/sqlite: the database is damaged")

@@ -220,6 +220,11 @@ func (s *Store) Load(ctx context.Context, next func() (store.Item, error)) error
 					return err
 				}
 			}
+			// Access records keep their own sequence numbers: the feed's
+			// marks count again (see feedmark.go).
+			if _, err := tx.exec(ctx, sqlFeedChanged); err != nil {
+				return unavailable(err)
+			}
 			return nil
 		})
 		s.noteWrite(ctx, err)

@@ -184,7 +184,7 @@ const (
 func writerStatements() []string {
 	return []string{sqlVersion, sqlDeleteKeys, sqlKeyHolder, sqlInsertKey, sqlUpsertResource, sqlToHistory,
 		sqlInsertAudit, sqlInsertOwner, `SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`,
-		sqlPurgeRecord, sqlPurgeHistory, sqlPurgeKeys, sqlPurgeAudit, sqlPurgeFeedRow,
+		sqlPurgeRecord, sqlPurgeHistory, sqlPurgeKeys, sqlPurgeAudit, sqlPurgeFeedRow, sqlFeedChanged,
 		sqlSubCursor, sqlSubEvent, sqlSubEvents}
 }
 

@@ -95,6 +95,7 @@ type Store struct {
 	ckpt      sync.Mutex            // one checkpoint at a time in this process (see boundWAL)
 
 	idx      *planIndex // nil without the plan index
+	feed     feedMarks  // the feed's counts, remembered (feedmark.go)
 	shm      *shmHeader // the wal-index header, mapped read-only
 	idxCheck chan struct{}
 }
@@ -222,15 +223,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		opts.Log.Info("store identity recorded", slog.String("store_id", id), slog.Bool("reset", opts.ResetIdentity && marker != ""))
 	}
-	if err := startupCheck(w, opts.CheckTimeout, opts.Log, unsealed); err != nil {
-		w.Close()
-		return nil, err
-	}
-	file, err := os.Stat(path)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store/sqlite: %w", err)
-	}
 	// mode=rw: a reader connection opened after the file was deleted must
 	// fail, not create a new empty database at the path.
 	r, err := sql.Open("sqlite", "file:"+path+"?mode=rw&"+busy+"&_pragma=query_only(1)")
@@ -245,6 +237,18 @@ func Open(dir string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
+	// The check counts the indexes on the read pool, on every core at once.
+	if err := startupCheck(w, r, opts.CheckTimeout, opts.Log, unsealed); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	file, err := os.Stat(path)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("store/sqlite: %w", err)
+	}
 	wstmts := map[string]*sql.Stmt{}
 	for _, q := range writerStatements() {
 		st, err := w.Prepare(q)
