@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -72,5 +73,6 @@ func TestServeNationalEdge(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 	assert.Equal(t, "https://app.example.nhs.uk", resp.Header.Get("Access-Control-Allow-Origin"))
 
-	assert.Contains(t, s.logs(), `"route":"/cpis/FHIR/R4/metadata"`)
+	// Request lines are written out within 100 ms (see package logsink).
+	assert.Eventually(t, func() bool { return strings.Contains(s.logs(), `"route":"/cpis/FHIR/R4/metadata"`) }, 5*time.Second, 20*time.Millisecond)
 }

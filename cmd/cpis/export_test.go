@@ -99,5 +99,7 @@ func TestExportAcrossProcesses(t *testing.T) {
 	assert.Equal(t, http.StatusAccepted, code, string(raw))
 	code, _, _ = exportRequest(t, "GET", baseA+strings.TrimPrefix(status, "http://localhost:8080/FHIR/R4"), la)
 	assert.Equal(t, http.StatusNotFound, code, "cancelled on B, gone on A")
+	a.stop(t) // every line written out (request lines wait in a buffer)
+	b.stop(t)
 	assert.NotContains(t, a.logs()+b.logs(), "9449306753", "no NHS number in any log line")
 }
