@@ -346,12 +346,7 @@ func writeObject(buf *bytes.Buffer, m map[string]any, first ...string) {
 }
 
 func writeValue(buf *bytes.Buffer, v any) {
-	b, err := Marshal(v)
-	if err != nil {
-		// The tree came from encoding/json, so it always encodes.
-		panic("fhir: encoding resource: " + err.Error())
-	}
-	buf.Write(b)
+	buf.Write(appendTree(buf.AvailableBuffer(), v))
 }
 
 // Stamp sets the server-managed parts of meta: versionId and lastUpdated,

@@ -1,8 +1,6 @@
 package fhir
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -39,28 +37,31 @@ const MaxIssues = 100
 // Syntax errors are left to the decoder that follows; CheckJSON stops at
 // the first one. At most MaxIssues are kept, then a count of the rest.
 func CheckJSON(body []byte, root string) []Issue {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	// Paths are made only for a problem: most bodies have none, and
-	// making every value's path was most of this check's work.
+	// The tokens are json.Decoder.Token's, read without its cost (see
+	// tokens). Paths are made only for a problem: most bodies have none,
+	// and making every value's path was most of this check's work.
+	toks := tokens{b: body}
 	var stack []*jsonFrame
 	var c Collector
 	var key string
 	for {
-		tok, err := dec.Token()
+		kind, d, name, err := toks.next()
 		if err != nil {
-			break // io.EOF or a syntax error, which the decoder reports
+			break // the end, or a syntax error, which the decoder reports
 		}
 		var top *jsonFrame
 		if len(stack) > 0 {
 			top = stack[len(stack)-1]
 		}
 		if top != nil && top.object && top.expectKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
+			if kind == tokDelim && d == '}' {
 				stack = stack[:len(stack)-1]
 				continue
 			}
-			key, _ = tok.(string)
+			key = ""
+			if kind == tokKey {
+				key = name
+			}
 			top.expectKey = false
 			if top.seen(key) {
 				c.Add(Issue{Kind: KindInvalid, Expression: []string{clipPath(joinPath(top.pathOf(root, stack), key))},
@@ -83,9 +84,8 @@ func CheckJSON(body []byte, root string) []Issue {
 				top.next++
 			}
 		}
-		d, ok := tok.(json.Delim)
 		switch {
-		case !ok:
+		case kind != tokDelim:
 		case d == '{' || d == '[':
 			f := &jsonFrame{depth: len(stack), key: key, index: index}
 			if len(stack) >= MaxJSONDepth {

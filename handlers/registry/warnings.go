@@ -22,17 +22,18 @@ const warningPlans = 100
 // result says so in an information issue instead.
 func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 	now := r.Now()
-	for i := range results {
+	// Each plan on its own (its own reads, its own result), on every core.
+	each(len(results), func(i int) {
 		res := &results[i]
 		rec := res.Rec
 		if res.Err != nil || res.Deleted || rec.Deleted || rec.Type != "EpisodeOfCare" || rec.Body == nil {
-			continue
+			return
 		}
 		p, err := quality.ParsePlanFacts(rec.Body, rec.Updated, r.loc)
 		if err != nil {
 			r.log.Error("data-quality warnings: a stored plan could not be read", slog.String("request_id", c.RequestID),
 				slog.String("resource", "EpisodeOfCare/"+rec.ID), slog.String("error", err.Error()))
-			continue
+			return
 		}
 		var others []quality.PlanFacts
 		if p.Live(now) && rec.Subject != "" && c.P != nil && c.P.OrgCode != "" {
@@ -56,5 +57,5 @@ func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 			}
 		}
 		res.Warnings = append(quality.Warnings(quality.Upload(now, r.quality, p, others)), res.Warnings...)
-	}
+	})
 }

@@ -207,16 +207,24 @@ type target struct {
 // resolve decides the writes of one attempt: every change's target, checked,
 // then the records. Problems of every change are reported together.
 func (r *Registry) resolve(ctx context.Context, c Caller, changes []Change, names laNames) ([]store.Write, []Result, error) {
+	// Each change's store reads, on every core; new ids are given after,
+	// one after another, so they follow the entries' order.
 	targets := make([]target, len(changes))
+	terrs := make([]error, len(changes))
+	each(len(changes), func(i int) {
+		targets[i], terrs[i] = r.target(ctx, c, changes[i], pendingID)
+	})
 	var errs []*fhir.Error
 	for i, ch := range changes {
-		t, err := r.target(ctx, c, ch)
+		err := terrs[i]
 		if fe := fhir.As(err); fe != nil {
 			errs = append(errs, fhir.As(fhir.Under(ch.At, ch.Type, fe)))
 		} else if err != nil {
 			return nil, nil, storeErr(c, err) // the store, not the change
 		}
-		targets[i] = t
+		if targets[i].id == newIDPending {
+			targets[i].id = r.newID()
+		}
 	}
 	if len(errs) == 0 {
 		errs = sameTargets(changes, targets)
@@ -239,6 +247,33 @@ func (r *Registry) resolve(ctx context.Context, c Caller, changes []Change, name
 	}
 
 	now := r.Now()
+	// The records of the resources written: their LA names first, one
+	// after another (read once per LA), then the records themselves,
+	// each from its own change only, on every core.
+	nameOf := make([]string, len(changes))
+	writing := func(i int) bool { return !targets[i].found && changes[i].Op != Delete }
+	for i, ch := range changes {
+		if writing(i) {
+			name, err := r.laName(ctx, ch.In, names)
+			if err != nil {
+				return nil, nil, storeErr(c, err)
+			}
+			nameOf[i] = name
+		}
+	}
+	recs := make([]store.Record, len(changes))
+	same := make([]bool, len(changes))
+	each(len(changes), func(i int) {
+		ch, t := changes[i], targets[i]
+		if !writing(i) {
+			return
+		}
+		if t.exists && !t.cur.Deleted && r.unchanged(ch, t, nameOf[i]) {
+			same[i] = true
+			return
+		}
+		recs[i] = r.record(ch.Type, t.id, ch.In, t.cur.Version+1, now, nameOf[i])
+	})
 	var deletes, writes []store.Write
 	results := make([]Result, len(changes))
 	for i, ch := range changes {
@@ -256,16 +291,12 @@ func (r *Registry) resolve(ctx context.Context, c Caller, changes []Change, name
 			deletes = append(deletes, store.Write{Record: tomb, Expect: t.cur.Version})
 			results[i] = Result{Rec: tomb, Status: http.StatusOK, Deleted: true, Note: deletedNote(tomb, false)}
 		default:
-			name, err := r.laName(ctx, ch.In, names)
-			if err != nil {
-				return nil, nil, storeErr(c, err)
-			}
-			if live && r.unchanged(ch, t, name) {
+			if same[i] {
 				results[i] = Result{Rec: t.cur, Status: http.StatusOK, Unchanged: true,
 					Note: "Unchanged: " + ch.Type + "/" + t.id + " version " + strconv.FormatInt(t.cur.Version, 10) + " already has this content"}
 				continue
 			}
-			rec := r.record(ch.Type, t.id, ch.In, t.cur.Version+1, now, name)
+			rec := recs[i]
 			writes = append(writes, store.Write{Record: rec, Expect: t.cur.Version})
 			verb, status := "Created ", http.StatusCreated
 			if live {
@@ -279,13 +310,22 @@ func (r *Registry) resolve(ctx context.Context, c Caller, changes []Change, name
 	return append(deletes, writes...), results, nil
 }
 
+// newIDPending stands for a new id in a target until resolve gives it:
+// target is called for every change at once, and ids are given in the
+// changes' order. It is no valid id, so no resource carries it.
+const newIDPending = "\x00new"
+
+// pendingID is target's newID while changes are resolved at once.
+func pendingID() string { return newIDPending }
+
 // target resolves one change: the id it writes and the record it replaces,
-// with the checks of every write (the caller manages it; If-Match).
-func (r *Registry) target(ctx context.Context, c Caller, ch Change) (target, error) {
+// with the checks of every write (the caller manages it; If-Match). A new
+// id is newID's.
+func (r *Registry) target(ctx context.Context, c Caller, ch Change, newID func() string) (target, error) {
 	var t target
 	switch {
 	case ch.Condition != "":
-		id, match, err := r.conditionalTarget(ctx, c.P, ch)
+		id, match, err := r.conditionalTarget(ctx, c.P, ch, newID)
 		if err != nil {
 			return t, err
 		}
@@ -301,7 +341,7 @@ func (r *Registry) target(ctx context.Context, c Caller, ch Change) (target, err
 			return t, nil // a new id: nothing there yet
 		}
 	case ch.Op == Create:
-		t.id = r.newID()
+		t.id = newID()
 		return t, nil
 	default:
 		t.id = ch.ID
@@ -325,7 +365,7 @@ func (r *Registry) target(ctx context.Context, c Caller, ch Change) (target, err
 // to write: the one resource with the identifier key (match), or, if there
 // is none, the id the resource carries or a new one. A conditional create
 // always gets a new id.
-func (r *Registry) conditionalTarget(ctx context.Context, p *auth.Principal, ch Change) (id string, match *store.Record, err error) {
+func (r *Registry) conditionalTarget(ctx context.Context, p *auth.Principal, ch Change, newID func() string) (id string, match *store.Record, err error) {
 	typ, key, createOnly := ch.Type, ch.Condition, ch.Op == Create
 	if !ch.In.HasKey(key) {
 		return "", nil, fhir.At(fhir.KindInvalid, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
@@ -340,7 +380,7 @@ func (r *Registry) conditionalTarget(ctx context.Context, p *auth.Principal, ch 
 			return "", nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
 		}
 		if ch.In.ID == "" || createOnly {
-			return r.newID(), nil, nil
+			return newID(), nil, nil
 		}
 		return ch.In.ID, nil, nil
 	case 1:

@@ -1,0 +1,77 @@
+package registry
+
+import (
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestEachRunsCallsAtOnce: with two cores, two calls of each run at the
+// same time (the first waits for the second to start), and every index is
+// called exactly once.
+func TestEachRunsCallsAtOnce(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	const n = 64
+	var calls [n]atomic.Int32
+	started := make(chan struct{})
+	var met atomic.Bool
+	each(n, func(i int) {
+		calls[i].Add(1)
+		switch i {
+		case 0:
+			select {
+			case <-started:
+				met.Store(true)
+			case <-time.After(5 * time.Second):
+			}
+		case 1:
+			close(started)
+		}
+	})
+	if !met.Load() {
+		t.Fatal("the calls for 0 and 1 did not run at the same time")
+	}
+	for i := range calls {
+		if c := calls[i].Load(); c != 1 {
+			t.Fatalf("index %d called %d times", i, c)
+		}
+	}
+}
+
+// TestEachFewCallsStayOnTheCaller: a single write's calls are not worth a
+// goroutine; they run in order on the caller's.
+func TestEachFewCallsStayOnTheCaller(t *testing.T) {
+	var order []int
+	each(minPerWorker, func(i int) { order = append(order, i) }) // no lock: one goroutine
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("order %v", order)
+		}
+	}
+	if len(order) != minPerWorker {
+		t.Fatalf("%d calls", len(order))
+	}
+}
+
+// TestEachRaisesAPanicInTheCaller: a panic in a worker reaches the
+// caller's goroutine (where the recovery middleware answers 500), not the
+// process.
+func TestEachRaisesAPanicInTheCaller(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	defer func() {
+		if v := recover(); v != "boom" {
+			t.Fatalf("recovered %v", v)
+		}
+	}()
+	each(100, func(i int) {
+		if i == 50 {
+			panic("boom")
+		}
+	})
+	t.Fatal("no panic")
+}
