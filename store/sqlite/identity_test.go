@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -161,22 +160,8 @@ func TestStartupCheckFindsADamagedIndex(t *testing.T) {
 
 	// Make resources_subject a partial index that takes no rows, add a row,
 	// and make it a full index again: the new row is missing from it.
-	path := filepath.Join(dir, FileName)
-	exec := func(stmts ...string) {
-		db, err := sql.Open("sqlite", "file:"+path)
-		require.NoError(t, err)
-		defer db.Close()
-		db.SetMaxOpenConns(1)
-		for _, q := range stmts {
-			_, err := db.Exec(q)
-			require.NoError(t, err, q)
-		}
-	}
-	exec(`PRAGMA writable_schema = ON`,
-		`UPDATE sqlite_master SET sql = 'CREATE INDEX resources_subject ON resources(subject) WHERE 0' WHERE name = 'resources_subject'`)
-	exec(`INSERT INTO resources(type, id, version, updated, deleted, owner, subject, dtype) VALUES ('EpisodeOfCare', 'p2', 1, 0, 0, 'LA001', '9449306761', 'Flag')`)
-	exec(`PRAGMA writable_schema = ON`,
-		`UPDATE sqlite_master SET sql = 'CREATE INDEX resources_subject ON resources(subject)' WHERE name = 'resources_subject'`)
+	hideFromIndex(t, filepath.Join(dir, FileName), "resources_subject", `CREATE INDEX resources_subject ON resources(subject)`,
+		`INSERT INTO resources(type, id, version, updated, deleted, owner, subject, dtype) VALUES ('EpisodeOfCare', 'p2', 1, 0, 0, 'LA001', '9449306761', 'Flag')`)
 
 	_, err = Open(dir, Options{})
 	require.Error(t, err)

@@ -142,38 +142,55 @@ func TestHazard_DamagedIndexFoundByTheCounts(t *testing.T) {
 		t.Run(fmt.Sprint("sealed=", sealed), func(t *testing.T) {
 			dir := t.TempDir()
 			path := sealedStore(t, dir)
-			exec := func(stmts ...string) {
-				db, err := sql.Open("sqlite", "file:"+path)
-				require.NoError(t, err)
-				defer db.Close()
-				db.SetMaxOpenConns(1)
-				for _, q := range stmts {
-					_, err := db.Exec(q)
-					require.NoError(t, err, q)
-				}
-			}
-			// resources_subject takes no rows while one is added (as in
-			// TestStartupCheckFindsADamagedIndex); the row is older than the
-			// sample of newest plans the check looks up.
-			exec(`PRAGMA writable_schema = ON`,
-				`UPDATE sqlite_master SET sql = 'CREATE INDEX resources_subject ON resources(subject) WHERE 0' WHERE name = 'resources_subject'`)
-			exec(`INSERT INTO resources(rid, type, id, version, updated, deleted, owner, subject, dtype) VALUES (-5, 'EpisodeOfCare', 'old', 1, 0, 0, 'LA001', '9449306761', 'Flag')`)
-			exec(`PRAGMA writable_schema = ON`,
-				`UPDATE sqlite_master SET sql = 'CREATE INDEX resources_subject ON resources(subject)' WHERE name = 'resources_subject'`)
-			require.NoError(t, os.Remove(path+sealSuffix))
-			if sealed {
-				sealMu.Lock()
-				require.NoError(t, writeSeal(path))
-				sealMu.Unlock()
-			}
-			s, logs, err := openLogged(dir)
-			if err == nil {
-				s.Close()
-			}
-			require.Error(t, err)
-			assert.Equal(t, sealed, strings.Contains(logs, "quick_check skipped"), logs)
-			assert.Contains(t, err.Error(), "damaged")
-			assert.Contains(t, err.Error(), "resources_subject")
+			// The row is older than the sample of newest plans the check
+			// looks up.
+			hideFromIndex(t, path, "resources_subject", `CREATE INDEX resources_subject ON resources(subject)`,
+				`INSERT INTO resources(rid, type, id, version, updated, deleted, owner, subject, dtype) VALUES (-5, 'EpisodeOfCare', 'old', 1, 0, 0, 'LA001', '9449306761', 'Flag')`)
+			requireRefusedAsDamaged(t, dir, path, sealed, "resources_subject")
 		})
 	}
+}
+
+// dbExec runs statements on the database file at path, outside any Store.
+func dbExec(t *testing.T, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	require.NoError(t, err)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, q := range stmts {
+		_, err := db.Exec(q)
+		require.NoError(t, err, q)
+	}
+}
+
+// hideFromIndex damages index (whose CREATE statement is def): it takes no
+// rows while insert runs, then is whole again, so the new row is missing
+// from it, which quick_check does not see.
+func hideFromIndex(t *testing.T, path, index, def, insert string) {
+	t.Helper()
+	dbExec(t, path, `PRAGMA writable_schema = ON`, `UPDATE sqlite_master SET sql = '`+def+` WHERE 0' WHERE name = '`+index+`'`)
+	dbExec(t, path, insert)
+	dbExec(t, path, `PRAGMA writable_schema = ON`, `UPDATE sqlite_master SET sql = '`+def+`' WHERE name = '`+index+`'`)
+}
+
+// requireRefusedAsDamaged seals the damaged file as a clean shutdown would
+// (if sealed) and checks the open is refused, naming index, and whether
+// quick_check was skipped.
+func requireRefusedAsDamaged(t *testing.T, dir, path string, sealed bool, index string) {
+	t.Helper()
+	require.NoError(t, os.Remove(path+sealSuffix))
+	if sealed {
+		sealMu.Lock()
+		require.NoError(t, writeSeal(path))
+		sealMu.Unlock()
+	}
+	s, logs, err := openLogged(dir)
+	if err == nil {
+		s.Close()
+	}
+	require.Error(t, err)
+	assert.Equal(t, sealed, strings.Contains(logs, "quick_check skipped"), logs)
+	assert.Contains(t, err.Error(), "damaged")
+	assert.Contains(t, err.Error(), index)
 }
