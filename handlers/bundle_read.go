@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/handlers/internal/parallel"
 	"cpis/handlers/registry"
 )
 
@@ -164,41 +162,12 @@ const entryChunk = 64
 // recovery middleware answers it.
 func (s *Server) checkEntries(p *auth.Principal, raws []json.RawMessage, from, to int) []*bundleEntry {
 	out := make([]*bundleEntry, to-from)
-	workers := min(runtime.GOMAXPROCS(0), to-from)
-	if workers <= 1 {
-		for i := from; i < to; i++ {
-			out[i-from], raws[i] = s.readEntry(p, i, raws[i]), nil
-		}
-		return out
-	}
-	var next atomic.Int64
-	next.Store(int64(from))
-	var wg sync.WaitGroup
-	var panicked atomic.Value
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() {
-				if v := recover(); v != nil {
-					panicked.CompareAndSwap(nil, panicValue{v})
-				}
-			}()
-			for i := int(next.Add(1) - 1); i < to; i = int(next.Add(1) - 1) {
-				out[i-from], raws[i] = s.readEntry(p, i, raws[i]), nil
-			}
-		}()
-	}
-	wg.Wait()
-	if v, ok := panicked.Load().(panicValue); ok {
-		panic(v.v)
-	}
+	parallel.Each(to-from, 1, func(k int) {
+		i := from + k
+		out[k], raws[i] = s.readEntry(p, i, raws[i]), nil
+	})
 	return out
 }
-
-// panicValue wraps a recovered value for atomic.Value (which needs one
-// concrete type).
-type panicValue struct{ v any }
 
 // readEntries reads Bundle.entry one entry at a time, as JSON only, and
 // counts them.

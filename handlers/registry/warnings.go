@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"cpis/fhir"
+	"cpis/handlers/internal/parallel"
 	"cpis/profiles/quality"
 	"cpis/store"
 )
@@ -23,7 +24,7 @@ const warningPlans = 100
 func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 	now := r.Now()
 	// Each plan on its own (its own reads, its own result), on every core.
-	each(len(results), func(i int) {
+	parallel.Each(len(results), minPerWorker, func(i int) {
 		res := &results[i]
 		rec := res.Rec
 		if res.Err != nil || res.Deleted || rec.Deleted || rec.Type != "EpisodeOfCare" || rec.Body == nil {

@@ -12,6 +12,7 @@ import (
 
 	"cpis/auth"
 	"cpis/fhir"
+	"cpis/handlers/internal/parallel"
 	"cpis/store"
 )
 
@@ -211,7 +212,7 @@ func (r *Registry) resolve(ctx context.Context, c Caller, changes []Change, name
 	// one after another, so they follow the entries' order.
 	targets := make([]target, len(changes))
 	terrs := make([]error, len(changes))
-	each(len(changes), func(i int) {
+	parallel.Each(len(changes), minPerWorker, func(i int) {
 		targets[i], terrs[i] = r.target(ctx, c, changes[i], pendingID)
 	})
 	var errs []*fhir.Error
@@ -263,7 +264,7 @@ func (r *Registry) resolve(ctx context.Context, c Caller, changes []Change, name
 	}
 	recs := make([]store.Record, len(changes))
 	same := make([]bool, len(changes))
-	each(len(changes), func(i int) {
+	parallel.Each(len(changes), minPerWorker, func(i int) {
 		ch, t := changes[i], targets[i]
 		if !writing(i) {
 			return
@@ -485,3 +486,8 @@ func uniqueClash(c Caller, changes []Change, ue *store.UniqueError, err error) e
 	}
 	return storeErr(c, err)
 }
+
+// minPerWorker is the fewest of a transaction's entries worth a goroutine
+// of their own: a single write, or a small batch, stays on the request's
+// goroutine (parallel.Each).
+const minPerWorker = 8

@@ -1,4 +1,4 @@
-package registry
+package parallel
 
 import (
 	"runtime"
@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestEachRunsCallsAtOnce: with two cores, two calls of each run at the
+// TestEachRunsCallsAtOnce: with two cores, two calls of Each run at the
 // same time (the first waits for the second to start), and every index is
 // called exactly once.
 func TestEachRunsCallsAtOnce(t *testing.T) {
@@ -18,7 +18,7 @@ func TestEachRunsCallsAtOnce(t *testing.T) {
 	var calls [n]atomic.Int32
 	started := make(chan struct{})
 	var met atomic.Bool
-	each(n, func(i int) {
+	Each(n, 1, func(i int) {
 		calls[i].Add(1)
 		switch i {
 		case 0:
@@ -41,17 +41,17 @@ func TestEachRunsCallsAtOnce(t *testing.T) {
 	}
 }
 
-// TestEachFewCallsStayOnTheCaller: a single write's calls are not worth a
-// goroutine; they run in order on the caller's.
+// TestEachFewCallsStayOnTheCaller: fewer calls than two workers' share
+// (a single write's) run in order on the caller's goroutine.
 func TestEachFewCallsStayOnTheCaller(t *testing.T) {
 	var order []int
-	each(minPerWorker, func(i int) { order = append(order, i) }) // no lock: one goroutine
+	Each(8, 8, func(i int) { order = append(order, i) }) // no lock: one goroutine
 	for i, v := range order {
 		if v != i {
 			t.Fatalf("order %v", order)
 		}
 	}
-	if len(order) != minPerWorker {
+	if len(order) != 8 {
 		t.Fatalf("%d calls", len(order))
 	}
 }
@@ -68,7 +68,7 @@ func TestEachRaisesAPanicInTheCaller(t *testing.T) {
 			t.Fatalf("recovered %v", v)
 		}
 	}()
-	each(100, func(i int) {
+	Each(100, 1, func(i int) {
 		if i == 50 {
 			panic("boom")
 		}
