@@ -376,5 +376,12 @@ func (r *Resource) Stamp(version int64, updated time.Time, profile string) {
 
 // Instant renders t as a FHIR instant in UTC with millisecond precision.
 func Instant(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return t.UTC().Format(instantLayout)
 }
+
+// AppendInstant appends t as Instant renders it, without its quotes.
+func AppendInstant(dst []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(dst, instantLayout)
+}
+
+const instantLayout = "2006-01-02T15:04:05.000Z07:00"

@@ -503,6 +503,71 @@ func TestNotificationsGatherABusyMoment(t *testing.T) {
 	})
 }
 
+// outboxWrites is the real store, counting the delivery's outbox writes.
+type outboxWrites struct {
+	store.Store
+	store.Subscriptions
+	appends, records atomic.Int64
+}
+
+func (o *outboxWrites) AppendSubEvents(ctx context.Context, id, holder string, epoch int64, from, to string, evs []store.SubEvent) error {
+	o.appends.Add(1)
+	return o.Subscriptions.AppendSubEvents(ctx, id, holder, epoch, from, to, evs)
+}
+
+func (o *outboxWrites) SetSubDelivery(ctx context.Context, id, holder string, epoch, version int64, d store.Delivery) error {
+	o.records.Add(1)
+	return o.Subscriptions.SetSubDelivery(ctx, id, holder, epoch, version, d)
+}
+
+// A backlog (the endpoint was down) goes out in notifications of
+// max-count events, in order, and costs the outbox a few writes, not two
+// per notification: the audit's writer, which clinicians' reads wait for,
+// commits them.
+func TestNotificationsOfABacklogWriteTheOutboxOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		n := &notifier{}
+		var ow *outboxWrites
+		e := newEnv(t, b, withNotify(t, n, "p1", true, testNow(), func(c *notify.Config) {
+			ow = &outboxWrites{Store: c.Store, Subscriptions: c.Store.(store.Subscriptions)}
+			c.Store, c.Poll, c.RetryBase, c.RetryMax = ow, 50*time.Millisecond, 20*time.Millisecond, 100*time.Millisecond
+		}))
+		e.putPlan(planSpec{id: "plan-a", nhs: nhsA, la: la1})
+		rc := newReceiver(t)
+		body := strings.Replace(subJSON(rc.url(), "id-only"), `"type":"rest-hook",`,
+			`"type":"rest-hook","extension":[{"url":"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-max-count","valuePositiveInt":2}],`, 1)
+		id := e.createSub(la1, body)
+		eventually(t, "active", func() bool { return e.subStatus(la1, id) == "active" })
+
+		rc.down.Store(true)
+		const reads = 40
+		for i := 0; i < reads; i++ {
+			e.audited(nhsA)
+		}
+		before := rc.hits.Load()
+		eventually(t, "failed attempts", func() bool { return rc.hits.Load() >= before+2 })
+		eventually(t, "all numbered", func() bool {
+			sub, err := ow.GetSubscription(context.Background(), id)
+			return err == nil && sub.Events == reads
+		})
+		appends, records := ow.appends.Load(), ow.records.Load()
+		rc.down.Store(false)
+		eventually(t, "all delivered", func() bool { return len(rc.numbers()) >= reads })
+		assert.Equal(t, seq(reads), rc.numbers(), "in order, no gaps, none twice")
+		sent := rc.notices("event-notification")
+		for _, nt := range sent {
+			assert.LessOrEqual(t, len(nt.Numbers), 2, "max-count")
+		}
+		eventually(t, "recorded", func() bool {
+			sub, err := ow.GetSubscription(context.Background(), id)
+			return err == nil && sub.Acked == reads
+		})
+		t.Logf("%d notifications; outbox writes for the backlog: %d appends, %d records", len(sent), ow.appends.Load()-appends, ow.records.Load()-records)
+		assert.LessOrEqual(t, ow.records.Load()-records, int64(3), "the acknowledgements of a run of notifications are recorded together")
+		assert.Zero(t, ow.appends.Load()-appends, "nothing left to number")
+	})
+}
+
 // A slow endpoint does not slow clinicians' reads: delivery is off the
 // request path. The receiver holds every request; reads still answer.
 func TestHazard_SlowEndpointBlocksReads(t *testing.T) {

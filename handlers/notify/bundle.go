@@ -12,31 +12,6 @@ import (
 // first entry the subscription-status Parameters, then (full-resource) the
 // focus resources, each entry with request and response (bdl-3, bdl-4).
 
-type ref struct {
-	Reference string `json:"reference"`
-}
-
-type param struct {
-	Name           string  `json:"name"`
-	ValueReference *ref    `json:"valueReference,omitempty"`
-	ValueCanonical string  `json:"valueCanonical,omitempty"`
-	ValueCode      string  `json:"valueCode,omitempty"`
-	ValueString    string  `json:"valueString,omitempty"`
-	ValueInstant   string  `json:"valueInstant,omitempty"`
-	Part           []param `json:"part,omitempty"`
-}
-
-type parameters struct {
-	ResourceType string  `json:"resourceType"`
-	ID           string  `json:"id"`
-	Meta         metaP   `json:"meta"`
-	Parameter    []param `json:"parameter"`
-}
-
-type metaP struct {
-	Profile []string `json:"profile"`
-}
-
 // event is one numbered event with its access, as the authority sees it
 // (Rec is nil when the access is no longer stored; for id-only, Rec holds
 // only the id kept with the event, when it was kept).
@@ -48,31 +23,56 @@ type event struct {
 func (s *Service) subURL(id string) string { return s.cfg.BaseURL + "/Subscription/" + id }
 
 // statusParams is the subscription-status Parameters of a notification
-// of type typ.
+// of type typ, written directly (a notification carries up to
+// maxEventsPerMsg events, each three parameter parts: encoding them by
+// reflection was most of a notification's CPU).
 func (s *Service) statusParams(sub store.Subscription, typ string, evs []event, content ...string) []byte {
-	ps := []param{
-		{Name: "subscription", ValueReference: &ref{Reference: s.subURL(sub.ID)}},
-		{Name: "topic", ValueCanonical: TopicURL},
-		{Name: "status", ValueCode: sub.Status},
-		{Name: "type", ValueCode: typ},
-		{Name: "events-since-subscription-start", ValueString: strconv.FormatInt(sub.Events, 10)},
-	}
+	b := make([]byte, 0, 640+len(evs)*300)
+	b = append(b, `{"resourceType":"Parameters","id":`...)
+	b = fhir.AppendString(b, s.cfg.NewID())
+	b = append(b, `,"meta":{"profile":[`...)
+	b = fhir.AppendString(b, StatusProfile)
+	b = append(b, `]},"parameter":[`...)
+	b = appendParam(b, "subscription", "valueReference", s.subURL(sub.ID))
+	b = append(b, ',')
+	b = appendParam(b, "topic", "valueCanonical", TopicURL)
+	b = append(b, ',')
+	b = appendParam(b, "status", "valueCode", sub.Status)
+	b = append(b, ',')
+	b = appendParam(b, "type", "valueCode", typ)
+	b = append(b, ',')
+	b = appendParam(b, "events-since-subscription-start", "valueString", strconv.FormatInt(sub.Events, 10))
 	withFocus := len(content) == 0 || content[0] != Empty
 	for _, e := range evs {
-		parts := []param{
-			{Name: "event-number", ValueString: strconv.FormatInt(e.Number, 10)},
-			{Name: "timestamp", ValueInstant: fhir.Instant(e.Recorded)},
-		}
+		b = append(b, `,{"name":"notification-event","part":[{"name":"event-number","valueString":"`...)
+		b = strconv.AppendInt(b, e.Number, 10)
+		b = append(b, `"},{"name":"timestamp","valueInstant":"`...)
+		b = fhir.AppendInstant(b, e.Recorded)
+		b = append(b, `"}`...)
 		if withFocus && e.Rec != nil {
-			parts = append(parts, param{Name: "focus", ValueReference: &ref{Reference: "AuditEvent/" + e.Rec.ID}})
+			b = append(b, ',')
+			b = appendParam(b, "focus", "valueReference", "AuditEvent/"+e.Rec.ID)
 		}
-		ps = append(ps, param{Name: "notification-event", Part: parts})
+		b = append(b, "]}"...)
 	}
-	b, err := fhir.Marshal(parameters{ResourceType: "Parameters", ID: s.cfg.NewID(), Meta: metaP{Profile: []string{StatusProfile}}, Parameter: ps})
-	if err != nil {
-		panic("notify: encoding Parameters: " + err.Error())
+	return append(b, "]}"...)
+}
+
+// appendParam appends one parameter of a single value: valueReference
+// (v the reference) or a primitive value[x].
+func appendParam(b []byte, name, kind, v string) []byte {
+	b = append(b, `{"name":`...)
+	b = fhir.AppendString(b, name)
+	b = append(b, `,"`...)
+	b = append(b, kind...)
+	b = append(b, `":`...)
+	if kind == "valueReference" {
+		b = append(b, `{"reference":`...)
+		b = fhir.AppendString(b, v)
+		return append(b, "}}"...)
 	}
-	return b
+	b = fhir.AppendString(b, v)
+	return append(b, '}')
 }
 
 // notification builds a notification Bundle of the events given, with

@@ -29,8 +29,17 @@ import (
 // process at a time delivers a subscription: the one holding its lease in
 // the store, whose writes are fenced by the lease's epoch.
 
-// feedPage is how many accesses one feed read numbers.
-const feedPage = 100
+// feedPage is how many accesses one feed read numbers: a busy moment's
+// accesses in one outbox write (numbering's writes join the audit's group
+// commits, so their count, more than their size, is what clinicians' reads
+// pay).
+const feedPage = 1000
+
+// recordEvery bounds how long a step sends notifications before it records
+// what the endpoint acknowledged: one outbox write for a run of
+// notifications, and after a crash at most this much is sent again (the
+// event numbers let the receiver drop repeats).
+const recordEvery = time.Second
 
 // maxSteps bounds the notifications one subscription sends in a round, so
 // one busy subscription does not hold its lease for ever.
@@ -165,12 +174,10 @@ func (s *Service) step(ctx context.Context, id string) {
 			if !s.send(ctx, sub, ch) {
 				return
 			}
-			if sub.Events-sub.Acked <= int64(ch.MaxCount) {
-				// All sent: what arrives meanwhile gathers for the next
-				// round, rather than a notification (and two outbox
-				// writes beside the audit's) per handful of accesses.
-				return
-			}
+			// All sent: what arrives meanwhile gathers for the next round,
+			// rather than a notification (and outbox writes beside the
+			// audit's) per handful of accesses.
+			return
 		case sub.Status == "active" && ch.Heartbeat > 0 && !numbered:
 			s.heartbeat(ctx, sub, ch)
 			return
@@ -297,36 +304,69 @@ func (s *Service) heartbeat(ctx context.Context, sub store.Subscription, ch chan
 	s.record(ctx, sub, d)
 }
 
-// send delivers the next unacknowledged events. It reports success.
+// send delivers the unacknowledged events, oldest first, in notifications
+// of at most max-count events, and records what the endpoint acknowledged
+// once for the run (or every recordEvery), not after each notification. It
+// reports whether everything numbered was sent and recorded.
 func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) bool {
-	evs, err := s.st.SubEvents(ctx, sub.ID, sub.Acked, ch.MaxCount)
-	if err != nil || len(evs) == 0 {
-		s.logErr(ctx, sub.ID, "reading events", err)
-		return false
-	}
-	body, err := s.notification(ctx, sub, "event-notification", ch.Content, evs)
-	if err != nil {
-		s.logErr(ctx, sub.ID, "building a notification", err)
-		return false
-	}
-	if err := s.post(ctx, ch, body, "event-notification"); err != nil {
-		if ctx.Err() == nil {
-			s.failed(ctx, sub, err)
-		}
-		return false
-	}
-	now := s.now()
 	d := deliveryOf(sub)
-	d.Acked, d.LastSent, d.Failures, d.FailingSince, d.NextAttempt, d.Error = evs[len(evs)-1].Number, now, 0, time.Time{}, time.Time{}, ""
-	if !s.record(ctx, sub, d) {
-		return false
+	var lags []time.Duration // of the events acknowledged, not yet recorded
+	record := func() bool {
+		if len(lags) == 0 {
+			return true
+		}
+		if !s.record(ctx, sub, d) {
+			return false
+		}
+		if s.cfg.Metrics != nil {
+			for _, l := range lags {
+				s.cfg.Metrics.Lag(l)
+			}
+		}
+		lags = lags[:0]
+		return true
 	}
-	if s.cfg.Metrics != nil {
+	since := s.now()
+	var held []store.SubEvent // read ahead, a feed page at a time
+	for d.Acked < sub.Events {
+		if len(held) == 0 {
+			var err error
+			if held, err = s.st.SubEvents(ctx, sub.ID, d.Acked, max(feedPage, ch.MaxCount)); err != nil || len(held) == 0 {
+				s.logErr(ctx, sub.ID, "reading events", err)
+				record()
+				return false
+			}
+		}
+		evs := held[:min(len(held), ch.MaxCount)]
+		held = held[len(evs):]
+		body, err := s.notification(ctx, sub, "event-notification", ch.Content, evs)
+		if err != nil {
+			s.logErr(ctx, sub.ID, "building a notification", err)
+			record()
+			return false
+		}
+		if err := s.post(ctx, ch, body, "event-notification"); err != nil {
+			if ctx.Err() == nil {
+				sub.Acked, sub.LastSent, sub.Failures, sub.FailingSince, sub.NextAttempt, sub.Error =
+					d.Acked, d.LastSent, d.Failures, d.FailingSince, d.NextAttempt, d.Error
+				if record() {
+					s.failed(ctx, sub, err)
+				}
+			}
+			return false
+		}
+		d.Acked, d.LastSent, d.Failures, d.FailingSince, d.NextAttempt, d.Error = evs[len(evs)-1].Number, s.now(), 0, time.Time{}, time.Time{}, ""
 		for _, e := range evs {
-			s.cfg.Metrics.Lag(now.Sub(e.Recorded))
+			lags = append(lags, d.LastSent.Sub(e.Recorded))
+		}
+		if d.LastSent.Sub(since) >= recordEvery {
+			if !record() {
+				return false
+			}
+			since = d.LastSent
 		}
 	}
-	return true
+	return record()
 }
 
 // failed records a failed attempt: the next one after an exponential
