@@ -185,7 +185,7 @@ func writerStatements() []string {
 	return []string{sqlVersion, sqlDeleteKeys, sqlKeyHolder, sqlInsertKey, sqlUpsertResource, sqlToHistory,
 		sqlInsertAudit, sqlInsertOwner, `SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`,
 		sqlPurgeRecord, sqlPurgeHistory, sqlPurgeKeys, sqlPurgeAudit, sqlPurgeFeedRow, sqlFeedChanged,
-		sqlSubCursor, sqlSubEvent, sqlSubEvents}
+		sqlSubCursor, sqlSubPage}
 }
 
 const getSQL = `SELECT ` + cols + ` FROM resources WHERE (type = ? OR dtype = ?) AND id = ? LIMIT 1`

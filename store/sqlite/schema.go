@@ -11,7 +11,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 13
+const schemaVersion = 14
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -201,6 +201,15 @@ var migrations = [][]string{
 		goStep("backfill-start"),
 		`CREATE INDEX resources_owner_start ON resources(owner, start, id)`,
 	},
+	// 13 → 14: a subscription's numbered events in pages (subpage.go), one
+	// row per run of numbers instead of one per event; the events held are
+	// packed into pages by packSubEventRows.
+	{
+		`CREATE TABLE sub_pages (sub TEXT NOT NULL, last INTEGER NOT NULL, first INTEGER NOT NULL, events BLOB NOT NULL,
+			PRIMARY KEY (sub, last)) WITHOUT ROWID`,
+		goStep("pack-sub-events"),
+		`DROP TABLE sub_events`,
+	},
 }
 
 // colsV2 are the columns of layout 2, which migration 1 → 2 copies.
@@ -214,7 +223,8 @@ func goStep(name string) string { return goStepPrefix + name }
 
 // goSteps are the migration steps done in Go, by name.
 var goSteps = map[string]func(tx *sql.Tx) error{
-	"backfill-start": backfillStart,
+	"backfill-start":  backfillStart,
+	"pack-sub-events": packSubEventRows,
 }
 
 // backfillStart sets the start of every stored version from its body, in
@@ -270,6 +280,68 @@ func backfillStart(tx *sql.Tx) error {
 		}
 	}
 	return nil
+}
+
+// packSubEventRows packs every subscription's held events (sub_events, a
+// row each) into pages of at most subPageMigrated events, each one run of
+// consecutive numbers, reading the rows in batches so memory stays bounded.
+func packSubEventRows(tx *sql.Tx) error {
+	const subPageMigrated, batch = 100, 10000
+	var sub string
+	var page []store.SubEvent
+	flush := func() error {
+		if len(page) == 0 {
+			return nil
+		}
+		blob, err := packSubEvents(page)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(`INSERT INTO sub_pages(sub, last, first, events) VALUES (?, ?, ?, ?)`, sub, page[len(page)-1].Number, page[0].Number, blob)
+		page = page[:0]
+		return err
+	}
+	type row struct {
+		sub string
+		e   store.SubEvent
+	}
+	for lastSub, lastNum := "", int64(-1); ; {
+		rs, err := tx.Query(`SELECT sub, number, seq, recorded, aid FROM sub_events WHERE (sub, number) > (?, ?)
+			ORDER BY sub, number LIMIT ?`, lastSub, lastNum, batch)
+		if err != nil {
+			return err
+		}
+		var got []row
+		for rs.Next() {
+			var r row
+			var rec int64
+			if err := rs.Scan(&r.sub, &r.e.Number, &r.e.Seq, &rec, &r.e.ID); err != nil {
+				rs.Close()
+				return err
+			}
+			r.e.Recorded = time.Unix(0, rec).UTC()
+			got = append(got, r)
+		}
+		if err := rs.Close(); err != nil {
+			return err
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			return flush()
+		}
+		for _, r := range got {
+			if r.sub != sub || len(page) == subPageMigrated || (len(page) > 0 && page[len(page)-1].Number != r.e.Number-1) {
+				if err := flush(); err != nil {
+					return err
+				}
+				sub = r.sub
+			}
+			page = append(page, r.e)
+		}
+		lastSub, lastNum = got[len(got)-1].sub, got[len(got)-1].e.Number
+	}
 }
 
 // migrate brings the database to schemaVersion, one step per transaction.

@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,10 +77,11 @@ func (s *Store) AuditFeedHeads(ctx context.Context, owner string, since time.Tim
 	return out, "s" + strconv.FormatInt(out[len(out)-1].Seq, 10), nil
 }
 
-// FirstSubEvent returns the lowest event number a subscription holds.
+// FirstSubEvent returns the lowest event number a subscription holds: the
+// first of its first page.
 func (s *Store) FirstSubEvent(ctx context.Context, id string) (int64, error) {
-	var first sql.NullInt64
-	rows, err := s.query(ctx, `SELECT min(number) FROM sub_events WHERE sub = ?`, id)
+	var first int64
+	rows, err := s.query(ctx, `SELECT first FROM sub_pages WHERE sub = ? ORDER BY last LIMIT 1`, id)
 	if err != nil {
 		return 0, err
 	}
@@ -88,16 +91,17 @@ func (s *Store) FirstSubEvent(ctx context.Context, id string) (int64, error) {
 			return 0, unavailableCtx(ctx, err)
 		}
 	}
-	return first.Int64, unavailableErr(ctx, rows.Err())
+	return first, unavailableErr(ctx, rows.Err())
 }
 
 // PruneSubEvents removes acknowledged events recorded before cutoff. For
 // each subscription it finds where the run to remove stops (the first event
 // recorded at or after cutoff, on the read pool; the walk in number order
-// reads only the events it removes and one more), then deletes below it in
-// slices of purgeBatch numbers, each its own write that checks the
-// acknowledged number again, so a purge never takes an event the endpoint
-// has not acknowledged, and audit writes commit between slices.
+// reads only the pages it removes and one more), then removes the pages
+// below it in slices of about purgeBatch events, and the stop's own page's
+// events before it, each its own write that checks the acknowledged number
+// again, so a purge never takes an event the endpoint has not acknowledged,
+// and audit writes commit between slices.
 func (s *Store) PruneSubEvents(ctx context.Context, cutoff time.Time) (int, error) {
 	subs, err := s.ListSubscriptions(ctx, "")
 	if err != nil {
@@ -105,47 +109,106 @@ func (s *Store) PruneSubEvents(ctx context.Context, cutoff time.Time) (int, erro
 	}
 	total := 0
 	for _, sub := range subs {
-		first, err := s.FirstSubEvent(ctx, sub.ID)
+		n, err := s.pruneSub(ctx, sub, cutoff)
+		total += n
 		if err != nil {
 			return total, err
-		}
-		if first == 0 || first > sub.Acked {
-			continue
-		}
-		stop := sub.Acked + 1
-		rows, err := s.query(ctx, `SELECT number FROM sub_events WHERE sub = ? AND number >= ? AND number <= ? AND recorded >= ? ORDER BY number LIMIT 1`,
-			sub.ID, first, sub.Acked, cutoff.UnixNano())
-		if err != nil {
-			return total, err
-		}
-		if rows.Next() {
-			if err := rows.Scan(&stop); err != nil {
-				rows.Close()
-				return total, unavailableCtx(ctx, err)
-			}
-		}
-		err = unavailableErr(ctx, rows.Err())
-		rows.Close()
-		if err != nil {
-			return total, err
-		}
-		for from := first; from < stop; from += purgeBatch {
-			to := min(stop, from+purgeBatch)
-			var n int64
-			err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-				res, err := tx.exec(ctx, `DELETE FROM sub_events WHERE sub = ? AND number < ?
-					AND number <= (SELECT acked FROM subscriptions WHERE id = ?)`, sub.ID, to, sub.ID)
-				if err != nil {
-					return unavailable(err)
-				}
-				n, err = res.RowsAffected()
-				return unavailableErr(ctx, err)
-			})
-			total += int(n)
-			if err != nil {
-				return total, err
-			}
 		}
 	}
 	return total, nil
+}
+
+// subPage is one page's run of numbers.
+type subPage struct{ first, last int64 }
+
+func (s *Store) pruneSub(ctx context.Context, sub store.Subscription, cutoff time.Time) (int, error) {
+	stop, pages, err := s.pruneStop(ctx, sub.ID, sub.Acked, cutoff)
+	if err != nil || len(pages) == 0 {
+		return 0, err
+	}
+	total := 0
+	// Whole pages below stop, a slice at a time.
+	for i := 0; i < len(pages) && pages[i].last < stop; {
+		j, n := i, int64(0)
+		for j < len(pages) && pages[j].last < stop && n < purgeBatch {
+			n += pages[j].last - pages[j].first + 1
+			j++
+		}
+		upto := pages[j-1].last
+		var removed int64
+		err := s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+			const pages = ` FROM sub_pages WHERE sub = ? AND last <= ? AND last <= (SELECT acked FROM subscriptions WHERE id = ?)`
+			if err := tx.queryRow(ctx, `SELECT coalesce(sum(last - first + 1), 0)`+pages, sub.ID, upto, sub.ID).Scan(&removed); err != nil {
+				return unavailable(err)
+			}
+			_, err := tx.exec(ctx, `DELETE`+pages, sub.ID, upto, sub.ID)
+			return unavailableErr(ctx, err)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += int(removed)
+		i = j
+	}
+	// The page holding stop loses the events before it.
+	p := pages[len(pages)-1]
+	if p.first >= stop || p.last < stop {
+		return total, nil
+	}
+	var removed int64
+	err = s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+		var blob []byte
+		err := tx.queryRow(ctx, `SELECT p.events FROM sub_pages p JOIN subscriptions s ON s.id = p.sub
+			WHERE p.sub = ? AND p.last = ? AND p.first = ? AND s.acked >= ?`, sub.ID, p.last, p.first, stop-1).Scan(&blob)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // changed meanwhile: the next sweep looks again
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		kept, err := unpackSubEvents(nil, blob, p.first, p.last, stop)
+		if err != nil {
+			return err
+		}
+		if blob, err = packSubEvents(kept); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, `UPDATE sub_pages SET first = ?, events = ? WHERE sub = ? AND last = ?`, stop, blob, sub.ID, p.last); err != nil {
+			return unavailable(err)
+		}
+		removed = stop - p.first
+		return nil
+	})
+	return total + int(removed), err
+}
+
+// pruneStop walks a subscription's pages from its first and returns the
+// number the run to remove stops at (the first event acknowledged by acked
+// recorded at or after cutoff, else acked+1) and the pages up to the one
+// holding it.
+func (s *Store) pruneStop(ctx context.Context, id string, acked int64, cutoff time.Time) (int64, []subPage, error) {
+	rows, err := s.query(ctx, `SELECT first, last, events FROM sub_pages WHERE sub = ? AND first <= ? ORDER BY last`, id, acked)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	stop := acked + 1
+	var pages []subPage
+	var evs []store.SubEvent
+	for rows.Next() {
+		var p subPage
+		var blob []byte
+		if err := rows.Scan(&p.first, &p.last, &blob); err != nil {
+			return 0, nil, unavailableCtx(ctx, err)
+		}
+		pages = append(pages, p)
+		if evs, err = unpackSubEvents(evs[:0], blob, p.first, p.last, p.first); err != nil {
+			return 0, nil, err
+		}
+		if i := slices.IndexFunc(evs, func(e store.SubEvent) bool { return e.Number > acked || !e.Recorded.Before(cutoff) }); i >= 0 {
+			stop = evs[i].Number
+			break
+		}
+	}
+	return stop, pages, unavailableErr(ctx, rows.Err())
 }

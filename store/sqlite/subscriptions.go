@@ -4,14 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"cpis/store"
 )
 
 // Subscriptions: one row per subscription holding the resource and its
-// outbox state, and its numbered events in sub_events. Every write is one
+// outbox state, and its numbered events in pages (sub_pages, subpage.go). Every write is one
 // transaction of the writer, so a conditional write (on the version, the
 // lease or the cursor) is read and applied atomically.
 
@@ -121,7 +120,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("store/sqlite: Subscription/%s: %w", id, store.ErrNotFound)
 		}
-		if _, err := tx.exec(ctx, `DELETE FROM sub_events WHERE sub = ?`, id); err != nil {
+		if _, err := tx.exec(ctx, `DELETE FROM sub_pages WHERE sub = ?`, id); err != nil {
 			return unavailable(err)
 		}
 		return nil
@@ -159,47 +158,38 @@ func (s *Store) ClaimSubscription(ctx context.Context, id, holder string, now ti
 
 // AppendSubEvents numbers one feed page's accesses.
 func (s *Store) AppendSubEvents(ctx context.Context, id, holder string, epoch int64, from, to string, evs []store.SubEvent) error {
-	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
-		var last int64
-		if len(evs) > 0 {
-			last = evs[len(evs)-1].Number
+	var page []byte
+	var first, last int64
+	if len(evs) > 0 {
+		var err error
+		if page, err = packSubEvents(evs); err != nil {
+			return err
 		}
-		res, err := tx.exec(ctx, sqlSubCursor, to, last, last, id, holder, epoch, from)
+		first, last = evs[0].Number, evs[len(evs)-1].Number
+	}
+	return s.write(ctx, func(ctx context.Context, tx *writeTx) error {
+		res, err := tx.exec(ctx, sqlSubCursor, to, last, last, id, holder, epoch, from, last, first)
 		if err := s.changed(ctx, tx, res, err, id); err != nil {
 			return err
 		}
-		// The page's events in statements of subEventRows rows, then one
-		// row each: prepared at Open and bound, which costs the writer a
-		// third of reading the same rows out of one JSON array.
-		args := make([]any, 0, 5*subEventRows)
-		for len(evs) > 0 {
-			q, n := sqlSubEvents, min(subEventRows, len(evs))
-			if n < subEventRows {
-				q, n = sqlSubEvent, 1
-			}
-			args = args[:0]
-			for _, e := range evs[:n] {
-				args = append(args, id, e.Number, e.Seq, e.Recorded.UnixNano(), e.ID)
-			}
-			if _, err := tx.exec(ctx, q, args...); err != nil {
-				return unavailable(err)
-			}
-			evs = evs[n:]
+		if page == nil {
+			return nil
+		}
+		if _, err := tx.exec(ctx, sqlSubPage, id, last, first, page); err != nil {
+			return unavailable(err)
 		}
 		return nil
 	})
 }
 
-// The outbox's writes, prepared with the writer's statements.
+// The outbox's writes, prepared with the writer's statements. The cursor's
+// update also checks that the page's numbers follow the subscription's last
+// (a page never overlaps or leaves a gap before another).
 const (
 	sqlSubCursor = `UPDATE subscriptions SET cursor = ?, events = CASE WHEN ? > 0 THEN ? ELSE events END
-			WHERE id = ? AND holder = ? AND epoch = ? AND cursor = ?`
-	sqlSubEvent  = `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded, aid) VALUES (?, ?, ?, ?, ?)`
-	subEventRows = 20
+			WHERE id = ? AND holder = ? AND epoch = ? AND cursor = ? AND (? = 0 OR events = ? - 1)`
+	sqlSubPage = `INSERT INTO sub_pages(sub, last, first, events) VALUES (?, ?, ?, ?)`
 )
-
-var sqlSubEvents = `INSERT OR REPLACE INTO sub_events(sub, number, seq, recorded, aid) VALUES (?, ?, ?, ?, ?)` +
-	strings.Repeat(`, (?, ?, ?, ?, ?)`, subEventRows-1)
 
 // SetSubDelivery records a delivery attempt's outcome.
 func (s *Store) SetSubDelivery(ctx context.Context, id, holder string, epoch, version int64, d store.Delivery) error {
@@ -213,26 +203,31 @@ func (s *Store) SetSubDelivery(ctx context.Context, id, holder string, epoch, ve
 	})
 }
 
-// SubEvents returns numbered events after a number.
+// SubEvents returns numbered events after a number: the pages from the one
+// holding after+1, unpacked.
 func (s *Store) SubEvents(ctx context.Context, id string, after int64, limit int) ([]store.SubEvent, error) {
-	rows, err := s.query(ctx, `SELECT e.number, e.seq, e.recorded, e.aid FROM sub_events e JOIN subscriptions s ON s.id = e.sub
-		WHERE e.sub = ? AND e.number > ? AND e.number <= s.events ORDER BY e.number LIMIT ?`, id, after, limit)
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, `SELECT p.first, p.last, p.events FROM sub_pages p JOIN subscriptions s ON s.id = p.sub
+		WHERE p.sub = ? AND p.last > ? AND p.last <= s.events ORDER BY p.last`, id, after)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []store.SubEvent
-	for rows.Next() {
-		var e store.SubEvent
-		var rec int64
-		if err := rows.Scan(&e.Number, &e.Seq, &rec, &e.ID); err != nil {
+	for len(out) < limit && rows.Next() {
+		var first, last int64
+		var page []byte
+		if err := rows.Scan(&first, &last, &page); err != nil {
 			return nil, unavailableCtx(ctx, err)
 		}
-		e.Recorded = time.Unix(0, rec).UTC()
-		out = append(out, e)
+		if out, err = unpackSubEvents(out, page, first, last, after+1); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailableCtx(ctx, err)
 	}
-	return out, nil
+	return out[:min(len(out), limit)], nil
 }

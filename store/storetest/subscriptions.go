@@ -40,7 +40,7 @@ func testSubPageSizes(t *testing.T, h Harness) {
 	require.True(t, held)
 	var all []store.SubEvent
 	cursor := ""
-	for _, size := range []int{1, 19, 20, 21, 47, 100, 150, 0, 3} {
+	for _, size := range []int{1, 19, 20, 21, 47, 100, 150, 0, 3, 1000} {
 		var evs []store.SubEvent
 		for i := 0; i < size; i++ {
 			n := int64(len(all) + len(evs) + 1)
