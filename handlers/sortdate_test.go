@@ -254,11 +254,14 @@ func TestSortByDateOnAStoreFromTheReleaseBefore(t *testing.T) {
 	datedPlans(before)
 	require.NoError(t, before.store.Close())
 	// Back to the layout the release before wrote: the same rows and
-	// bodies, without the start column and its index.
+	// bodies, without the start column and its index (and with a
+	// subscription's events a row each).
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName))
 	require.NoError(t, err)
 	for _, st := range []string{`DROP INDEX resources_owner_start`, `ALTER TABLE resources DROP COLUMN start`,
-		`ALTER TABLE history DROP COLUMN start`, `PRAGMA user_version = 12`} {
+		`ALTER TABLE history DROP COLUMN start`, `DROP TABLE sub_pages`,
+		`CREATE TABLE sub_events (sub TEXT NOT NULL, number INTEGER NOT NULL, seq INTEGER NOT NULL, recorded INTEGER NOT NULL,
+			aid TEXT NOT NULL DEFAULT '', PRIMARY KEY (sub, number)) WITHOUT ROWID`, `PRAGMA user_version = 12`} {
 		_, err := db.Exec(st)
 		require.NoError(t, err, st)
 	}

@@ -35,14 +35,15 @@ import (
 // pay).
 const feedPage = 1000
 
-// recordEvery bounds how long a step sends notifications before it records
-// what the endpoint acknowledged: one outbox write for a run of
-// notifications, and after a crash at most this much is sent again (the
-// event numbers let the receiver drop repeats).
+// recordEvery bounds how long a step sends notifications (maxSteps of them
+// at most) before it records what the endpoint acknowledged: one outbox
+// write for a run of notifications, and after a crash at most this much is
+// sent again (the event numbers let the receiver drop repeats).
 const recordEvery = time.Second
 
-// maxSteps bounds the notifications one subscription sends in a round, so
-// one busy subscription does not hold its lease for ever.
+// maxSteps bounds a step's turns (each numbering, then sending at most
+// maxSteps notifications), so one busy subscription does not hold its lease
+// for ever.
 const maxSteps = 64
 
 // Run delivers until ctx is done, then waits for attempts in flight.
@@ -171,13 +172,13 @@ func (s *Service) step(ctx context.Context, id string) {
 			if s.now().Before(sub.NextAttempt) {
 				return // backing off; the poll comes back
 			}
-			if !s.send(ctx, sub, ch) {
+			all, ok := s.send(ctx, sub, ch)
+			if !ok || all {
+				// All sent: what arrives meanwhile gathers for the next
+				// round, rather than a notification (and outbox writes
+				// beside the audit's) per handful of accesses.
 				return
 			}
-			// All sent: what arrives meanwhile gathers for the next round,
-			// rather than a notification (and outbox writes beside the
-			// audit's) per handful of accesses.
-			return
 		case sub.Status == "active" && ch.Heartbeat > 0 && !numbered:
 			s.heartbeat(ctx, sub, ch)
 			return
@@ -304,11 +305,13 @@ func (s *Service) heartbeat(ctx context.Context, sub store.Subscription, ch chan
 	s.record(ctx, sub, d)
 }
 
-// send delivers the unacknowledged events, oldest first, in notifications
-// of at most max-count events, and records what the endpoint acknowledged
-// once for the run (or every recordEvery), not after each notification. It
-// reports whether everything numbered was sent and recorded.
-func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) bool {
+// send delivers unacknowledged events, oldest first, in notifications of
+// at most max-count events, for at most recordEvery or maxSteps
+// notifications, and records what the endpoint acknowledged once at the
+// end, not after each notification (the step then renews its lease as
+// needed and sends on). It reports whether everything numbered was sent,
+// and whether all went well.
+func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) (all, ok bool) {
 	d := deliveryOf(sub)
 	var lags []time.Duration // of the events acknowledged, not yet recorded
 	record := func() bool {
@@ -323,18 +326,17 @@ func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) 
 				s.cfg.Metrics.Lag(l)
 			}
 		}
-		lags = lags[:0]
 		return true
 	}
-	since := s.now()
+	start := s.now()
 	var held []store.SubEvent // read ahead, a feed page at a time
-	for d.Acked < sub.Events {
+	for n := 0; d.Acked < sub.Events && n < maxSteps && s.now().Sub(start) < recordEvery; n++ {
 		if len(held) == 0 {
 			var err error
 			if held, err = s.st.SubEvents(ctx, sub.ID, d.Acked, max(feedPage, ch.MaxCount)); err != nil || len(held) == 0 {
 				s.logErr(ctx, sub.ID, "reading events", err)
 				record()
-				return false
+				return false, false
 			}
 		}
 		evs := held[:min(len(held), ch.MaxCount)]
@@ -343,7 +345,7 @@ func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) 
 		if err != nil {
 			s.logErr(ctx, sub.ID, "building a notification", err)
 			record()
-			return false
+			return false, false
 		}
 		if err := s.post(ctx, ch, body, "event-notification"); err != nil {
 			if ctx.Err() == nil {
@@ -353,20 +355,14 @@ func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) 
 					s.failed(ctx, sub, err)
 				}
 			}
-			return false
+			return false, false
 		}
 		d.Acked, d.LastSent, d.Failures, d.FailingSince, d.NextAttempt, d.Error = evs[len(evs)-1].Number, s.now(), 0, time.Time{}, time.Time{}, ""
 		for _, e := range evs {
 			lags = append(lags, d.LastSent.Sub(e.Recorded))
 		}
-		if d.LastSent.Sub(since) >= recordEvery {
-			if !record() {
-				return false
-			}
-			since = d.LastSent
-		}
 	}
-	return record()
+	return d.Acked >= sub.Events, record()
 }
 
 // failed records a failed attempt: the next one after an exponential
