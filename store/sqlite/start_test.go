@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -55,16 +53,7 @@ func TestSortByStartUsesIndexes(t *testing.T) {
 // sort by start orders the old plans as new ones.
 func TestMigrateBackfillsPeriodStart(t *testing.T) {
 	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
-	require.NoError(t, err)
-	for v := 0; v < 11; v++ {
-		for _, st := range migrations[v] {
-			_, err := db.Exec(st)
-			require.NoError(t, err, "layout %d", v+1)
-		}
-	}
-	_, err = db.Exec(`PRAGMA user_version = 11`)
-	require.NoError(t, err)
+	db := layoutDB(t, dir, 11)
 	cols11 := `type, id, version, updated, deleted, owner, subject, plan_end, ends, dtype, dends, body, dbody`
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	body := func(id, start string) []byte {

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -118,19 +117,7 @@ func TestSubEventsFromADamagedPage(t *testing.T) {
 // ids were kept; opened, every event reads back as it was, from any number.
 func TestMigratePacksSubEvents(t *testing.T) {
 	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
-	require.NoError(t, err)
-	for v := 0; v < 13; v++ {
-		for _, st := range migrations[v] {
-			if st == goStep("backfill-start") {
-				continue // no records to backfill
-			}
-			_, err := db.Exec(st)
-			require.NoError(t, err, "layout %d", v+1)
-		}
-	}
-	_, err = db.Exec(`PRAGMA user_version = 13`)
-	require.NoError(t, err)
+	db := layoutDB(t, dir, 13)
 	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	want := map[string][]store.SubEvent{"s1": subEvents(3, 257, at), "s2": subEvents(1, 4, at)}
 	want["s2"][1].ID = "" // numbered before ids were kept
