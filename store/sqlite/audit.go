@@ -538,14 +538,40 @@ func unpackBody(b []byte) ([]byte, error) {
 		d = dict
 	}
 	r := inflaters.Get().(io.ReadCloser)
+	defer inflaters.Put(r)
 	if err := r.(flate.Resetter).Reset(bytes.NewReader(b[1:]), d); err != nil {
 		return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
 	}
-	out := bytes.NewBuffer(make([]byte, 0, 4*len(b)+512))
-	_, err := out.ReadFrom(r)
-	inflaters.Put(r)
-	if err != nil {
-		return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
+	// Into a scratch buffer kept between calls, then one copy of exactly
+	// the body's size: growing a fresh buffer to an unknown size made two
+	// to three times the body in garbage, per body, on every feed page and
+	// access history read.
+	sp := unpackScratch.Get().(*[]byte)
+	buf := (*sp)[:0]
+	defer func() {
+		if cap(buf) <= maxUnpackScratch {
+			*sp = buf[:0]
+			unpackScratch.Put(sp)
+		}
+	}()
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(cap(buf), 4096))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
+		}
 	}
-	return out.Bytes(), nil
+	return bytes.Clone(buf), nil
 }
+
+// unpackScratch holds unpackBody's scratch buffers; one grown past
+// maxUnpackScratch is left to the collector.
+var unpackScratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+const maxUnpackScratch = 1 << 20
