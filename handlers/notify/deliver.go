@@ -296,7 +296,7 @@ func (s *Service) heartbeat(ctx context.Context, sub store.Subscription, ch chan
 	}
 	if err := s.post(ctx, ch, body, "heartbeat"); err != nil {
 		if ctx.Err() == nil {
-			s.failed(ctx, sub, err)
+			s.failed(ctx, sub, deliveryOf(sub), err)
 		}
 		return
 	}
@@ -348,12 +348,8 @@ func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) 
 			return false, false
 		}
 		if err := s.post(ctx, ch, body, "event-notification"); err != nil {
-			if ctx.Err() == nil {
-				sub.Acked, sub.LastSent, sub.Failures, sub.FailingSince, sub.NextAttempt, sub.Error =
-					d.Acked, d.LastSent, d.Failures, d.FailingSince, d.NextAttempt, d.Error
-				if record() {
-					s.failed(ctx, sub, err)
-				}
+			if ctx.Err() == nil && record() {
+				s.failed(ctx, sub, d, err)
 			}
 			return false, false
 		}
@@ -365,13 +361,13 @@ func (s *Service) send(ctx context.Context, sub store.Subscription, ch channel) 
 	return d.Acked >= sub.Events, record()
 }
 
-// failed records a failed attempt: the next one after an exponential
+// failed records a failed attempt on top of d, the delivery as it stands
+// (acknowledgements of this step included): the next one after an exponential
 // backoff with jitter; after ErrorAttempts failures over ErrorAfter the
 // subscription turns to error (the authority sees it in $status and
 // fetches what it missed with $events).
-func (s *Service) failed(ctx context.Context, sub store.Subscription, cause error) {
+func (s *Service) failed(ctx context.Context, sub store.Subscription, d store.Delivery, cause error) {
 	now := s.now()
-	d := deliveryOf(sub)
 	d.Failures++
 	if d.FailingSince.IsZero() {
 		d.FailingSince = now
