@@ -77,9 +77,9 @@ func checkJSONByDecoder(body []byte, root string) []Issue {
 	return c.Issues()
 }
 
-// checkJSONBodies are the bodies the token reader is compared on: the
-// examples, the strict check's own cases, and bodies broken on purpose.
-func checkJSONBodies(t testing.TB) [][]byte {
+// exampleBodies are the project's example resources and Bundles, valid and
+// invalid.
+func exampleBodies(t testing.TB) [][]byte {
 	var bodies [][]byte
 	for _, dir := range []string{"../examples/resources/valid", "../examples/resources/invalid", "../examples/bundles"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
@@ -91,6 +91,16 @@ func checkJSONBodies(t testing.TB) [][]byte {
 			bodies = append(bodies, b)
 		}
 	}
+	if len(bodies) < 5 {
+		t.Fatalf("only %d example files found", len(bodies))
+	}
+	return bodies
+}
+
+// checkJSONBodies are the bodies the token reader is compared on: the
+// examples, the strict check's own cases, and bodies broken on purpose.
+func checkJSONBodies(t testing.TB) [][]byte {
+	bodies := exampleBodies(t)
 	for _, s := range []string{
 		`{"resourceType":"EpisodeOfCare","patient":{"identifier":{"value":"1","_value":{"id":"x"}}},"a":[{"b":1},{"c":[1,2]}]}`,
 		`{"patient":{"identifier":{"value":"1","Value":"2"}}}`, `{"_Status":{}}`, `{"ResourceType":"Bundle"}`,
