@@ -183,9 +183,8 @@ func (s *Store) pruneSub(ctx context.Context, sub store.Subscription, cutoff tim
 }
 
 // pruneStop walks a subscription's pages from its first and returns the
-// number the run to remove stops at (the first event acknowledged by acked
-// recorded at or after cutoff, else acked+1) and the pages up to the one
-// holding it.
+// number the run to remove stops at (the first event not yet acknowledged or
+// recorded at or after cutoff) and the pages up to the one holding it.
 func (s *Store) pruneStop(ctx context.Context, id string, acked int64, cutoff time.Time) (int64, []subPage, error) {
 	rows, err := s.query(ctx, `SELECT first, last, events FROM sub_pages WHERE sub = ? AND first <= ? ORDER BY last`, id, acked)
 	if err != nil {

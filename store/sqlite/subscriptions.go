@@ -10,9 +10,9 @@ import (
 )
 
 // Subscriptions: one row per subscription holding the resource and its
-// outbox state, and its numbered events in pages (sub_pages, subpage.go). Every write is one
-// transaction of the writer, so a conditional write (on the version, the
-// lease or the cursor) is read and applied atomically.
+// outbox state, and its numbered events in pages (sub_pages, subpage.go).
+// Every write is one transaction of the writer, so a conditional write (on
+// the version, the lease or the cursor) is read and applied atomically.
 
 var _ store.Subscriptions = (*Store)(nil)
 
