@@ -43,11 +43,13 @@ const flagSample = 200
 // quick_check (every page readable and well formed), the indexes against
 // their tables (counted on pool), and a sample of the newest plans found
 // through the indexes a Flag search uses. quick_check is skipped when
-// unsealed is "": the file is byte for byte what the last clean shutdown
-// sealed (see seal.go); otherwise unsealed says why it runs. It stops at
-// timeout (a very large database), logs what it did not check and lets the
-// start go on; a failed check refuses the start.
-func startupCheck(db, pool *sql.DB, timeout time.Duration, log *slog.Logger, unsealed string) error {
+// sealed.unsealed is "": the file is byte for byte what the last clean
+// shutdown sealed (see seal.go); otherwise it says why it runs. The index
+// counts are skipped when that shutdown counted them on those bytes
+// (sealed.counted). It stops at timeout (a very large database), logs what
+// it did not check and lets the start go on; a failed check refuses the
+// start.
+func startupCheck(db, pool *sql.DB, timeout time.Duration, log *slog.Logger, sealed sealState) error {
 	if timeout < 0 {
 		log.Warn("the start-up integrity check is turned off")
 		return nil
@@ -63,12 +65,14 @@ func startupCheck(db, pool *sql.DB, timeout time.Duration, log *slog.Logger, uns
 		}
 		return fmt.Errorf("store/sqlite: start-up integrity check (%s): %w", step, err)
 	}
-	if unsealed == "" {
+	if sealed.unsealed == "" {
 		log.Info("the database is as the last clean shutdown sealed it (checksums verified): PRAGMA quick_check skipped")
-	} else if err := quickCheck(ctx, db, unsealed, log, stopped); err != nil {
+	} else if err := quickCheck(ctx, db, sealed.unsealed, log, stopped); err != nil {
 		return err
 	}
-	if err := countIndexes(ctx, pool, unsealed != "", stopped); err != nil {
+	if sealed.counted {
+		log.Info("the index counts agreed at the clean shutdown that sealed the database: not counted again")
+	} else if err := countIndexes(ctx, pool, sealed.unsealed != "", stopped); err != nil {
 		return err
 	}
 	if err := checkFlagSample(ctx, db); err != nil {
@@ -77,7 +81,8 @@ func startupCheck(db, pool *sql.DB, timeout time.Duration, log *slog.Logger, uns
 		}
 		return stopped(err, "plan sample")
 	}
-	log.Info("start-up integrity check passed", slog.Duration("took", time.Since(start)), slog.Bool("sealed", unsealed == ""))
+	log.Info("start-up integrity check passed", slog.Duration("took", time.Since(start)), slog.Bool("sealed", sealed.unsealed == ""),
+		slog.Bool("counted_at_shutdown", sealed.counted))
 	return nil
 }
 
@@ -239,6 +244,45 @@ func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped fu
 		return stopped(unfinished, unfinishedStep)
 	}
 	return nil
+}
+
+// countForSeal counts the indexes for the seal of a clean close, as a start
+// on a sealed file would (each against its table's first index), on the
+// database as it is about to be sealed: the writer has stopped. It says
+// whether they agreed; false, with no error, when the check is turned off,
+// the counts stopped at the time limit, or another connection wrote while
+// they ran (PRAGMA data_version, on the writer's connection, changes only
+// for another's commits). Counts that disagree are damage, the error.
+func (s *Store) countForSeal() (bool, error) {
+	if s.opts.CheckTimeout < 0 {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CheckTimeout)
+	defer cancel()
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return false, nil
+	}
+	defer conn.Close()
+	version := func() (v int64, err error) {
+		err = conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v)
+		return v, err
+	}
+	before, err := version()
+	if err != nil {
+		return false, nil
+	}
+	errStopped := errors.New("stopped")
+	err = countIndexes(ctx, s.r, false, func(error, string) error { return errStopped })
+	if errors.Is(err, errStopped) {
+		s.log.Warn("the index counts did not finish at shutdown; the next start counts them", slog.Duration("limit", s.opts.CheckTimeout))
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	after, err := version()
+	return err == nil && after == before, nil
 }
 
 // splitParts is how many ranges an index counted in parts is cut into:

@@ -344,19 +344,21 @@ func packSubEventRows(tx *sql.Tx) error {
 	}
 }
 
-// migrate brings the database to schemaVersion, one step per transaction.
-func migrate(db *sql.DB) error {
+// migrate brings the database to schemaVersion, one step per transaction,
+// and says whether there was a step to take.
+func migrate(db *sql.DB) (migrated bool, err error) {
 	var v int
 	if err := db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
-		return fmt.Errorf("store/sqlite: reading schema version: %w", err)
+		return false, fmt.Errorf("store/sqlite: reading schema version: %w", err)
 	}
 	if v > schemaVersion {
-		return fmt.Errorf("store/sqlite: the database's schema %d is newer than this server's (%d)", v, schemaVersion)
+		return false, fmt.Errorf("store/sqlite: the database's schema %d is newer than this server's (%d)", v, schemaVersion)
 	}
+	migrated = v < schemaVersion
 	for ; v < schemaVersion; v++ {
 		tx, err := db.Begin()
 		if err != nil {
-			return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
+			return false, fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
 		}
 		for _, st := range append(migrations[v], fmt.Sprintf(`PRAGMA user_version = %d`, v+1)) {
 			var err error
@@ -371,14 +373,14 @@ func migrate(db *sql.DB) error {
 			}
 			if err != nil {
 				tx.Rollback()
-				return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
+				return false, fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
 			}
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
+			return false, fmt.Errorf("store/sqlite: migrate to %d: %w", v+1, err)
 		}
 	}
-	return nil
+	return migrated, nil
 }
 
 // prefixed qualifies each column of a list with a table alias.

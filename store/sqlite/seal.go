@@ -28,8 +28,15 @@ import (
 //
 // What the seal does not cover it leaves as before: the store identity
 // (a missing, emptied or another store's database is refused whatever the
-// seal says), the index counts and the sample of plans found through the
-// indexes a Flag search uses (both cheap, both run on every start).
+// seal says) and the sample of plans found through the indexes a Flag
+// search uses (cheap, run on every start). The index counts (seconds at
+// national volume: tens of millions of access-record index entries) run
+// at the shutdown, on the file as it is sealed, and the seal says they
+// agreed (IndexesCounted); a start on that seal needs not count them
+// again, the file being byte for byte the one counted. A seal without it
+// (the counts stopped at their time limit, or the check is turned off)
+// leaves them to the start, as before. Counts that disagree leave no seal:
+// the next start checks the file in full and refuses it.
 
 // sealSuffix names the seal: cpis.db.seal beside cpis.db.
 const sealSuffix = ".seal"
@@ -42,6 +49,9 @@ type seal struct {
 	ModTime int64    `json:"mod_time_ns"`
 	Chunk   int64    `json:"chunk"`
 	CRC32C  []uint32 `json:"crc32c"`
+	// IndexesCounted: each index held as many entries as the others of
+	// its table when the shutdown counted them, on these bytes.
+	IndexesCounted bool `json:"indexes_counted,omitempty"`
 }
 
 // sealMu serialises reading the database file for its seal with opening
@@ -108,8 +118,9 @@ func fileSums(path string, chunk int64) (int64, []uint32, error) {
 // writeSeal seals the database at path after a clean close: only when its
 // write-ahead log is gone, which SQLite does when the last connection of
 // any process closes, so no connection can still change the file or hold
-// a lock on it. Call it with sealMu held.
-func writeSeal(path string) error {
+// a lock on it. counted says the index counts agreed on the file as it is
+// now (see countForSeal). Call it with sealMu held.
+func writeSeal(path string, counted bool) error {
 	if _, err := os.Lstat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
 		return nil // another connection still has the database open
 	}
@@ -128,7 +139,7 @@ func writeSeal(path string) error {
 	if size != after.Size() || !before.ModTime().Equal(after.ModTime()) {
 		return nil // written meanwhile: no seal
 	}
-	b, err := json.Marshal(seal{Size: size, ModTime: after.ModTime().UnixNano(), Chunk: sealChunk, CRC32C: sums})
+	b, err := json.Marshal(seal{Size: size, ModTime: after.ModTime().UnixNano(), Chunk: sealChunk, CRC32C: sums, IndexesCounted: counted})
 	if err != nil {
 		return err
 	}
@@ -154,55 +165,63 @@ func writeSeal(path string) error {
 	return syncDir(filepath.Dir(path))
 }
 
+// sealState is what takeSeal found: unsealed says why the database is not
+// exactly what a clean shutdown sealed ("" if it is); counted, that the
+// shutdown's index counts agreed on those bytes.
+type sealState struct {
+	unsealed string
+	counted  bool
+}
+
 // takeSeal removes the seal of the database at path, durably, and says
-// whether the database is still exactly what it sealed ("" if so, else
-// why not). It reads the database file only if there is a seal to check.
-// Call it with sealMu held, before SQLite opens the database.
-func takeSeal(path string) (string, error) {
+// whether the database is still exactly what it sealed. It reads the
+// database file only if there is a seal to check. Call it with sealMu
+// held, before SQLite opens the database.
+func takeSeal(path string) (sealState, error) {
 	b, err := os.ReadFile(path + sealSuffix)
 	if errors.Is(err, os.ErrNotExist) {
-		return "no seal of a clean shutdown", nil
+		return sealState{unsealed: "no seal of a clean shutdown"}, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("store/sqlite: reading the seal: %w", err)
+		return sealState{}, fmt.Errorf("store/sqlite: reading the seal: %w", err)
 	}
 	// Gone before SQLite may write the file: a seal never outlives the
 	// state it describes.
 	if err := os.Remove(path + sealSuffix); err != nil {
-		return "", fmt.Errorf("store/sqlite: removing the seal: %w", err)
+		return sealState{}, fmt.Errorf("store/sqlite: removing the seal: %w", err)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
-		return "", fmt.Errorf("store/sqlite: removing the seal: %w", err)
+		return sealState{}, fmt.Errorf("store/sqlite: removing the seal: %w", err)
 	}
 	var sl seal
 	if err := json.Unmarshal(b, &sl); err != nil || sl.Chunk <= 0 {
-		return "the seal is unreadable", nil
+		return sealState{unsealed: "the seal is unreadable"}, nil
 	}
 	if info, err := os.Lstat(path + "-wal"); err == nil && info.Size() > 0 {
-		return "a write-ahead log is waiting to be applied", nil
+		return sealState{unsealed: "a write-ahead log is waiting to be applied"}, nil
 	}
 	info, err := os.Stat(path)
 	switch {
 	case err != nil:
-		return "the database file cannot be examined", nil
+		return sealState{unsealed: "the database file cannot be examined"}, nil
 	case info.Size() != sl.Size:
-		return fmt.Sprintf("the database file is %d bytes, sealed at %d", info.Size(), sl.Size), nil
+		return sealState{unsealed: fmt.Sprintf("the database file is %d bytes, sealed at %d", info.Size(), sl.Size)}, nil
 	case info.ModTime().UnixNano() != sl.ModTime:
-		return "the database file was modified after it was sealed", nil
+		return sealState{unsealed: "the database file was modified after it was sealed"}, nil
 	}
 	size, sums, err := fileSums(path, sl.Chunk)
 	if err != nil {
-		return "the database file cannot be read whole: " + err.Error(), nil
+		return sealState{unsealed: "the database file cannot be read whole: " + err.Error()}, nil
 	}
 	if size != sl.Size || len(sums) != len(sl.CRC32C) {
-		return "the database file changed size while it was read", nil
+		return sealState{unsealed: "the database file changed size while it was read"}, nil
 	}
 	for i := range sums {
 		if sums[i] != sl.CRC32C[i] {
-			return fmt.Sprintf("the database file differs from its seal at bytes %d to %d", int64(i)*sl.Chunk, min(size, int64(i+1)*sl.Chunk)), nil
+			return sealState{unsealed: fmt.Sprintf("the database file differs from its seal at bytes %d to %d", int64(i)*sl.Chunk, min(size, int64(i+1)*sl.Chunk))}, nil
 		}
 	}
-	return "", nil
+	return sealState{counted: sl.IndexesCounted}, nil
 }
 
 func syncDir(dir string) error {

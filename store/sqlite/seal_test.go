@@ -61,6 +61,8 @@ func TestSealSkipsQuickCheckAfterACleanShutdown(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, logs, "quick_check skipped")
 	assert.Contains(t, logs, `"sealed":true`)
+	assert.Contains(t, logs, "not counted again", "the shutdown counted the indexes")
+	assert.Contains(t, logs, `"counted_at_shutdown":true`)
 	assert.NoFileExists(t, path+sealSuffix, "the seal is taken at open")
 	_, err = s.Get(context.Background(), "Flag", "p7")
 	require.NoError(t, err)
@@ -71,6 +73,7 @@ func TestSealSkipsQuickCheckAfterACleanShutdown(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, logs, "quick_check skipped")
 	assert.Contains(t, logs, `"sealed":false`)
+	assert.NotContains(t, logs, "not counted again")
 	require.NoError(t, s2.Close())
 	assert.NoFileExists(t, path+sealSuffix, "no seal while another connection has the file")
 	require.NoError(t, s.Close())
@@ -151,6 +154,56 @@ func TestHazard_DamagedIndexFoundByTheCounts(t *testing.T) {
 	}
 }
 
+// TestHazard_IndexDamagedWhileRunningFoundAtShutdown: the shutdown counts
+// the indexes for the seal, so an index that lost an entry while the store
+// ran (here through another connection, as a faulty tool would) is found
+// at the close: the close says so, leaves no seal, and the next start
+// checks the file in full and refuses it. A start on the seal of a
+// shutdown that did not count (its counts stopped at their time limit)
+// counts them itself (TestHazard_DamagedIndexFoundByTheCounts).
+func TestHazard_IndexDamagedWhileRunningFoundAtShutdown(t *testing.T) {
+	dir := t.TempDir()
+	path := sealedStore(t, dir)
+	var logs bytes.Buffer
+	s, err := Open(dir, Options{Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	require.NoError(t, err)
+	require.Contains(t, logs.String(), "not counted again")
+	hideFromIndex(t, path, "resources_subject", `CREATE INDEX resources_subject ON resources(subject)`,
+		`INSERT INTO resources(rid, type, id, version, updated, deleted, owner, subject, dtype) VALUES (-5, 'EpisodeOfCare', 'old', 1, 0, 0, 'LA001', '9449306761', 'Flag')`)
+	err = s.Close()
+	require.Error(t, err, "the close reports the damage it found")
+	assert.Contains(t, err.Error(), "resources_subject")
+	assert.Contains(t, logs.String(), "the index counts disagree at shutdown")
+	assert.NoFileExists(t, path+sealSuffix, "a damaged database is not sealed")
+
+	s, openLogs, err := openLogged(dir)
+	if err == nil {
+		s.Close()
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "damaged")
+	assert.Contains(t, err.Error(), "resources_subject")
+	assert.NotContains(t, openLogs, "quick_check skipped")
+}
+
+// TestSealedCountsDoNotCoverAMigration: a seal that says its shutdown
+// counted the indexes vouches for the file as it was; a start that then
+// migrates the schema (an upgrade) counts them itself.
+func TestSealedCountsDoNotCoverAMigration(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, layoutDB(t, dir, schemaVersion-1).Close())
+	path := filepath.Join(dir, FileName)
+	sealMu.Lock()
+	require.NoError(t, writeSeal(path, true))
+	sealMu.Unlock()
+	s, logs, err := openLogged(dir)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	assert.Contains(t, logs, "quick_check skipped", "the file is as it was sealed")
+	assert.NotContains(t, logs, "not counted again")
+	assert.Contains(t, logs, `"counted_at_shutdown":false`)
+}
+
 // dbExec runs statements on the database file at path, outside any Store.
 func dbExec(t *testing.T, path string, stmts ...string) {
 	t.Helper()
@@ -174,15 +227,15 @@ func hideFromIndex(t *testing.T, path, index, def, insert string) {
 	dbExec(t, path, `PRAGMA writable_schema = ON`, `UPDATE sqlite_master SET sql = '`+def+`' WHERE name = '`+index+`'`)
 }
 
-// requireRefusedAsDamaged seals the damaged file as a clean shutdown would
-// (if sealed) and checks the open is refused, naming index, and whether
+// requireRefusedAsDamaged seals the damaged file as a clean shutdown whose
+// index counts did not finish would (if sealed) and checks the open is refused, naming index, and whether
 // quick_check was skipped.
 func requireRefusedAsDamaged(t *testing.T, dir, path string, sealed bool, index string) {
 	t.Helper()
 	require.NoError(t, os.Remove(path+sealSuffix))
 	if sealed {
 		sealMu.Lock()
-		require.NoError(t, writeSeal(path))
+		require.NoError(t, writeSeal(path, false))
 		sealMu.Unlock()
 	}
 	s, logs, err := openLogged(dir)
