@@ -26,16 +26,14 @@ func (s *Store) Dump(ctx context.Context, fn func(store.Item) error) error {
 	if err := s.broken(); err != nil {
 		return err
 	}
-	s.gate.RLock()
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err == nil {
-		// The snapshot starts with the first read, under the gate.
+		// The snapshot starts with the first read.
 		var n int64
 		if err = tx.QueryRowContext(ctx, `SELECT count(*) FROM meta`).Scan(&n); err != nil {
 			tx.Rollback()
 		}
 	}
-	s.gate.RUnlock()
 	if err != nil {
 		return unavailableCtx(ctx, err)
 	}

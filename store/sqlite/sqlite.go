@@ -49,8 +49,8 @@ type Options struct {
 	// CheckTimeout bounds the integrity check at Open (default 20s); the
 	// check stops there and says so. Negative skips it.
 	CheckTimeout time.Duration
-	// WALLimit bounds the write-ahead log (default 64 MiB): past it, the
-	// writer waits for a checkpoint that empties the log.
+	// WALLimit bounds the write-ahead log (default 256 MiB): past it, the
+	// writer has SQLite restart the log (see boundWAL).
 	WALLimit int64
 	// BusyTimeout is how long a connection waits for a lock another
 	// process holds on the database (default 10s).
@@ -83,16 +83,16 @@ type Store struct {
 	nstmts         atomic.Int64
 	closed         sync.Once
 
-	log       *slog.Logger
-	id        string      // the store identity inside the database
-	file      os.FileInfo // the database file opened, for the watcher
-	watchDone chan struct{}
-	walFull   chan struct{}         // the checkpointer asks the idle writer to bound the log
-	failure   store.Failure         // set once the store has failed for good
-	lastWrite atomic.Pointer[error] // the last refused write, until one succeeds
-	walNext   time.Time             // writer only: no truncating checkpoint before
-	gate      sync.RWMutex          // reads start under RLock; boundWAL holds Lock
-	ckpt      sync.Mutex            // one checkpoint at a time in this process (see boundWAL)
+	log        *slog.Logger
+	id         string      // the store identity inside the database
+	file       os.FileInfo // the database file opened, for the watcher
+	watchDone  chan struct{}
+	walFull    chan struct{}         // the checkpointer asks the idle writer to bound the log
+	failure    store.Failure         // set once the store has failed for good
+	lastWrite  atomic.Pointer[error] // the last refused write, until one succeeds
+	walNext    time.Time             // writer only: no log restart before
+	walBackoff time.Duration         // writer only: the wait after the last failed restart
+	ckpt       sync.Mutex            // one checkpoint at a time in this process (see boundWAL)
 
 	idx      *planIndex // nil without the plan index
 	feed     feedMarks  // the feed's counts, remembered (feedmark.go)
@@ -352,8 +352,11 @@ func isBusy(err error) bool {
 // checkpointInterval is how often the WAL is copied back into the database.
 const checkpointInterval = time.Second
 
-// defaultWALLimit bounds the write-ahead log file.
-const defaultWALLimit = 64 << 20
+// defaultWALLimit bounds the write-ahead log file. Each restart of the log
+// holds writes for a sync of the database file (about 45 ms here), and
+// audited reads write the log at tens of MB a second: at 64 MiB that was a
+// hold about every 1.5 s, and the audited search's p99 was the hold.
+const defaultWALLimit = 256 << 20
 
 // checkpointer copies the write-ahead log into the database file in the
 // background (PASSIVE: it never blocks the writer or readers), so commits
@@ -399,44 +402,84 @@ func (s *Store) walSize() int64 {
 	return info.Size()
 }
 
-// walWait bounds how long the writer waits for readers to leave the log.
-const walWait = 5 * time.Second
+// walWait bounds the checkpoint that copies the log into the database
+// before a restart; readerWait, how long the writer then waits for readers
+// still reading the log to finish.
+const (
+	walWait    = 5 * time.Second
+	readerWait = 100 * time.Millisecond
+)
 
-// boundWAL runs on the writer, after a commit: when the log has passed
-// WALLimit it runs a TRUNCATE checkpoint, which copies the whole log into
-// the database, waits for readers still reading the log (new readers read
-// the database), and empties the log file. Writes queue meanwhile: this is
-// the brief wait that keeps the log, and the disk it takes, bounded. If
-// readers hold the log past walWait it gives up and tries again shortly.
-func (s *Store) boundWAL() {
-	if s.walSize() <= s.opts.WALLimit || time.Now().Before(s.walNext) {
+// boundWAL runs on the writer between commits: when the log file has passed
+// limit, it has SQLite restart the log (see restartWAL), so new commits
+// overwrite it from the start and the file, cut back to WALLimit by
+// journal_size_limit, stays bounded. Writes queue meanwhile. The
+// checkpointer asks for it at WALLimit right after its own PASSIVE turn,
+// when little of the log is left to copy; after each commit the writer
+// bounds the log itself at twice the limit, in case the checkpointer falls
+// behind. If readers hold the log past readerWait (a long export), it
+// gives up and tries again later, backing off from 250 ms to 4 s.
+func (s *Store) boundWAL(limit int64) {
+	if s.walSize() <= limit || time.Now().Before(s.walNext) {
 		return
 	}
 	// A checkpoint that finds another one running answers busy at once,
 	// without waiting (SQLite does not call the busy handler for the
 	// checkpoint lock): so the background PASSIVE one is waited for here,
 	// or the log grows for another retry interval at full write rate.
-	//
-	// First copy what the log holds into the database while reads go on
-	// (writes wait: this is the writer), so the part below, which holds
-	// reads back, has little left to copy and to sync.
-	s.ckpt.Lock()
-	_, _ = s.w.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
-	s.ckpt.Unlock()
-	// Hold new reads back while the checkpoint waits: readers that keep
-	// arriving would each take a snapshot of the log, and the checkpoint
-	// would wait for ever. Reads already running finish first.
-	s.gate.Lock()
-	defer s.gate.Unlock()
 	s.ckpt.Lock()
 	defer s.ckpt.Unlock()
+	if err := s.restartWAL(); err != nil {
+		// Each try holds writes for up to readerWait: while a reader holds
+		// the log (an export can for minutes), try less and less often.
+		s.walBackoff = min(max(2*s.walBackoff, 250*time.Millisecond), 4*time.Second)
+		s.walNext = time.Now().Add(s.walBackoff)
+		s.log.Warn("the write-ahead log is over its limit and could not be emptied yet", slog.Int64("wal_bytes", s.walSize()), slog.Int64("limit", s.opts.WALLimit),
+			slog.Duration("next_try_in", s.walBackoff))
+		return
+	}
+	s.walBackoff = 0
+}
+
+// restartWAL runs RESTART checkpoints on the writer's connection until one
+// succeeds: the first copies what the log holds into the database and syncs
+// it (the part of a restart that costs: one sync of the database file);
+// once the log is copied whole, SQLite starts new readers on the database
+// alone, so the readers left on the log are only those that began before,
+// and the next tries, every 200 µs without SQLite's busy handler and its
+// sleeps of up to 100 ms, wait for those to finish. No new reader is held
+// back meanwhile.
+func (s *Store) restartWAL() error {
 	ctx, cancel := context.WithTimeout(context.Background(), walWait)
 	defer cancel()
-	var busy, logged, done int
-	err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &done)
-	if err != nil || busy != 0 {
-		s.walNext = time.Now().Add(250 * time.Millisecond)
-		s.log.Warn("the write-ahead log is over its limit and could not be emptied yet", slog.Int64("wal_bytes", s.walSize()), slog.Int64("limit", s.opts.WALLimit))
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.Background(), `PRAGMA busy_timeout = `+itoa(s.opts.BusyTimeout.Milliseconds()))
+	var giveUp time.Time
+	for {
+		var busy, logged, done int
+		err := conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &logged, &done)
+		switch {
+		case err == nil && busy == 0:
+			return nil
+		case err != nil && !isBusy(err):
+			return err
+		case giveUp.IsZero():
+			giveUp = time.Now().Add(readerWait)
+		case time.Now().After(giveUp):
+			return errors.New("readers hold the log")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Microsecond):
+		}
 	}
 }
 
@@ -478,7 +521,7 @@ func (s *Store) writer() {
 				}
 			}
 		case <-s.walFull:
-			s.boundWAL()
+			s.boundWAL(s.opts.WALLimit)
 			continue
 		case <-s.idxCheck:
 			s.checkIndex()
@@ -494,7 +537,7 @@ func (s *Store) writer() {
 			}
 		}
 		s.commit(batch)
-		s.boundWAL()
+		s.boundWAL(2 * s.opts.WALLimit)
 	}
 }
 
@@ -627,12 +670,6 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	if err := s.broken(); err != nil {
 		return nil, err
 	}
-	// The read's snapshot starts under the gate (see boundWAL). A caller
-	// must close its rows before it starts another query: a query waiting
-	// at the gate while holding a pooled connection could starve the
-	// queries the checkpoint waits for.
-	s.gate.RLock()
-	defer s.gate.RUnlock()
 	st, err := s.stmt(ctx, q)
 	if err != nil {
 		return nil, unavailableCtx(ctx, err)

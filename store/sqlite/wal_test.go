@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"database/sql"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -124,7 +126,7 @@ func TestHazard_WALGrowsWithoutBound(t *testing.T) {
 	checkWALBound(t, nil)
 }
 
-// TestHazard_WALBoundMeetsBackgroundCheckpoint: the bounding TRUNCATE
+// TestHazard_WALBoundMeetsBackgroundCheckpoint: the bounding RESTART
 // checkpoint and the background PASSIVE one must not meet. SQLite answers a
 // checkpoint that finds another running with busy at once, without waiting,
 // and the log then grew at full write rate until the next try (seen at 3 to
@@ -133,6 +135,62 @@ func TestHazard_WALGrowsWithoutBound(t *testing.T) {
 // meets it.
 func TestHazard_WALBoundMeetsBackgroundCheckpoint(t *testing.T) {
 	checkWALBound(t, (*Store).passiveCheckpoint)
+}
+
+// TestHazard_AReaderHoldingTheLogDoesNotHoldWrites: a read transaction
+// that holds a snapshot of the log (an export reads the whole store in one)
+// keeps the log from being restarted; the writer gives up after a short
+// wait, and writes go on (bounding the log once waited 5 s a try, every
+// 250 ms). Once the reader is gone the log is cut back to its limit.
+func TestHazard_AReaderHoldingTheLogDoesNotHoldWrites(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 64 << 10
+	var logs lockedBuffer
+	s, err := Open(dir, Options{WALLimit: limit, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	defer s.Close()
+	putPlan(t, s, "p1")
+	ctx := context.Background()
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, tx.QueryRow(`SELECT count(*) FROM resources`).Scan(&n))
+	body := auditEventBody(t)
+	audit := func(i int) time.Duration {
+		t0 := time.Now()
+		require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: fmt.Sprint("a", i), Recorded: time.Now(), Subject: "9449306753",
+			Agent: "user", Notify: true, Owners: []string{"LA001"}, Body: body}}))
+		return time.Since(t0)
+	}
+	var worst time.Duration
+	for i, start := 0, time.Now(); time.Since(start) < 3*time.Second; i++ {
+		worst = max(worst, audit(i))
+	}
+	require.NoError(t, tx.Rollback())
+	assert.Greater(t, s.walSize(), int64(2*limit), "the reader kept the log from being restarted")
+	assert.Contains(t, logs.String(), "could not be emptied yet")
+	assert.Less(t, worst, time.Second, "no write waited for the reader")
+	i := 1 << 20
+	assert.Eventually(t, func() bool { i++; audit(i); return s.walSize() <= limit }, 10*time.Second, 10*time.Millisecond,
+		"the log is restarted and cut back once the reader is gone")
+}
+
+// lockedBuffer is a log the store's goroutines write while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestAuditCostPerRead measures what one audited read adds to the store
