@@ -250,8 +250,8 @@ func countIndexes(ctx context.Context, pool *sql.DB, scanTables bool, stopped fu
 // on a sealed file would (each against its table's first index), on the
 // database as it is about to be sealed: the writer has stopped. It says
 // whether they agreed; false, with no error, when the check is turned off,
-// the counts stopped at the time limit, or another connection wrote while
-// they ran (PRAGMA data_version, on the writer's connection, changes only
+// the counts stopped at the time limit or failed, or another connection
+// wrote while they ran (PRAGMA data_version, on the writer's connection, changes only
 // for another's commits). Counts that disagree are damage, the error.
 func (s *Store) countForSeal() (bool, error) {
 	if s.opts.CheckTimeout < 0 {

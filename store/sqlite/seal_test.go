@@ -228,8 +228,8 @@ func hideFromIndex(t *testing.T, path, index, def, insert string) {
 }
 
 // requireRefusedAsDamaged seals the damaged file as a clean shutdown whose
-// index counts did not finish would (if sealed) and checks the open is refused, naming index, and whether
-// quick_check was skipped.
+// index counts did not finish would (if sealed) and checks the open is
+// refused, naming index, and whether quick_check was skipped.
 func requireRefusedAsDamaged(t *testing.T, dir, path string, sealed bool, index string) {
 	t.Helper()
 	require.NoError(t, os.Remove(path+sealSuffix))
