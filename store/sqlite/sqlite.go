@@ -506,6 +506,7 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *writ
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*op, 0, maxBatch)
+	last := 0 // the size of the last batch committed
 	for {
 		select {
 		case o := <-s.ops:
@@ -536,9 +537,42 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
+		if last >= gatherFrom {
+			batch = s.gather(batch)
+		}
+		last = len(batch)
 		s.commit(batch)
 		s.boundWAL(2 * s.opts.WALLimit)
 	}
+}
+
+// gatherFrom and gatherFor: after a batch of at least gatherFrom operations
+// (writes arrive faster than the writer commits: audited reads under load)
+// the writer gathers the next batch for up to gatherFor before it commits.
+// A commit costs its log frames, and every page a batch touches (an
+// access-history index leaf per child, a feed page per local authority) is
+// written once whatever the number of accesses on it: in
+// BenchmarkAuditGroupCommit32 gathering for 1 ms took the accesses a
+// commit from 14 to 25, the bytes written an access from 5.5 to 4.4 KB and
+// the CPU an access by a fifth. A write alone, or a few, commits at once.
+const (
+	gatherFrom = 4
+	gatherFor  = time.Millisecond
+)
+
+// gather adds to batch the operations that arrive within gatherFor.
+func (s *Store) gather(batch []*op) []*op {
+	t := time.NewTimer(gatherFor)
+	defer t.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		case <-t.C:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (s *Store) commit(batch []*op) {
