@@ -506,7 +506,8 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *writ
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*op, 0, maxBatch)
-	last := 0 // the size of the last batch committed
+	last := 0           // the size of the last batch committed
+	var ended time.Time // when it was committed
 	for {
 		select {
 		case o := <-s.ops:
@@ -537,18 +538,21 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		if last >= gatherFrom {
+		if last >= gatherFrom && time.Since(ended) < gatherFor {
 			batch = s.gather(batch)
 		}
 		last = len(batch)
 		s.commit(batch)
+		ended = time.Now()
 		s.boundWAL(2 * s.opts.WALLimit)
 	}
 }
 
 // gatherFrom and gatherFor: after a batch of at least gatherFrom operations
 // (writes arrive faster than the writer commits: audited reads under load)
-// the writer gathers the next batch for up to gatherFor before it commits.
+// the writer gathers the next batch for up to gatherFor before it commits,
+// if that batch's first write was waiting (it came within gatherFor of the
+// commit): the first write after a lull commits at once.
 // A commit costs its log frames, and every page a batch touches (an
 // access-history index leaf per child, a feed page per local authority) is
 // written once whatever the number of accesses on it: in
