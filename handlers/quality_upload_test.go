@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -177,5 +178,45 @@ func TestUploadWarningsInBundleEntries(t *testing.T) {
 			assert.Equal(t, []string{"warning duplicate-plan"}, uploadWarnings(t, jget(t, rs[1], "outcome")))
 			assert.Contains(t, r.Body.String(), "EpisodeOfCare/t-b")
 		})
+	})
+}
+
+// TestDuplicateWarningsOfALargeTransaction: a transaction's plans are
+// checked for duplicates with one read for many children; a child with
+// more plans than that read's share (here 300 for one child) does not hide
+// the duplicates of the children after it, and another LA's plan is still
+// never a duplicate.
+func TestDuplicateWarningsOfALargeTransaction(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b)
+		e.requireTransactions(t)
+		e.putPlan(planSpec{id: "la2-b", nhs: nhsB, la: la2, start: "2026-02-01"})
+		var entries []entry
+		for i := 0; i < 300; i++ {
+			entries = append(entries, entry{method: "POST", url: "EpisodeOfCare",
+				resource: planJSON(planSpec{nhs: nhsA, la: la1, ident: fmt.Sprintf("A%d", i), start: "2026-01-01"})})
+		}
+		entries = append(entries,
+			entry{method: "POST", url: "EpisodeOfCare", resource: planJSON(planSpec{nhs: nhsC, la: la1, ident: "C", start: "2026-01-01"})},
+			entry{method: "POST", url: "EpisodeOfCare", resource: planJSON(planSpec{nhs: nhsB, la: la1, ident: "B1", start: "2026-01-01"})},
+			entry{method: "POST", url: "EpisodeOfCare", resource: planJSON(planSpec{nhs: nhsB, la: la1, ident: "B2", start: "2026-03-01"})},
+		)
+		r := e.post(e.laToken(la1), bundleJSON("transaction", entries...), "Prefer", "return=minimal")
+		require.Equal(t, http.StatusOK, r.Code, r.Body.String())
+		rs := r.responses()
+		require.Len(t, rs, 303)
+		for i, x := range rs {
+			want := []string{"warning duplicate-plan"}
+			if i == 300 {
+				want = []string{} // the only plan of nhsC
+			}
+			oo, ok := x["outcome"]
+			if !ok {
+				assert.Equal(t, want, []string{}, "entry %d has no outcome", i)
+				continue
+			}
+			assert.Equal(t, want, uploadWarnings(t, oo), "entry %d", i)
+		}
+		assert.NotContains(t, r.Body.String(), "la2-b")
 	})
 }

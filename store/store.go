@@ -113,8 +113,12 @@ type Query struct {
 	Type    string
 	IDs     []string // any of
 	Subject string   // NHS number
-	Owner   string   // ODS code of the managing organisation
-	Key     string   // one identifier key, system|value
+	// Subjects, if any, is a set of NHS numbers the record's must be one
+	// of (with Subject too, if given): one read of many children's
+	// records, such as an upload's duplicate check.
+	Subjects []string
+	Owner    string // ODS code of the managing organisation
+	Key      string // one identifier key, system|value
 	// OwnKey is an identifier (system|value) the caller cannot scope to an
 	// owner: it matches a record holding the key Owner+"|"+OwnKey, its own
 	// managing organisation's. (The server writes identifier keys scoped by

@@ -23,11 +23,11 @@ const warningPlans = 100
 // result says so in an information issue instead.
 func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 	now := r.Now()
-	// Each plan on its own (its own reads, its own result), on every core.
+	// Each plan as stored, on every core.
+	facts := make([]*quality.PlanFacts, len(results))
 	parallel.Each(len(results), minPerWorker, func(i int) {
-		res := &results[i]
-		rec := res.Rec
-		if res.Err != nil || res.Deleted || rec.Deleted || rec.Type != "EpisodeOfCare" || rec.Body == nil {
+		rec := results[i].Rec
+		if results[i].Err != nil || results[i].Deleted || rec.Deleted || rec.Type != "EpisodeOfCare" || rec.Body == nil {
 			return
 		}
 		p, err := quality.ParsePlanFacts(rec.Body, rec.Updated, r.loc)
@@ -36,17 +36,34 @@ func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 				slog.String("resource", "EpisodeOfCare/"+rec.ID), slog.String("error", err.Error()))
 			return
 		}
+		facts[i] = &p
+	})
+	// The live plans' NHS numbers, whose other plans are read at once.
+	checked := func(i int) bool {
+		return facts[i] != nil && facts[i].Live(now) && results[i].Rec.Subject != "" && c.P != nil && c.P.OrgCode != ""
+	}
+	var subjects []string
+	seen := map[string]bool{}
+	for i := range results {
+		if s := results[i].Rec.Subject; checked(i) && !seen[s] {
+			seen[s] = true
+			subjects = append(subjects, s)
+		}
+	}
+	plans, unread := r.ownPlans(ctx, c, subjects)
+	parallel.Each(len(results), minPerWorker, func(i int) {
+		if facts[i] == nil {
+			return
+		}
+		res := &results[i]
+		rec := res.Rec
 		var others []quality.PlanFacts
-		if p.Live(now) && rec.Subject != "" && c.P != nil && c.P.OrgCode != "" {
-			recs, _, err := r.st.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: rec.Subject, Owner: c.P.OrgCode,
-				RetainedSince: r.RetainedSince(), Limit: warningPlans})
-			if err != nil {
-				r.log.Error("data-quality warnings: the duplicate check could not read the store", slog.String("request_id", c.RequestID),
-					slog.String("resource", "EpisodeOfCare/"+rec.ID), slog.String("error", err.Error()))
+		if checked(i) {
+			if unread[rec.Subject] {
 				res.Warnings = append(res.Warnings, fhir.Issue{Severity: "information", Type: "informational",
 					Diagnostics: string(quality.DuplicatePlan) + ": the check for a duplicate plan could not be made; the plan was stored. GET $data-quality lists duplicates"})
 			}
-			for _, o := range recs {
+			for _, o := range plans[rec.Subject] {
 				if o.Owner != c.P.OrgCode || o.Deleted || o.Body == nil || o.ID == rec.ID {
 					continue
 				}
@@ -57,6 +74,57 @@ func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 				others = append(others, of)
 			}
 		}
-		res.Warnings = append(quality.Warnings(quality.Upload(now, r.quality, p, others)), res.Warnings...)
+		res.Warnings = append(quality.Warnings(quality.Upload(now, r.quality, *facts[i], others)), res.Warnings...)
 	})
+}
+
+// warnChunk is how many NHS numbers one read of the duplicate check asks
+// about.
+const warnChunk = 500
+
+// ownPlans reads the caller's live plans about each NHS number (at most
+// warningPlans each, the first by id), a chunk of NHS numbers a read; a
+// chunk whose read fails is logged and its NHS numbers are in unread. One
+// NHS number is read as a single search is (through the store's plan
+// index, where it has one).
+func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (map[string][]store.Record, map[string]bool) {
+	plans, unread := map[string][]store.Record{}, map[string]bool{}
+	for from := 0; from < len(subjects); from += warnChunk {
+		chunk := subjects[from:min(from+warnChunk, len(subjects))]
+		q := store.Query{Type: "EpisodeOfCare", Owner: c.P.OrgCode, RetainedSince: r.RetainedSince(), Limit: warningPlans * len(chunk)}
+		if len(chunk) == 1 {
+			q.Subject = chunk[0]
+		} else {
+			q.Subjects = chunk
+		}
+		recs, _, err := r.st.Search(ctx, q)
+		if err == nil && len(recs) == q.Limit && len(chunk) > 1 {
+			// Some child may have more than its share of the limit: each
+			// one on its own, as many as warningPlans each.
+			recs = nil
+			for _, s := range chunk {
+				got, _, serr := r.st.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: s, Owner: c.P.OrgCode,
+					RetainedSince: r.RetainedSince(), Limit: warningPlans})
+				if serr != nil {
+					err = serr
+					break
+				}
+				recs = append(recs, got...)
+			}
+		}
+		if err != nil {
+			r.log.Error("data-quality warnings: the duplicate check could not read the store", slog.String("request_id", c.RequestID),
+				slog.Int("plans", len(chunk)), slog.String("error", err.Error()))
+			for _, s := range chunk {
+				unread[s] = true
+			}
+			continue
+		}
+		for _, rec := range recs {
+			if len(plans[rec.Subject]) < warningPlans {
+				plans[rec.Subject] = append(plans[rec.Subject], rec)
+			}
+		}
+	}
+	return plans, unread
 }

@@ -490,7 +490,14 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 		return nil, 0, err
 	}
 	f := bson.D{{Key: "types", Value: q.Type}, {Key: "deleted", Value: false}}
-	if q.Subject != "" {
+	switch {
+	case len(q.Subjects) > 0:
+		subj := bson.D{{Key: "$in", Value: q.Subjects}}
+		if q.Subject != "" {
+			subj = append(subj, bson.E{Key: "$eq", Value: q.Subject})
+		}
+		f = append(f, bson.E{Key: "subject", Value: subj})
+	case q.Subject != "":
 		f = append(f, bson.E{Key: "subject", Value: q.Subject})
 	}
 	if q.Owner != "" {

@@ -504,7 +504,7 @@ const sqlBySubject = `SELECT ` + cols + ` FROM resources WHERE subject = ? AND d
 // index, a query it does not cover, the store changed under it), and the
 // caller answers through SQL.
 func (s *Store) indexSearch(ctx context.Context, q store.Query) ([]store.Record, int, bool, error) {
-	if s.idx == nil || q.Subject == "" || q.Key != "" || q.OwnKey != "" {
+	if s.idx == nil || q.Subject == "" || len(q.Subjects) > 0 || q.Key != "" || q.OwnKey != "" {
 		return nil, 0, false, nil
 	}
 	if err := s.broken(); err != nil {

@@ -330,7 +330,7 @@ func searchWhere(q store.Query) (string, []any) {
 	switch {
 	case q.Key != "" || q.OwnKey != "":
 		where[0], args = `type = ?`, args[:1]
-	case q.Subject != "" || q.Owner != "" || len(q.IDs) > 0:
+	case q.Subject != "" || len(q.Subjects) > 0 || q.Owner != "" || len(q.IDs) > 0:
 		where[0] = `(+type = ? OR +dtype = ?)`
 	}
 	if len(q.IDs) > 0 {
@@ -343,7 +343,13 @@ func searchWhere(q store.Query) (string, []any) {
 		where = append(where, `subject = ?`)
 		args = append(args, q.Subject)
 	}
-	if q.Owner != "" && q.Subject != "" {
+	if len(q.Subjects) > 0 {
+		where = append(where, `subject IN (`+placeholders(len(q.Subjects))+`)`)
+		for _, s := range q.Subjects {
+			args = append(args, s)
+		}
+	}
+	if q.Owner != "" && (q.Subject != "" || len(q.Subjects) > 0) {
 		// A child's plans in one authority: seek the child (a few records),
 		// never walk the authority's thousands in id order, which SQLite
 		// otherwise chose to save sorting the few.

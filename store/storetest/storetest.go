@@ -333,6 +333,13 @@ func testSearch(t *testing.T, h Harness) {
 	assert.Empty(t, q(store.Query{Type: "EpisodeOfCare", Key: "https://la.example/id|K1", Owner: "LA1", Limit: 50}))
 	assert.Equal(t, []string{"a2", "b1"}, q(store.Query{Type: "EpisodeOfCare", IDs: []string{"b1", "a2", "zz"}, Limit: 50}))
 	assert.Empty(t, q(store.Query{Type: "Organization", Subject: "9449306753", Limit: 50}))
+	// Many children at once.
+	assert.Equal(t, []string{"a1", "a3", "a4", "b1"}, q(store.Query{Type: "EpisodeOfCare", Subjects: []string{"9449306761", "9449306753", "9990000018"}, Owner: "LA1", Limit: 50}))
+	assert.Equal(t, []string{"a1", "a4", "b1"}, q(store.Query{Type: "Flag", Subjects: []string{"9449306753", "9449306761"}, Owner: "LA1", RetainedSince: cutoff, Limit: 50}))
+	assert.Equal(t, []string{"b1"}, q(store.Query{Type: "EpisodeOfCare", Subjects: []string{"9449306761"}, Limit: 50}))
+	assert.Equal(t, []string{"a1", "a2"}, q(store.Query{Type: "EpisodeOfCare", Subjects: []string{"9449306761", "9449306753"}, Limit: 2}))
+	assert.Empty(t, q(store.Query{Type: "EpisodeOfCare", Subjects: []string{"9449306761"}, Subject: "9449306753", Limit: 50}), "with Subject: both must hold")
+	assert.Equal(t, []string{"a2"}, q(store.Query{Type: "EpisodeOfCare", Subjects: []string{"9449306761", "9449306753"}, Subject: "9449306753", Owner: "LA2", Limit: 50}))
 
 	// Keyset paging with a total.
 	recs, total, err := s.Search(ctx, store.Query{Type: "Flag", Subject: "9449306753", Limit: 2, Count: true})
