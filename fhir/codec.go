@@ -118,7 +118,7 @@ func (c *Codec) validate(body []byte, rt string) []Issue {
 		addUnmarshalIssues(&rep.c, err)
 		return rep.c.Issues()
 	}
-	checkYears(msg, rt, &rep.c)
+	checkYears(msg, body, rt, &rep.c)
 	return rep.c.Issues()
 }
 

@@ -1,7 +1,8 @@
 package fhir
 
 import (
-	"strconv"
+	"bytes"
+	"fmt"
 	"strings"
 	"time"
 
@@ -21,41 +22,27 @@ const (
 // resource whose year is 0000 or earlier. FHIR's date grammar starts at
 // year 0001, but google/fhir accepts 0000, and a plan that started in year
 // 0 is a mistake, not a date.
-func checkYears(m proto.Message, root string, c *Collector) {
-	walkDates(m.ProtoReflect(), datePath{name: root}, c)
-}
-
-// datePath is where walkDates is: a chain of steps, made into a string
-// only for a date found wrong (most resources have none, and making every
-// element's path was most of the walk's work).
-type datePath struct {
-	parent *datePath
-	name   string // appended to the parent's path: ".x", "X" or "[i]"; the root's whole path
-	index  int    // for "[i]": the index (name is "[]")
-}
-
-func (p *datePath) String() string {
-	if p.parent == nil {
-		return p.name
+//
+// The walk over the decoded message costs more than the rest of an
+// upload's date handling, and most bodies cannot hold such a year: it is
+// skipped when no JSON string in the body starts with 0000 as written (no
+// "0000) and none is written with escapes (no \u), which is the only other
+// way to spell the digits.
+func checkYears(m proto.Message, body []byte, root string, c *Collector) {
+	if !bytes.Contains(body, []byte(`"0000`)) && !bytes.Contains(body, []byte(`\u`)) {
+		return
 	}
-	s := p.parent.String()
-	switch {
-	case p.name == "[]":
-		return s + "[" + strconv.Itoa(p.index) + "]"
-	case strings.HasPrefix(p.name, "."):
-		return joinPath(s, p.name[1:])
-	}
-	return s + p.name
+	walkDates(m.ProtoReflect(), root, c)
 }
 
-func walkDates(m protoreflect.Message, path datePath, c *Collector) {
+func walkDates(m protoreflect.Message, path string, c *Collector) {
 	d := m.Descriptor()
 	switch d.FullName() {
 	case r4Date, r4DateTime, r4Instant:
 		us := m.Get(d.Fields().ByName("value_us")).Int()
 		tz := m.Get(d.Fields().ByName("timezone")).String()
 		if time.UnixMicro(us).In(zone(tz)).Year() < 1 {
-			c.Add(Issue{Kind: KindInvalid, Expression: []string{path.String()},
+			c.Add(Issue{Kind: KindInvalid, Expression: []string{path},
 				Diagnostics: "Invalid date: the year must be 0001 or later"})
 		}
 		return
@@ -66,17 +53,17 @@ func walkDates(m protoreflect.Message, path datePath, c *Collector) {
 		if fd.Message() == nil || fd.IsMap() {
 			return true
 		}
-		p := datePath{parent: &path, name: "." + fd.JSONName()}
+		p := joinPath(path, fd.JSONName())
 		switch {
 		case contained:
 			p = path
 		case choice:
-			p.name = upperFirst(fd.JSONName())
+			p = path + upperFirst(fd.JSONName())
 		}
 		if fd.IsList() {
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				walkDates(l.Get(i).Message(), datePath{parent: &p, name: "[]", index: i}, c)
+				walkDates(l.Get(i).Message(), fmt.Sprintf("%s[%d]", p, i), c)
 			}
 			return true
 		}

@@ -66,6 +66,10 @@ func TestDecodeRefusesYearZero(t *testing.T) {
 		{`"period":{"start":"0000"}`, "EpisodeOfCare.period.start"},
 		{`"period":{"start":"2026-01-01","end":"0000-12-31T23:00:00-05:00"}`, "EpisodeOfCare.period.end"},
 		{`"extension":[{"url":"https://x.example","valueDateTime":"0000-03"}]`, "EpisodeOfCare.extension[0].valueDateTime"},
+		// The same year with its digits escaped: the shortcut that skips
+		// the walk for a body with no "0000 must not skip this one.
+		{`"period":{"start":"\u0030000-01-01"}`, "EpisodeOfCare.period.start"},
+		{`"period":{"start":"0\u0030\u00300-01-01"}`, "EpisodeOfCare.period.start"},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
 			_, issues := c.Decode([]byte(`{"resourceType":"EpisodeOfCare","status":"active","patient":{"reference":"Patient/1"},` + tc.value + `}`))

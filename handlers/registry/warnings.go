@@ -79,8 +79,8 @@ func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 }
 
 // warnChunk is how many NHS numbers one read of the duplicate check asks
-// about.
-const warnChunk = 500
+// about; the reads run on every core.
+const warnChunk = 250
 
 // ownPlans reads the caller's live plans about each NHS number (at most
 // warningPlans each, the first by id), a chunk of NHS numbers a read; a
@@ -88,31 +88,16 @@ const warnChunk = 500
 // NHS number is read as a single search is (through the store's plan
 // index, where it has one).
 func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (map[string][]store.Record, map[string]bool) {
+	chunks := (len(subjects) + warnChunk - 1) / warnChunk
+	read := make([][]store.Record, chunks)
+	errs := make([]error, chunks)
+	parallel.Each(chunks, 1, func(k int) {
+		read[k], errs[k] = r.ownPlansOf(ctx, c, subjects[k*warnChunk:min((k+1)*warnChunk, len(subjects))])
+	})
 	plans, unread := map[string][]store.Record{}, map[string]bool{}
-	for from := 0; from < len(subjects); from += warnChunk {
-		chunk := subjects[from:min(from+warnChunk, len(subjects))]
-		q := store.Query{Type: "EpisodeOfCare", Owner: c.P.OrgCode, RetainedSince: r.RetainedSince(), Limit: warningPlans * len(chunk)}
-		if len(chunk) == 1 {
-			q.Subject = chunk[0]
-		} else {
-			q.Subjects = chunk
-		}
-		recs, _, err := r.st.Search(ctx, q)
-		if err == nil && len(recs) == q.Limit && len(chunk) > 1 {
-			// Some child may have more than its share of the limit: each
-			// one on its own, as many as warningPlans each.
-			recs = nil
-			for _, s := range chunk {
-				got, _, serr := r.st.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: s, Owner: c.P.OrgCode,
-					RetainedSince: r.RetainedSince(), Limit: warningPlans})
-				if serr != nil {
-					err = serr
-					break
-				}
-				recs = append(recs, got...)
-			}
-		}
-		if err != nil {
+	for k, recs := range read {
+		if err := errs[k]; err != nil {
+			chunk := subjects[k*warnChunk : min((k+1)*warnChunk, len(subjects))]
 			r.log.Error("data-quality warnings: the duplicate check could not read the store", slog.String("request_id", c.RequestID),
 				slog.Int("plans", len(chunk)), slog.String("error", err.Error()))
 			for _, s := range chunk {
@@ -127,4 +112,29 @@ func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (m
 		}
 	}
 	return plans, unread
+}
+
+// ownPlansOf is one chunk's read: one search, or one a child if a child
+// may have more than its share of the search's limit.
+func (r *Registry) ownPlansOf(ctx context.Context, c Caller, chunk []string) ([]store.Record, error) {
+	q := store.Query{Type: "EpisodeOfCare", Owner: c.P.OrgCode, RetainedSince: r.RetainedSince(), Limit: warningPlans * len(chunk)}
+	if len(chunk) == 1 {
+		q.Subject = chunk[0]
+	} else {
+		q.Subjects = chunk
+	}
+	recs, _, err := r.st.Search(ctx, q)
+	if err != nil || len(recs) < q.Limit || len(chunk) == 1 {
+		return recs, err
+	}
+	recs = nil
+	for _, s := range chunk {
+		got, _, err := r.st.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: s, Owner: c.P.OrgCode,
+			RetainedSince: r.RetainedSince(), Limit: warningPlans})
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, got...)
+	}
+	return recs, nil
 }
