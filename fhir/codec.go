@@ -131,6 +131,9 @@ func firstExpr(is Issue) string {
 
 // decodeObject decodes body as a JSON object, keeping numbers exact.
 func decodeObject(body []byte) (map[string]any, []Issue) {
+	if m, ok := fastTree(body); ok {
+		return m, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any

@@ -234,8 +234,8 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 		errs = append(errs, fhir.As(fhir.Invalid(issues)))
 		return done()
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+	fields, err := fhir.Members(raw)
+	if err != nil || fields == nil {
 		bad(fhir.KindInvalid, at, "Each entry must be a JSON object")
 		return done()
 	}
@@ -248,7 +248,10 @@ func (s *Server) readEntry(p *auth.Principal, i int, raw json.RawMessage) *bundl
 		bad(fhir.KindInvalid, at+".fullUrl", "fullUrl must be a string")
 	}
 	var req map[string]json.RawMessage
-	if r, ok := fields["request"]; !ok || json.Unmarshal(r, &req) != nil || req == nil {
+	if r, ok := fields["request"]; ok {
+		req, err = fhir.Members(r)
+	}
+	if err != nil || req == nil {
 		bad(fhir.KindInvalid, at+".request", "Each entry needs a request with a method and a url")
 		return done()
 	}
