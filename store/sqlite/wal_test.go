@@ -134,7 +134,7 @@ func TestHazard_WALGrowsWithoutBound(t *testing.T) {
 // without the in-process checkpoint lock nearly every bounding attempt
 // meets it.
 func TestHazard_WALBoundMeetsBackgroundCheckpoint(t *testing.T) {
-	checkWALBound(t, (*Store).passiveCheckpoint)
+	checkWALBound(t, func(s *Store) { s.passiveCheckpoint() })
 }
 
 // TestHazard_AReaderHoldingTheLogDoesNotHoldWrites: a read transaction
