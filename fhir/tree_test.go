@@ -86,3 +86,56 @@ func FuzzTree(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkTree(t, body) })
 }
+
+// BenchmarkTree reads an upload entry's plan into its tree with the
+// parser (fast) and with encoding/json (slow), the reading it replaced.
+func BenchmarkTree(b *testing.B) {
+	body := []byte(benchEntryPlan)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, ok := fastTree(body); !ok {
+				b.Fatal("the parser gave up")
+			}
+		}
+	})
+	b.Run("slow", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, issues := slowObject(body); issues != nil {
+				b.Fatal(issues)
+			}
+		}
+	})
+}
+
+// BenchmarkMembers splits a transaction entry into its members, as the
+// upload does for each of its entries, with Members and with json.Unmarshal.
+func BenchmarkMembers(b *testing.B) {
+	body := []byte(`{"fullUrl":"urn:uuid:6b1d0c36-1f0b-4b7c-9f0e-3c2a1e0d9a01","resource":` + benchEntryPlan +
+		`,"request":{"method":"PUT","url":"EpisodeOfCare?identifier=https://la001.example/plan-id|P-1"}}`)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := Members(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("slow", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(body, &m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+const benchEntryPlan = `{"resourceType":"EpisodeOfCare","id":"p1","status":"active",
+ "identifier":[{"system":"https://la001.example/plan-id","value":"P-1"}],
+ "type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP"}]}],
+ "patient":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449306753"}},
+ "managingOrganization":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"}},
+ "period":{"start":"2026-01-10"}}`
