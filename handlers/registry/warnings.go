@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"log/slog"
+	"slices"
 
 	"cpis/fhir"
 	"cpis/handlers/internal/parallel"
@@ -88,16 +89,16 @@ const warnChunk = 250
 // NHS number is read as a single search is (through the store's plan
 // index, where it has one).
 func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (map[string][]store.Record, map[string]bool) {
-	chunks := (len(subjects) + warnChunk - 1) / warnChunk
-	read := make([][]store.Record, chunks)
-	errs := make([]error, chunks)
-	parallel.Each(chunks, 1, func(k int) {
-		read[k], errs[k] = r.ownPlansOf(ctx, c, subjects[k*warnChunk:min((k+1)*warnChunk, len(subjects))])
+	chunks := slices.Collect(slices.Chunk(subjects, warnChunk))
+	read := make([][]store.Record, len(chunks))
+	errs := make([]error, len(chunks))
+	parallel.Each(len(chunks), 1, func(k int) {
+		read[k], errs[k] = r.ownPlansOf(ctx, c, chunks[k])
 	})
 	plans, unread := map[string][]store.Record{}, map[string]bool{}
 	for k, recs := range read {
 		if err := errs[k]; err != nil {
-			chunk := subjects[k*warnChunk : min((k+1)*warnChunk, len(subjects))]
+			chunk := chunks[k]
 			r.log.Error("data-quality warnings: the duplicate check could not read the store", slog.String("request_id", c.RequestID),
 				slog.Int("plans", len(chunk)), slog.String("error", err.Error()))
 			for _, s := range chunk {
