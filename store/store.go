@@ -180,6 +180,13 @@ type Store interface {
 	History(ctx context.Context, typ, id string) ([]Record, error)
 	// Search returns live records matching q, and their total if q.Count.
 	Search(ctx context.Context, q Query) ([]Record, int, error)
+	// Holders returns, by key, the live record of type typ (a primary
+	// type: keys belong to primary records) that holds each of keys, the
+	// identifier keys Query.Key takes; a key no live record holds is
+	// absent. Each record is read with the key it holds, in one statement
+	// or document: an upload's conditional writes resolved in one read
+	// instead of one search each.
+	Holders(ctx context.Context, typ string, keys []string) (map[string]Record, error)
 
 	// Audit stores access records durably before it returns.
 	Audit(ctx context.Context, recs []AuditRecord) error

@@ -210,10 +210,14 @@ type target struct {
 func (r *Registry) resolve(ctx context.Context, c Caller, changes []Change, names laNames) ([]store.Write, []Result, error) {
 	// Each change's store reads, on every core; new ids are given after,
 	// one after another, so they follow the entries' order.
+	held, err := r.holders(ctx, c, changes)
+	if err != nil {
+		return nil, nil, storeErr(c, err)
+	}
 	targets := make([]target, len(changes))
 	terrs := make([]error, len(changes))
 	parallel.Each(len(changes), minPerWorker, func(i int) {
-		targets[i], terrs[i] = r.target(ctx, c, changes[i], pendingID)
+		targets[i], terrs[i] = r.target(ctx, c, changes[i], held[changes[i].Type], pendingID)
 	})
 	var errs []*fhir.Error
 	for i, ch := range changes {
@@ -319,14 +323,36 @@ const newIDPending = "\x00new"
 // pendingID is target's newID while changes are resolved at once.
 func pendingID() string { return newIDPending }
 
+// holders reads, by type, the records holding the identifiers the
+// conditional changes are written by (the caller's own keys): one read a
+// type for the whole unit.
+func (r *Registry) holders(ctx context.Context, c Caller, changes []Change) (map[string]map[string]store.Record, error) {
+	keys := map[string][]string{}
+	for _, ch := range changes {
+		if ch.Condition != "" && ch.In.HasKey(ch.Condition) {
+			keys[ch.Type] = append(keys[ch.Type], storeKey(c.P.OrgCode, ch.Condition))
+		}
+	}
+	held := make(map[string]map[string]store.Record, len(keys))
+	for typ, ks := range keys {
+		recs, err := r.st.Holders(ctx, typ, ks)
+		if err != nil {
+			return nil, err
+		}
+		held[typ] = recs
+	}
+	return held, nil
+}
+
 // target resolves one change: the id it writes and the record it replaces,
-// with the checks of every write (the caller manages it; If-Match). A new
-// id is newID's.
-func (r *Registry) target(ctx context.Context, c Caller, ch Change, newID func() string) (target, error) {
+// with the checks of every write (the caller manages it; If-Match). A
+// conditional change's match is among held, the records holding its type's
+// conditions (holders). A new id is newID's.
+func (r *Registry) target(ctx context.Context, c Caller, ch Change, held map[string]store.Record, newID func() string) (target, error) {
 	var t target
 	switch {
 	case ch.Condition != "":
-		id, match, err := r.conditionalTarget(ctx, c.P, ch, newID)
+		id, match, err := conditionalTarget(c.P, ch, held, newID)
 		if err != nil {
 			return t, err
 		}
@@ -363,37 +389,28 @@ func (r *Registry) target(ctx context.Context, c Caller, ch Change, newID func()
 }
 
 // conditionalTarget resolves the condition of a conditional write to the id
-// to write: the one resource with the identifier key (match), or, if there
-// is none, the id the resource carries or a new one. A conditional create
-// always gets a new id.
-func (r *Registry) conditionalTarget(ctx context.Context, p *auth.Principal, ch Change, newID func() string) (id string, match *store.Record, err error) {
+// to write: the resource holding the identifier key (match; keys are unique
+// among a type's live records), or, if there is none, the id the resource
+// carries or a new one. A conditional create always gets a new id.
+func conditionalTarget(p *auth.Principal, ch Change, held map[string]store.Record, newID func() string) (id string, match *store.Record, err error) {
 	typ, key, createOnly := ch.Type, ch.Condition, ch.Op == Create
 	if !ch.In.HasKey(key) {
 		return "", nil, fhir.At(fhir.KindInvalid, typ+".identifier", "The resource must carry the identifier %s it is written by", key)
 	}
-	recs, _, err := r.st.Search(ctx, store.Query{Type: typ, Key: storeKey(p.OrgCode, key), Limit: 2})
-	if err != nil {
-		return "", nil, err
-	}
-	switch len(recs) {
-	case 0:
-		if ch.IfMatch != nil {
-			return "", nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
-		}
-		if ch.In.ID == "" || createOnly {
-			return newID(), nil, nil
-		}
+	rec, ok := held[storeKey(p.OrgCode, key)]
+	switch {
+	case !ok && ch.IfMatch != nil:
+		return "", nil, fhir.Errorf(fhir.KindPreconditionFailed, "If-Match was given but no %s has the identifier %s", typ, key)
+	case !ok && (ch.In.ID == "" || createOnly):
+		return newID(), nil, nil
+	case !ok:
 		return ch.In.ID, nil, nil
-	case 1:
-		if recs[0].Owner != p.OrgCode {
-			return "", nil, fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: the identifier %s belongs to a resource managed by another organisation", key)
-		}
-		if !createOnly && ch.In.ID != "" && ch.In.ID != recs[0].ID {
-			return "", nil, fhir.At(fhir.KindInvalid, typ+".id", "The resource id %q does not match %s/%s, which has the identifier %s", ch.In.ID, typ, recs[0].ID, key)
-		}
-		return recs[0].ID, &recs[0], nil
+	case rec.Owner != p.OrgCode:
+		return "", nil, fhir.Errorf(fhir.KindForbidden, "Access has been denied to process this request: the identifier %s belongs to a resource managed by another organisation", key)
+	case !createOnly && ch.In.ID != "" && ch.In.ID != rec.ID:
+		return "", nil, fhir.At(fhir.KindInvalid, typ+".id", "The resource id %q does not match %s/%s, which has the identifier %s", ch.In.ID, typ, rec.ID, key)
 	}
-	return "", nil, fhir.Errorf(fhir.KindPreconditionFailed, "More than one %s has the identifier %s", typ, key)
+	return rec.ID, &rec, nil
 }
 
 // putCheck checks a write of typ/id over its current record (exists: there

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -481,6 +482,49 @@ func (s *Store) History(ctx context.Context, typ, id string) ([]store.Record, er
 		return nil
 	})
 	return out, err
+}
+
+// holderChunk bounds the keys one find of Holders asks about.
+const holderChunk = 1000
+
+// Holders returns the live record of typ holding each key: one find a chunk
+// of keys, through the unique keys index; each document names the keys it
+// holds.
+func (s *Store) Holders(ctx context.Context, typ string, keys []string) (map[string]store.Record, error) {
+	if err := s.broken(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]store.Record, len(keys))
+	for chunk := range slices.Chunk(keys, holderChunk) {
+		want := make(map[string]string, len(chunk)) // search key → key
+		for _, k := range chunk {
+			want[searchKey(typ, k)] = k
+		}
+		f := bson.D{{Key: "type", Value: typ}, {Key: "deleted", Value: false},
+			{Key: "keys", Value: bson.D{{Key: "$in", Value: slices.Collect(maps.Keys(want))}}}}
+		err := s.run(ctx, func(ctx context.Context) error {
+			cur, err := s.res.Find(ctx, f, options.Find().SetProjection(noHistory))
+			if err != nil {
+				return s.fail("reading "+typ+" by identifier", err)
+			}
+			var docs []resource
+			if err := cur.All(ctx, &docs); err != nil {
+				return s.fail("reading "+typ+" by identifier", err)
+			}
+			for i := range docs {
+				for _, sk := range docs[i].Keys {
+					if k, ok := want[sk]; ok {
+						out[k] = docs[i].record(&docs[i].Current, typ)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Search returns live records matching q: one indexed find (and a count if

@@ -69,6 +69,11 @@ func (o *observed) Search(ctx context.Context, q store.Query) (r []store.Record,
 	return o.s.Search(ctx, q)
 }
 
+func (o *observed) Holders(ctx context.Context, typ string, keys []string) (r map[string]store.Record, err error) {
+	defer func(start time.Time) { o.done("holders", start, err) }(time.Now())
+	return o.s.Holders(ctx, typ, keys)
+}
+
 func (o *observed) Audit(ctx context.Context, recs []store.AuditRecord) (err error) {
 	defer func(start time.Time) { o.done("audit", start, err) }(time.Now())
 	return o.s.Audit(ctx, recs)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,9 +43,14 @@ type row struct {
 
 func scan(sc interface{ Scan(...any) error }) (row, error) {
 	var r row
-	err := sc.Scan(&r.typ, &r.id, &r.version, &r.updated, &r.deleted, &r.owner, &r.subject, &r.end,
-		&r.ends, &r.start, &r.dtype, &r.dends, &r.body, &r.dbody)
+	err := sc.Scan(r.dests()...)
 	return r, err
+}
+
+// dests are the scan destinations of cols, in order.
+func (r *row) dests() []any {
+	return []any{&r.typ, &r.id, &r.version, &r.updated, &r.deleted, &r.owner, &r.subject, &r.end,
+		&r.ends, &r.start, &r.dtype, &r.dends, &r.body, &r.dbody}
 }
 
 // record returns the row as a record of type typ: the row's own resource, or
@@ -282,6 +288,54 @@ func (s *Store) records(ctx context.Context, typ, q string, args ...any) ([]stor
 		return nil, unavailableCtx(ctx, err)
 	}
 	return out, nil
+}
+
+// holderChunk is how many keys one statement of Holders asks about. Every
+// statement has exactly this many placeholders (a shorter chunk repeats its
+// first key), so one prepared statement serves every upload.
+const holderChunk = 256
+
+// sqlHolders reads the live record holding each key of a chunk, with the
+// key: the keys table's primary key, then the record by its (type, id).
+var sqlHolders = `SELECT k.value, ` + prefixed("r", cols) + ` FROM keys k
+	JOIN resources r ON r.type = k.type AND r.id = k.id
+	WHERE k.type = ? AND k.value IN (` + placeholders(holderChunk) + `) AND r.deleted = 0`
+
+// Holders returns the live record of typ holding each key: one statement a
+// chunk of holderChunk keys, each row the key with its record.
+func (s *Store) Holders(ctx context.Context, typ string, keys []string) (map[string]store.Record, error) {
+	out := make(map[string]store.Record, len(keys))
+	args := make([]any, 1+holderChunk)
+	for chunk := range slices.Chunk(keys, holderChunk) {
+		args[0] = typ
+		for i := range holderChunk {
+			args[1+i] = chunk[min(i, len(chunk)-1)]
+		}
+		if err := s.holders(ctx, typ, args, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) holders(ctx context.Context, typ string, args []any, out map[string]store.Record) error {
+	rows, err := s.query(ctx, sqlHolders, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		var r row
+		if err := rows.Scan(append([]any{&key}, r.dests()...)...); err != nil {
+			return unavailableCtx(ctx, err)
+		}
+		out[key] = r.record(typ)
+	}
+	if err := rows.Err(); err != nil {
+		return unavailableCtx(ctx, err)
+	}
+	return nil
 }
 
 // Search returns live records matching q. The total is counted only when

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("derived", func(t *testing.T) { testDerived(t, h) })
 	t.Run("search", func(t *testing.T) { testSearch(t, h) })
 	t.Run("search-own-key", func(t *testing.T) { testSearchOwnKey(t, h) })
+	t.Run("holders", func(t *testing.T) { testHolders(t, h) })
 	t.Run("concurrent-unique-create", func(t *testing.T) { testConcurrentUniqueCreate(t, h) })
 	t.Run("concurrent-updates", func(t *testing.T) { testConcurrentUpdates(t, h) })
 	t.Run("audit", func(t *testing.T) { testAudit(t, h) })
@@ -402,6 +404,70 @@ func testSearchOwnKey(t *testing.T, h Harness) {
 	recs, _, err := s.Search(ctx, store.Query{Type: "Flag", Subject: nhs, Limit: 10})
 	require.NoError(t, err)
 	assert.Len(t, recs, 4)
+}
+
+// testHolders: each key maps to the live record holding it, read with its
+// derived record; keys nobody holds, keys freed by a delete or a later
+// version, and another type's keys are absent; more keys than one read
+// takes are all answered.
+func testHolders(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := context.Background()
+	const nhs = "9449306753"
+	k := func(v string) string { return "LA1|https://la.example/id|" + v }
+	a := withFlag(plan("a", 1, nhs, "LA1", k("A1"), k("A2")), "active")
+	b := plan("b", 1, nhs, "LA1", k("B"))
+	gone := plan("gone", 1, nhs, "LA1", k("GONE"))
+	moved := plan("moved", 1, nhs, "LA1", k("OLD"))
+	org := store.Record{Type: "Organization", ID: "o1", Version: 1, Updated: t0, Owner: "LA1", Keys: []string{k("ORG")}, Body: []byte(`{}`)}
+	for _, r := range []store.Record{a, b, gone, moved, org} {
+		put(t, s, r)
+	}
+	put(t, s, tombstone(gone, 2))
+	put(t, s, plan("moved", 2, nhs, "LA1", k("NEW")))
+
+	got, err := s.Holders(ctx, "EpisodeOfCare", []string{k("A1"), k("A2"), k("B"), k("GONE"), k("OLD"), k("NEW"), k("ORG"), k("NONE"), k("B")})
+	require.NoError(t, err)
+	held := map[string]string{}
+	for key, r := range got {
+		held[key] = r.ID + "/" + strconv.FormatInt(r.Version, 10)
+	}
+	assert.Equal(t, map[string]string{k("A1"): "a/1", k("A2"): "a/1", k("B"): "b/1", k("NEW"): "moved/2"}, held)
+	rec := got[k("A1")]
+	assert.Equal(t, "EpisodeOfCare", rec.Type)
+	assert.Equal(t, a.Body, rec.Body)
+	assert.Equal(t, nhs, rec.Subject)
+	assert.Equal(t, "LA1", rec.Owner)
+	require.NotNil(t, rec.Derived, "the record is read whole, with its derived record")
+	assert.Equal(t, "Flag", rec.Derived.Type)
+
+	got, err = s.Holders(ctx, "Organization", []string{k("ORG"), k("A1")})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "o1", got[k("ORG")].ID)
+	got, err = s.Holders(ctx, "Flag", []string{k("A1")})
+	require.NoError(t, err)
+	assert.Empty(t, got, "keys belong to primary records")
+	got, err = s.Holders(ctx, "EpisodeOfCare", nil)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+
+	// More keys than any one read asks about: every third is held.
+	var keys []string
+	for i := range 2500 {
+		keys = append(keys, k(fmt.Sprintf("M%04d", i)))
+		if i%3 == 0 {
+			put(t, s, plan(fmt.Sprintf("m%04d", i), 1, nhs, "LA1", keys[i]))
+		}
+	}
+	got, err = s.Holders(ctx, "EpisodeOfCare", keys)
+	require.NoError(t, err)
+	require.Len(t, got, 834)
+	for i, key := range keys {
+		if i%3 == 0 {
+			assert.Equal(t, fmt.Sprintf("m%04d", i), got[key].ID)
+		}
+	}
 }
 
 func testConcurrentUniqueCreate(t *testing.T, h Harness) {
