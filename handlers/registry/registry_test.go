@@ -31,12 +31,18 @@ type fixture struct {
 	logs  *bytes.Buffer
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture opens the fixture; wrap, if given, stands between the
+// registry and the store (a fault or an ordering the test needs).
+func newFixture(t *testing.T, wrap ...func(store.Store) store.Store) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := sqlite.Open(dir, sqlite.Options{})
+	lite, err := sqlite.Open(dir, sqlite.Options{})
 	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { lite.Close() })
+	var st store.Store = lite
+	for _, w := range wrap {
+		st = w(st)
+	}
 	london, err := time.LoadLocation("Europe/London")
 	require.NoError(t, err)
 	codec, err := fhir.NewCodec()

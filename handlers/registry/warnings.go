@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
+	"time"
 
 	"cpis/fhir"
 	"cpis/handlers/internal/parallel"
@@ -19,13 +21,33 @@ const warningPlans = 100
 // as stored (quality.Upload): ucpp-overdue, end-far-future, start-in-future,
 // and duplicate-plan against the writing LA's other live plans for the same
 // NHS number, read within the caller's own scope (Owner), so a warning never
-// tells of another authority's plan. It runs after the commit and never
-// refuses the write: if the duplicate check cannot read the store, the
-// result says so in an information issue instead.
+// tells of another authority's plan. It never refuses the write: if the
+// duplicate check cannot read the store, the result says so in an
+// information issue instead.
 func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
-	now := r.Now()
+	r.addWarnings(c, results, r.readPlans(ctx, c, results))
+}
+
+// planCheck is what a unit's warnings are made from: its plans as stored,
+// and the caller's live plans about the same NHS numbers once the unit is
+// applied.
+type planCheck struct {
+	now     time.Time
+	facts   []*quality.PlanFacts      // by result; nil for a result that is no plan
+	checked func(i int) bool          // result i has a duplicate check
+	plans   map[string][]store.Record // by NHS number, the first warningPlans by id
+	unread  map[string]bool           // NHS numbers whose plans could not be read
+}
+
+// readPlans reads a unit's planCheck. It may run while the unit is being
+// committed (unit runs it beside the commit): the caller's plans are read
+// as stored, and then each result's record (written, deleted or found)
+// takes the place of any version of it that was read, so the check sees
+// the store as the unit leaves it whether the read came before the commit
+// or after.
+func (r *Registry) readPlans(ctx context.Context, c Caller, results []Result) *planCheck {
+	pc := &planCheck{now: r.Now(), facts: make([]*quality.PlanFacts, len(results))}
 	// Each plan as stored, on every core.
-	facts := make([]*quality.PlanFacts, len(results))
 	parallel.Each(len(results), minPerWorker, func(i int) {
 		rec := results[i].Rec
 		if results[i].Err != nil || results[i].Deleted || rec.Deleted || rec.Type != "EpisodeOfCare" || rec.Body == nil {
@@ -37,34 +59,62 @@ func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 				slog.String("resource", "EpisodeOfCare/"+rec.ID), slog.String("error", err.Error()))
 			return
 		}
-		facts[i] = &p
+		pc.facts[i] = &p
 	})
 	// The live plans' NHS numbers, whose other plans are read at once.
-	checked := func(i int) bool {
-		return facts[i] != nil && facts[i].Live(now) && results[i].Rec.Subject != "" && c.P != nil && c.P.OrgCode != ""
+	pc.checked = func(i int) bool {
+		return pc.facts[i] != nil && pc.facts[i].Live(pc.now) && results[i].Rec.Subject != "" && c.P != nil && c.P.OrgCode != ""
 	}
 	var subjects []string
 	seen := map[string]bool{}
 	for i := range results {
-		if s := results[i].Rec.Subject; checked(i) && !seen[s] {
+		if s := results[i].Rec.Subject; pc.checked(i) && !seen[s] {
 			seen[s] = true
 			subjects = append(subjects, s)
 		}
 	}
-	plans, unread := r.ownPlans(ctx, c, subjects)
+	pc.plans, pc.unread = r.ownPlans(ctx, c, subjects)
+	if len(subjects) == 0 {
+		return pc
+	}
+	// The unit's own records, as it leaves them, in place of what was read.
+	since := r.RetainedSince()
+	mine := map[string]store.Record{}
+	for _, res := range results {
+		if rec := res.Rec; res.Err == nil && rec.Type == "EpisodeOfCare" && seen[rec.Subject] {
+			mine[rec.ID] = rec
+		}
+	}
+	for s, recs := range pc.plans {
+		pc.plans[s] = slices.DeleteFunc(recs, func(o store.Record) bool { _, ok := mine[o.ID]; return ok })
+	}
+	for _, rec := range mine {
+		if !rec.Deleted && rec.Owner == c.P.OrgCode && (rec.End.IsZero() || !rec.End.Before(since)) && !pc.unread[rec.Subject] {
+			pc.plans[rec.Subject] = append(pc.plans[rec.Subject], rec)
+		}
+	}
+	for s, recs := range pc.plans {
+		slices.SortFunc(recs, func(a, b store.Record) int { return strings.Compare(a.ID, b.ID) })
+		pc.plans[s] = recs[:min(len(recs), warningPlans)]
+	}
+	return pc
+}
+
+// addWarnings adds each plan's warnings, made from pc, to its result.
+func (r *Registry) addWarnings(c Caller, results []Result, pc *planCheck) {
 	parallel.Each(len(results), minPerWorker, func(i int) {
-		if facts[i] == nil {
+		if pc.facts[i] == nil {
 			return
 		}
 		res := &results[i]
 		rec := res.Rec
 		var others []quality.PlanFacts
-		if checked(i) {
-			if unread[rec.Subject] {
+		if pc.checked(i) {
+			if pc.unread[rec.Subject] {
 				res.Warnings = append(res.Warnings, fhir.Issue{Severity: "information", Type: "informational",
 					Diagnostics: string(quality.DuplicatePlan) + ": the check for a duplicate plan could not be made; the plan was stored. GET $data-quality lists duplicates"})
 			}
-			for _, o := range plans[rec.Subject] {
+			for _, o := range pc.plans[rec.Subject] {
 				if o.Owner != c.P.OrgCode || o.Deleted || o.Body == nil || o.ID == rec.ID {
 					continue
 				}
@@ -75,7 +125,7 @@ func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 				others = append(others, of)
 			}
 		}
-		res.Warnings = append(quality.Warnings(quality.Upload(now, r.quality, *facts[i], others)), res.Warnings...)
+		res.Warnings = append(quality.Warnings(quality.Upload(pc.now, r.quality, *pc.facts[i], others)), res.Warnings...)
 	})
 }
 

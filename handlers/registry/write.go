@@ -111,11 +111,7 @@ func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode M
 	}
 	switch mode {
 	case Transaction:
-		results, err := r.unit(ctx, c, changes, names)
-		if err == nil {
-			r.warn(ctx, c, results)
-		}
-		return results, err
+		return r.unit(ctx, c, changes, names)
 	case Batch:
 		out := make([]Result, len(changes))
 		for i := range changes {
@@ -125,7 +121,6 @@ func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode M
 				continue
 			}
 			out[i] = res[0]
-			r.warn(ctx, c, out[i:i+1])
 			if in := changes[i].In; in != nil && in.LA != nil {
 				names[in.LA.ODS] = in.LA.Name
 			}
@@ -135,16 +130,15 @@ func (r *Registry) Apply(ctx context.Context, c Caller, changes []Change, mode M
 	if len(changes) != 1 {
 		return nil, errors.New("registry: a single write is one change")
 	}
-	results, err := r.unit(ctx, c, changes, names)
-	if err == nil {
-		r.warn(ctx, c, results)
-	}
-	return results, err
+	return r.unit(ctx, c, changes, names)
 }
 
-// unit applies changes all or none, with the one retry policy. The caller
-// must be allowed to write each change's type and manage its resource (the
-// handlers check this too, to report it with the request's other problems).
+// unit applies changes all or none, with the one retry policy, and gives
+// each applied plan its data-quality warnings (warn): the duplicate check's
+// read runs beside the commit, so an upload waits for the longer of the
+// two, not both. The caller must be allowed to write each change's type
+// and manage its resource (the handlers check this too, to report it with
+// the request's other problems).
 func (r *Registry) unit(ctx context.Context, c Caller, changes []Change, names laNames) ([]Result, error) {
 	var errs []*fhir.Error
 	for _, ch := range changes {
@@ -175,12 +169,17 @@ func (r *Registry) unit(ctx context.Context, c Caller, changes []Change, names l
 			return nil, err
 		}
 		if len(writes) == 0 {
+			r.warn(ctx, c, results)
 			return results, nil
 		}
+		var pc *planCheck
+		read := parallel.Go(func() { pc = r.readPlans(ctx, c, results) })
 		err = r.st.Commit(ctx, writes)
+		read()
 		var ue *store.UniqueError
 		switch {
 		case err == nil:
+			r.addWarnings(c, results, pc)
 			return results, nil
 		case errors.Is(err, store.ErrVersionConflict) && pinned:
 			return nil, fhir.Wrap(fhir.KindPreconditionFailed, err, "The resource was changed by another request after the version If-Match names; read it again and retry")

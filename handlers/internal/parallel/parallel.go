@@ -1,6 +1,7 @@
 // Package parallel runs independent calls of one request on every core:
 // a transaction's entry checks (handlers) and its store reads, record
-// building and warnings (registry).
+// building and warnings (registry), and one call beside the caller's own
+// work (a unit's duplicate check beside its commit).
 package parallel
 
 import (
@@ -48,3 +49,26 @@ func Each(n, minPer int, f func(i int)) {
 
 // panicValue carries a recovered value to the caller's goroutine.
 type panicValue struct{ v any }
+
+// Go calls f on a goroutine of its own, beside the caller's work. wait
+// returns once f has returned, and raises a panic of f's again in the
+// caller's goroutine, where the recovery middleware answers it. wait must
+// be called once.
+func Go(f func()) (wait func()) {
+	done := make(chan *panicValue, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- &panicValue{v}
+				return
+			}
+			done <- nil
+		}()
+		f()
+	}()
+	return func() {
+		if p := <-done; p != nil {
+			panic(p.v)
+		}
+	}
+}

@@ -75,3 +75,34 @@ func TestEachRaisesAPanicInTheCaller(t *testing.T) {
 	})
 	t.Fatal("no panic")
 }
+
+// TestGoRunsBesideTheCaller: f runs while the caller works (each waits for
+// the other), wait returns after f, and f's panic reaches wait's caller.
+func TestGoRunsBesideTheCaller(t *testing.T) {
+	started, met := make(chan struct{}), make(chan struct{})
+	var done atomic.Bool
+	wait := Go(func() {
+		close(started)
+		<-met
+		done.Store(true)
+	})
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("f did not start while the caller worked")
+	}
+	close(met)
+	wait()
+	if !done.Load() {
+		t.Fatal("wait returned before f did")
+	}
+
+	wait = Go(func() { panic("boom") })
+	defer func() {
+		if v := recover(); v != "boom" {
+			t.Fatalf("wait raised %v, not f's panic", v)
+		}
+	}()
+	wait()
+	t.Fatal("wait did not raise f's panic")
+}
