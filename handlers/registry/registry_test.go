@@ -33,7 +33,7 @@ type fixture struct {
 
 // newFixture opens the fixture; wrap, if given, stands between the
 // registry and the store (a fault or an ordering the test needs).
-func newFixture(t *testing.T, wrap ...func(store.Store) store.Store) *fixture {
+func newFixture(t testing.TB, wrap ...func(store.Store) store.Store) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	lite, err := sqlite.Open(dir, sqlite.Options{})

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ const warningPlans = 100
 // duplicate check cannot read the store, the result says so in an
 // information issue instead.
 func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
-	r.addWarnings(c, results, r.readPlans(ctx, c, results))
+	r.addWarnings(results, r.readPlans(ctx, c, results))
 }
 
 // planCheck is what a unit's warnings are made from: its plans as stored,
@@ -33,10 +34,10 @@ func (r *Registry) warn(ctx context.Context, c Caller, results []Result) {
 // applied.
 type planCheck struct {
 	now     time.Time
-	facts   []*quality.PlanFacts      // by result; nil for a result that is no plan
-	checked func(i int) bool          // result i has a duplicate check
-	plans   map[string][]store.Record // by NHS number, the first warningPlans by id
-	unread  map[string]bool           // NHS numbers whose plans could not be read
+	facts   []*quality.PlanFacts           // by result; nil for a result that is no plan
+	checked func(i int) bool               // result i has a duplicate check
+	others  map[string][]quality.PlanFacts // by NHS number, the first warningPlans of plans by id, each read once
+	unread  map[string]bool                // NHS numbers whose plans could not be read
 }
 
 // readPlans reads a unit's planCheck. It may run while the unit is being
@@ -73,7 +74,8 @@ func (r *Registry) readPlans(ctx context.Context, c Caller, results []Result) *p
 			subjects = append(subjects, s)
 		}
 	}
-	pc.plans, pc.unread = r.ownPlans(ctx, c, subjects)
+	var plans map[string][]store.Record
+	plans, pc.unread = r.ownPlans(ctx, c, subjects)
 	if len(subjects) == 0 {
 		return pc
 	}
@@ -85,23 +87,40 @@ func (r *Registry) readPlans(ctx context.Context, c Caller, results []Result) *p
 			mine[rec.ID] = rec
 		}
 	}
-	for s, recs := range pc.plans {
-		pc.plans[s] = slices.DeleteFunc(recs, func(o store.Record) bool { _, ok := mine[o.ID]; return ok })
+	for s, recs := range plans {
+		plans[s] = slices.DeleteFunc(recs, func(o store.Record) bool { _, ok := mine[o.ID]; return ok })
 	}
 	for _, rec := range mine {
 		if !rec.Deleted && rec.Owner == c.P.OrgCode && (rec.End.IsZero() || !rec.End.Before(since)) && !pc.unread[rec.Subject] {
-			pc.plans[rec.Subject] = append(pc.plans[rec.Subject], rec)
+			plans[rec.Subject] = append(plans[rec.Subject], rec)
 		}
 	}
-	for s, recs := range pc.plans {
+	// Each plan read once, on every core, however many of the unit's plans
+	// it is another plan of (a unit of 1,000 plans for one child would
+	// otherwise read 100 of them for each).
+	kept := slices.Collect(maps.Keys(plans))
+	parsed := make([][]quality.PlanFacts, len(kept))
+	parallel.Each(len(kept), minPerWorker, func(k int) {
+		recs := plans[kept[k]]
 		slices.SortFunc(recs, func(a, b store.Record) int { return strings.Compare(a.ID, b.ID) })
-		pc.plans[s] = recs[:min(len(recs), warningPlans)]
+		for _, o := range recs[:min(len(recs), warningPlans)] {
+			if o.Owner != c.P.OrgCode || o.Deleted || o.Body == nil {
+				continue
+			}
+			if of, err := quality.ParsePlanFacts(o.Body, o.Updated, r.loc); err == nil {
+				parsed[k] = append(parsed[k], of)
+			}
+		}
+	})
+	pc.others = make(map[string][]quality.PlanFacts, len(kept))
+	for k, s := range kept {
+		pc.others[s] = parsed[k]
 	}
 	return pc
 }
 
 // addWarnings adds each plan's warnings, made from pc, to its result.
-func (r *Registry) addWarnings(c Caller, results []Result, pc *planCheck) {
+func (r *Registry) addWarnings(results []Result, pc *planCheck) {
 	parallel.Each(len(results), minPerWorker, func(i int) {
 		if pc.facts[i] == nil {
 			return
@@ -114,15 +133,10 @@ func (r *Registry) addWarnings(c Caller, results []Result, pc *planCheck) {
 				res.Warnings = append(res.Warnings, fhir.Issue{Severity: "information", Type: "informational",
 					Diagnostics: string(quality.DuplicatePlan) + ": the check for a duplicate plan could not be made; the plan was stored. GET $data-quality lists duplicates"})
 			}
-			for _, o := range pc.plans[rec.Subject] {
-				if o.Owner != c.P.OrgCode || o.Deleted || o.Body == nil || o.ID == rec.ID {
-					continue
+			for _, of := range pc.others[rec.Subject] {
+				if of.ID != rec.ID {
+					others = append(others, of)
 				}
-				of, err := quality.ParsePlanFacts(o.Body, o.Updated, r.loc)
-				if err != nil {
-					continue
-				}
-				others = append(others, of)
 			}
 		}
 		res.Warnings = append(quality.Warnings(quality.Upload(pc.now, r.quality, *pc.facts[i], others)), res.Warnings...)

@@ -64,7 +64,7 @@ func (d *dupReads) Commit(ctx context.Context, writes []store.Write) error {
 
 // planOf is a CPP plan of nhsA managed by LA001 with an identifier, and a
 // status.
-func (f *fixture) planOf(t *testing.T, ident, status string) *registry.Incoming {
+func (f *fixture) planOf(t testing.TB, ident, status string) *registry.Incoming {
 	t.Helper()
 	body := fmt.Sprintf(`{"resourceType":"EpisodeOfCare","status":%q,
 	 "identifier":[{"system":"https://la001.example/plans","value":%q}],
@@ -168,4 +168,28 @@ func TestHazard_DuplicateCheckStoreFailureStoresThePlan(t *testing.T) {
 	assert.Contains(t, logs, "the duplicate check could not read the store")
 	assert.Contains(t, logs, `"level":"ERROR"`)
 	assert.NotContains(t, logs, nhsA)
+}
+
+// BenchmarkDuplicateCheckOneChild: a transaction of 500 plans for one
+// child, each needing the child's other plans (at most warningPlans of
+// them) for its duplicate check. ns/op is one transaction.
+//
+//	go test ./handlers/registry -run '^$' -bench DuplicateCheckOneChild
+func BenchmarkDuplicateCheckOneChild(b *testing.B) {
+	f := newFixture(b)
+	ctx := context.Background()
+	changes := make([][]registry.Change, b.N)
+	for i := range changes {
+		for k := range 500 {
+			ident := fmt.Sprintf("B%d-%d", i, k)
+			changes[i] = append(changes[i], byIdent(f.planOf(b, ident, "active"), ident))
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		res, err := f.reg.Apply(ctx, la("LA001"), changes[i], registry.Transaction)
+		if err != nil || duplicates(res[0]) == "" {
+			b.Fatalf("%v %v", err, res[0].Warnings)
+		}
+	}
 }

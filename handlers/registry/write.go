@@ -179,7 +179,7 @@ func (r *Registry) unit(ctx context.Context, c Caller, changes []Change, names l
 		var ue *store.UniqueError
 		switch {
 		case err == nil:
-			r.addWarnings(c, results, pc)
+			r.addWarnings(results, pc)
 			return results, nil
 		case errors.Is(err, store.ErrVersionConflict) && pinned:
 			return nil, fhir.Wrap(fhir.KindPreconditionFailed, err, "The resource was changed by another request after the version If-Match names; read it again and retry")
