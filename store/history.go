@@ -24,6 +24,11 @@ const (
 	// SortStartDesc orders by Start, latest first, then by id descending;
 	// records with no Start come last, by id descending.
 	SortStartDesc
+	// SortNone returns the matches in any order: for a read that expects
+	// fewer matches than its Limit and orders them itself, so the store
+	// need not sort the records, bodies and all. Not for paging: which
+	// records a full page holds is not defined.
+	SortNone
 )
 
 // HistoryQuery selects versions of the records of one type (the type-level

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -74,47 +73,36 @@ func (r *Registry) readPlans(ctx context.Context, c Caller, results []Result) *p
 			subjects = append(subjects, s)
 		}
 	}
-	var plans map[string][]store.Record
+	var plans map[string][]ownPlan
 	plans, pc.unread = r.ownPlans(ctx, c, subjects)
 	if len(subjects) == 0 {
 		return pc
 	}
-	// The unit's own records, as it leaves them, in place of what was read.
+	// The unit's own plans, as it leaves them, in place of what was read.
 	since := r.RetainedSince()
-	mine := map[string]store.Record{}
-	for _, res := range results {
+	mine := map[string]int{} // id → result
+	for i, res := range results {
 		if rec := res.Rec; res.Err == nil && rec.Type == "EpisodeOfCare" && seen[rec.Subject] {
-			mine[rec.ID] = rec
+			mine[rec.ID] = i
 		}
 	}
-	for s, recs := range plans {
-		plans[s] = slices.DeleteFunc(recs, func(o store.Record) bool { _, ok := mine[o.ID]; return ok })
+	for s, ps := range plans {
+		plans[s] = slices.DeleteFunc(ps, func(o ownPlan) bool { _, ok := mine[o.id]; return ok })
 	}
-	for _, rec := range mine {
+	for id, i := range mine {
+		rec := results[i].Rec
 		if !rec.Deleted && rec.Owner == c.P.OrgCode && (rec.End.IsZero() || !rec.End.Before(since)) && !pc.unread[rec.Subject] {
-			plans[rec.Subject] = append(plans[rec.Subject], rec)
+			plans[rec.Subject] = append(plans[rec.Subject], ownPlan{id: id, facts: pc.facts[i]})
 		}
 	}
-	// Each plan read once, on every core, however many of the unit's plans
-	// it is another plan of (a unit of 1,000 plans for one child would
-	// otherwise read 100 of them for each).
-	kept := slices.Collect(maps.Keys(plans))
-	parsed := make([][]quality.PlanFacts, len(kept))
-	parallel.Each(len(kept), minPerWorker, func(k int) {
-		recs := plans[kept[k]]
-		slices.SortFunc(recs, func(a, b store.Record) int { return strings.Compare(a.ID, b.ID) })
-		for _, o := range recs[:min(len(recs), warningPlans)] {
-			if o.Owner != c.P.OrgCode || o.Deleted || o.Body == nil {
-				continue
-			}
-			if of, err := quality.ParsePlanFacts(o.Body, o.Updated, r.loc); err == nil {
-				parsed[k] = append(parsed[k], of)
+	pc.others = make(map[string][]quality.PlanFacts, len(plans))
+	for s, ps := range plans {
+		slices.SortFunc(ps, func(a, b ownPlan) int { return strings.Compare(a.id, b.id) })
+		for _, o := range ps[:min(len(ps), warningPlans)] {
+			if o.facts != nil {
+				pc.others[s] = append(pc.others[s], *o.facts)
 			}
 		}
-	})
-	pc.others = make(map[string][]quality.PlanFacts, len(kept))
-	for k, s := range kept {
-		pc.others[s] = parsed[k]
 	}
 	return pc
 }
@@ -144,23 +132,35 @@ func (r *Registry) addWarnings(results []Result, pc *planCheck) {
 }
 
 // warnChunk is how many NHS numbers one read of the duplicate check asks
-// about; the reads run on every core.
-const warnChunk = 250
+// about; the reads run on every core. A read holds at most warningPlans
+// records with their bodies for each (10,000), and each read's records
+// are kept only as their facts (ownPlan), so a unit's check holds a few
+// reads' bodies at a time however many plans its children have.
+const warnChunk = 100
+
+// ownPlan is one of the caller's plans about a child, as the duplicate
+// check keeps it: its id and its facts (nil if its body could not be
+// read), not its body.
+type ownPlan struct {
+	id, subject string
+	facts       *quality.PlanFacts
+}
 
 // ownPlans reads the caller's live plans about each NHS number (at most
-// warningPlans each, the first by id), a chunk of NHS numbers a read; a
+// warningPlans each, in no order: readPlans keeps the first warningPlans
+// by id of each NHS number's), a chunk of NHS numbers a read; a
 // chunk whose read fails is logged and its NHS numbers are in unread. One
 // NHS number is read as a single search is (through the store's plan
 // index, where it has one).
-func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (map[string][]store.Record, map[string]bool) {
+func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (map[string][]ownPlan, map[string]bool) {
 	chunks := slices.Collect(slices.Chunk(subjects, warnChunk))
-	read := make([][]store.Record, len(chunks))
+	read := make([][]ownPlan, len(chunks))
 	errs := make([]error, len(chunks))
 	parallel.Each(len(chunks), 1, func(k int) {
 		read[k], errs[k] = r.ownPlansOf(ctx, c, chunks[k])
 	})
-	plans, unread := map[string][]store.Record{}, map[string]bool{}
-	for k, recs := range read {
+	plans, unread := map[string][]ownPlan{}, map[string]bool{}
+	for k, ps := range read {
 		if err := errs[k]; err != nil {
 			chunk := chunks[k]
 			r.log.Error("data-quality warnings: the duplicate check could not read the store", slog.String("request_id", c.RequestID),
@@ -170,36 +170,56 @@ func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (m
 			}
 			continue
 		}
-		for _, rec := range recs {
-			if len(plans[rec.Subject]) < warningPlans {
-				plans[rec.Subject] = append(plans[rec.Subject], rec)
-			}
+		for _, p := range ps {
+			plans[p.subject] = append(plans[p.subject], p)
 		}
 	}
 	return plans, unread
 }
 
 // ownPlansOf is one chunk's read: one search, or one a child if a child
-// may have more than its share of the search's limit.
-func (r *Registry) ownPlansOf(ctx context.Context, c Caller, chunk []string) ([]store.Record, error) {
+// may have more than its share of the search's limit. The chunk's search
+// takes its matches in any order (store.SortNone: no sort of the records
+// and their bodies), as it keeps them all unless it reaches its limit, and
+// then a child's search takes the child's first by id. Each search's
+// records are kept as their facts.
+func (r *Registry) ownPlansOf(ctx context.Context, c Caller, chunk []string) ([]ownPlan, error) {
 	q := store.Query{Type: "EpisodeOfCare", Owner: c.P.OrgCode, RetainedSince: r.RetainedSince(), Limit: warningPlans * len(chunk)}
 	if len(chunk) == 1 {
 		q.Subject = chunk[0]
 	} else {
-		q.Subjects = chunk
+		q.Subjects, q.Sort = chunk, store.SortNone
 	}
 	recs, _, err := r.st.Search(ctx, q)
-	if err != nil || len(recs) < q.Limit || len(chunk) == 1 {
-		return recs, err
+	if err != nil {
+		return nil, err
 	}
-	recs = nil
+	if len(recs) < q.Limit || len(chunk) == 1 {
+		return r.ownPlanFacts(recs, nil), nil
+	}
+	var out []ownPlan
 	for _, s := range chunk {
 		got, _, err := r.st.Search(ctx, store.Query{Type: "EpisodeOfCare", Subject: s, Owner: c.P.OrgCode,
 			RetainedSince: r.RetainedSince(), Limit: warningPlans})
 		if err != nil {
 			return nil, err
 		}
-		recs = append(recs, got...)
+		out = r.ownPlanFacts(got, out)
 	}
-	return recs, nil
+	return out, nil
+}
+
+// ownPlanFacts appends recs, the caller's plans as read, to out as their
+// facts.
+func (r *Registry) ownPlanFacts(recs []store.Record, out []ownPlan) []ownPlan {
+	for _, rec := range recs {
+		p := ownPlan{id: rec.ID, subject: rec.Subject}
+		if !rec.Deleted && rec.Body != nil {
+			if f, err := quality.ParsePlanFacts(rec.Body, rec.Updated, r.loc); err == nil {
+				p.facts = &f
+			}
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"cpis/fhir"
 	"cpis/handlers/registry"
 	"cpis/store"
 )
@@ -65,13 +69,18 @@ func (d *dupReads) Commit(ctx context.Context, writes []store.Write) error {
 // planOf is a CPP plan of nhsA managed by LA001 with an identifier, and a
 // status.
 func (f *fixture) planOf(t testing.TB, ident, status string) *registry.Incoming {
+	return f.planFor(t, nhsA, ident, status)
+}
+
+// planFor is planOf for the child nhs.
+func (f *fixture) planFor(t testing.TB, nhs, ident, status string) *registry.Incoming {
 	t.Helper()
 	body := fmt.Sprintf(`{"resourceType":"EpisodeOfCare","status":%q,
 	 "identifier":[{"system":"https://la001.example/plans","value":%q}],
 	 "type":[{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP"}]}],
 	 "patient":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":%q}},
 	 "managingOrganization":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA001"}},
-	 "period":{"start":"2026-01-10"}}`, status, ident, nhsA)
+	 "period":{"start":"2026-01-10"}}`, status, ident, nhs)
 	res, issues := f.codec.Decode([]byte(body))
 	require.NotNil(t, res, "%v", issues)
 	require.Empty(t, issues)
@@ -192,4 +201,71 @@ func BenchmarkDuplicateCheckOneChild(b *testing.B) {
 			b.Fatalf("%v %v", err, res[0].Warnings)
 		}
 	}
+}
+
+// BenchmarkDuplicateCheckManyPlans: 1,000 children with 20 plans each in
+// one LA, and a transaction of one more plan for each; the check reads the
+// 20,000 plans. peak-heap-MB is the most heap in use seen (every
+// millisecond) while the transaction is applied: the bodies read are kept
+// only as their facts, a few reads at a time.
+//
+//	go test ./handlers/registry -run '^$' -bench DuplicateCheckManyPlans
+func BenchmarkDuplicateCheckManyPlans(b *testing.B) {
+	f := newFixture(b)
+	ctx := context.Background()
+	children := make([]string, 1000)
+	next := 999000000
+	for i := range children {
+		for ; fhir.NHSNumberCheckDigit(strconv.Itoa(next)) < 0; next++ {
+		}
+		children[i] = strconv.Itoa(next) + strconv.Itoa(fhir.NHSNumberCheckDigit(strconv.Itoa(next)))
+		next++
+	}
+	unit := func(round int) []registry.Change {
+		var out []registry.Change
+		for i, nhs := range children {
+			ident := fmt.Sprintf("M%d-%d", round, i)
+			out = append(out, byIdent(f.planFor(b, nhs, ident, "active"), ident))
+		}
+		return out
+	}
+	for round := range 20 {
+		if _, err := f.reg.Apply(ctx, la("LA001"), unit(round), registry.Transaction); err != nil {
+			b.Fatal(err)
+		}
+	}
+	units := make([][]registry.Change, b.N)
+	for i := range units {
+		units[i] = unit(100 + i)
+	}
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+		}
+	}()
+	runtime.GC()
+	b.ResetTimer()
+	for i := range b.N {
+		res, err := f.reg.Apply(ctx, la("LA001"), units[i], registry.Transaction)
+		if err != nil || duplicates(res[0]) == "" {
+			b.Fatalf("%v %v", err, res[0].Warnings)
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 }

@@ -589,7 +589,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 		}
 		order := bson.D{{Key: "id", Value: 1}}
 		switch {
-		case q.Sort != store.SortID:
+		case q.Sort == store.SortUpdated || q.Sort == store.SortUpdatedDesc:
 			order = sortUpdated(q.Sort)
 			if q.After != "" {
 				f = append(f, afterUpdated(q))
@@ -600,8 +600,11 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]store.Record, int,
 		if idCond != nil {
 			f = append(f, bson.E{Key: "id", Value: idCond})
 		}
-		cur, err := s.res.Find(ctx, f, options.Find().
-			SetSort(order).SetLimit(int64(q.Limit)).SetProjection(noHistory))
+		opts := options.Find().SetLimit(int64(q.Limit)).SetProjection(noHistory)
+		if q.Sort != store.SortNone {
+			opts.SetSort(order)
+		}
+		cur, err := s.res.Find(ctx, f, opts)
 		if err != nil {
 			return s.fail("searching "+q.Type, err)
 		}

@@ -446,6 +446,9 @@ func pageQuery(q store.Query, cond string, args []any) (string, []any) {
 		return startPage(q, cond, args, limit)
 	}
 	pageCond, pageArgs, order := pageWhere(q, cond, args)
+	if q.Sort == store.SortNone {
+		return `SELECT ` + cols + ` FROM resources WHERE ` + pageCond + limit, pageArgs
+	}
 	return `SELECT ` + cols + ` FROM resources WHERE ` + pageCond + ` ORDER BY ` + order + limit, pageArgs
 }
 
