@@ -73,22 +73,21 @@ func (r *Registry) readPlans(ctx context.Context, c Caller, results []Result) *p
 			subjects = append(subjects, s)
 		}
 	}
-	var plans map[string][]ownPlan
-	plans, pc.unread = r.ownPlans(ctx, c, subjects)
-	if len(subjects) == 0 {
-		return pc
-	}
-	// The unit's own plans, as it leaves them, in place of what was read.
-	since := r.RetainedSince()
+	// The unit's own plans: what the read finds of them (an earlier
+	// version, or this one) is passed over, and they are added as the unit
+	// leaves them.
 	mine := map[string]int{} // id → result
 	for i, res := range results {
 		if rec := res.Rec; res.Err == nil && rec.Type == "EpisodeOfCare" && seen[rec.Subject] {
 			mine[rec.ID] = i
 		}
 	}
-	for s, ps := range plans {
-		plans[s] = slices.DeleteFunc(ps, func(o ownPlan) bool { _, ok := mine[o.id]; return ok })
+	var plans map[string][]ownPlan
+	plans, pc.unread = r.ownPlans(ctx, c, subjects, mine)
+	if len(subjects) == 0 {
+		return pc
 	}
+	since := r.RetainedSince()
 	for id, i := range mine {
 		rec := results[i].Rec
 		if !rec.Deleted && rec.Owner == c.P.OrgCode && (rec.End.IsZero() || !rec.End.Before(since)) && !pc.unread[rec.Subject] {
@@ -148,16 +147,16 @@ type ownPlan struct {
 
 // ownPlans reads the caller's live plans about each NHS number (at most
 // warningPlans each, in no order: readPlans keeps the first warningPlans
-// by id of each NHS number's), a chunk of NHS numbers a read; a
-// chunk whose read fails is logged and its NHS numbers are in unread. One
-// NHS number is read as a single search is (through the store's plan
-// index, where it has one).
-func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (map[string][]ownPlan, map[string]bool) {
+// by id of each NHS number's), but those whose id is in skip, a chunk of
+// NHS numbers a read; a chunk whose read fails is logged and its NHS
+// numbers are in unread. One NHS number is read as a single search is
+// (through the store's plan index, where it has one).
+func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string, skip map[string]int) (map[string][]ownPlan, map[string]bool) {
 	chunks := slices.Collect(slices.Chunk(subjects, warnChunk))
 	read := make([][]ownPlan, len(chunks))
 	errs := make([]error, len(chunks))
 	parallel.Each(len(chunks), 1, func(k int) {
-		read[k], errs[k] = r.ownPlansOf(ctx, c, chunks[k])
+		read[k], errs[k] = r.ownPlansOf(ctx, c, chunks[k], skip)
 	})
 	plans, unread := map[string][]ownPlan{}, map[string]bool{}
 	for k, ps := range read {
@@ -182,8 +181,8 @@ func (r *Registry) ownPlans(ctx context.Context, c Caller, subjects []string) (m
 // takes its matches in any order (store.SortNone: no sort of the records
 // and their bodies), as it keeps them all unless it reaches its limit, and
 // then a child's search takes the child's first by id. Each search's
-// records are kept as their facts.
-func (r *Registry) ownPlansOf(ctx context.Context, c Caller, chunk []string) ([]ownPlan, error) {
+// records are kept as their facts, but those in skip, which are not read.
+func (r *Registry) ownPlansOf(ctx context.Context, c Caller, chunk []string, skip map[string]int) ([]ownPlan, error) {
 	q := store.Query{Type: "EpisodeOfCare", Owner: c.P.OrgCode, RetainedSince: r.RetainedSince(), Limit: warningPlans * len(chunk)}
 	if len(chunk) == 1 {
 		q.Subject = chunk[0]
@@ -195,7 +194,7 @@ func (r *Registry) ownPlansOf(ctx context.Context, c Caller, chunk []string) ([]
 		return nil, err
 	}
 	if len(recs) < q.Limit || len(chunk) == 1 {
-		return r.ownPlanFacts(recs, nil), nil
+		return r.ownPlanFacts(recs, skip, nil), nil
 	}
 	var out []ownPlan
 	for _, s := range chunk {
@@ -204,15 +203,18 @@ func (r *Registry) ownPlansOf(ctx context.Context, c Caller, chunk []string) ([]
 		if err != nil {
 			return nil, err
 		}
-		out = r.ownPlanFacts(got, out)
+		out = r.ownPlanFacts(got, skip, out)
 	}
 	return out, nil
 }
 
 // ownPlanFacts appends recs, the caller's plans as read, to out as their
-// facts.
-func (r *Registry) ownPlanFacts(recs []store.Record, out []ownPlan) []ownPlan {
+// facts, but those whose id is in skip.
+func (r *Registry) ownPlanFacts(recs []store.Record, skip map[string]int, out []ownPlan) []ownPlan {
 	for _, rec := range recs {
+		if _, ok := skip[rec.ID]; ok {
+			continue
+		}
 		p := ownPlan{id: rec.ID, subject: rec.Subject}
 		if !rec.Deleted && rec.Body != nil {
 			if f, err := quality.ParsePlanFacts(rec.Body, rec.Updated, r.loc); err == nil {
