@@ -25,7 +25,7 @@ func BenchmarkAuditGroupCommit32(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	body := auditEventBody(b)
+	body := storedAuditEventBody(b)
 	subjects := nhsNumbers(1000)
 	ctx := context.Background()
 	var next atomic.Int64

@@ -2,10 +2,12 @@ package sqlite
 
 import (
 	"bytes"
+	"compress/flate"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -28,7 +30,7 @@ func TestUnpackBodyRoundTrips(t *testing.T) {
 		got, err := unpackBody(packed)
 		require.NoError(t, err, "%d bytes", len(body))
 		require.True(t, bytes.Equal(body, got), "%d bytes", len(body))
-		if len(packed) > 1 && packed[0] == packedDict {
+		if len(packed) > 1 && packed[0] == packedZstd {
 			_, err := unpackBody(packed[:len(packed)/2])
 			assert.Error(t, err, "%d bytes cut", len(body))
 		}
@@ -42,10 +44,56 @@ func TestUnpackBodyRoundTrips(t *testing.T) {
 	assert.Equal(t, keep, a)
 }
 
+// TestUnpackBodyReadsEveryFormat: bodies stored by earlier releases (JSON,
+// DEFLATE, DEFLATE against the dictionary) read back as written; what is
+// written now is a Zstandard frame against the dictionary, and a frame
+// against any other dictionary, or one that says it holds more than a body
+// may, is an error, never a body.
+func TestUnpackBodyReadsEveryFormat(t *testing.T) {
+	body := storedAuditEventBody(t)
+	deflate := func(tag byte, d []byte) []byte {
+		var buf bytes.Buffer
+		buf.WriteByte(tag)
+		w, err := flate.NewWriterDict(&buf, flate.DefaultCompression, d)
+		require.NoError(t, err)
+		_, err = w.Write(body)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		return buf.Bytes()
+	}
+	for name, stored := range map[string][]byte{
+		"json":         body,
+		"deflate":      deflate(packedBody, nil),
+		"deflate+dict": deflate(packedDict, dict),
+		"zstd+dict":    packBody(body),
+	} {
+		got, err := unpackBody(stored)
+		require.NoError(t, err, name)
+		assert.Equal(t, string(body), string(got), name)
+	}
+	packed := packBody(body)
+	require.Equal(t, byte(packedZstd), packed[0])
+	assert.Less(t, len(packed), len(body)/4, "the dictionary holds most of an AuditEvent")
+
+	other, err := zstd.NewWriter(nil, zstd.WithEncoderDictRaw(auditDictID+1, dict))
+	require.NoError(t, err)
+	_, err = unpackBody(append([]byte{packedZstd}, other.EncodeAll(body, nil)...))
+	assert.Error(t, err, "a frame against another dictionary")
+
+	plain, err := zstd.NewWriter(nil, zstd.WithSingleSegment(true))
+	require.NoError(t, err)
+	_, err = unpackBody(append([]byte{packedZstd}, plain.EncodeAll(make([]byte, maxPackedBody+1), nil)...))
+	assert.Error(t, err, "a frame past the bound")
+	big := bytes.Repeat([]byte("x"), maxPackedBody)
+	got, err := unpackBody(append([]byte{packedZstd}, plain.EncodeAll(big, nil)...))
+	require.NoError(t, err, "a frame at the bound")
+	assert.Len(t, got, maxPackedBody)
+}
+
 // BenchmarkUnpackBody: one stored AuditEvent decompressed, as the feed
 // page and the access history read each of theirs.
 func BenchmarkUnpackBody(b *testing.B) {
-	packed := packBody(auditEventBody(b))
+	packed := packBody(storedAuditEventBody(b))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := unpackBody(packed); err != nil {

@@ -45,7 +45,13 @@ func TestHazard_SweepStallsAuditedReads(t *testing.T) {
 	_, err = server.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 	require.NoError(t, err)
 
-	sweeper, err := Open(dir, Options{CheckTimeout: -1})
+	// SQLite's write lock is not taken in turn: a process waiting for it
+	// polls, and a writer as busy as this loop takes it back first most
+	// of the time, so the sweeper's wait for one slice's turn can pass the
+	// default 10 s (the sweep then stops, and its next turn carries on:
+	// TestHazard_SweepMeetsAnotherProcessesWriteLock). What this test
+	// guards is the server's waits, so here the sweeper waits its turn.
+	sweeper, err := Open(dir, Options{CheckTimeout: -1, BusyTimeout: 5 * time.Minute})
 	require.NoError(t, err)
 	defer sweeper.Close()
 	done := make(chan store.PurgeStats, 1)

@@ -11,7 +11,7 @@ import (
 
 // schemaVersion is the layout this code reads and writes (PRAGMA
 // user_version). migrations[v] takes a database from version v to v+1.
-const schemaVersion = 14
+const schemaVersion = 15
 
 // The layout (version 2). resources holds each record's current version
 // and its derived record; history holds the versions before it. Both are
@@ -210,6 +210,10 @@ var migrations = [][]string{
 		goStep("pack-sub-events"),
 		`DROP TABLE sub_events`,
 	},
+	// 14 → 15: no change of layout. Access-record bodies written from
+	// here on may be Zstandard frames (packedZstd, audit.go), which a
+	// server of schema 14 would take for JSON: it refuses schema 15.
+	{},
 }
 
 // colsV2 are the columns of layout 2, which migration 1 → 2 copies.

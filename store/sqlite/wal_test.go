@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,6 +27,14 @@ func auditEventBody(t testing.TB) []byte {
 	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "resources", "valid", "AuditEvent-nurse-search.json"))
 	require.NoError(t, err)
 	return b
+}
+
+// storedAuditEventBody is that AuditEvent as the server writes one: compact
+// JSON, which is what the store compresses.
+func storedAuditEventBody(t testing.TB) []byte {
+	var buf bytes.Buffer
+	require.NoError(t, json.Compact(&buf, auditEventBody(t)))
+	return buf.Bytes()
 }
 
 // writeAudits writes n access records from 8 concurrent callers, one record
@@ -218,8 +227,9 @@ func TestAuditCostPerRead(t *testing.T) {
 }
 
 // TestAuditBodiesStoredCompressed: bodies are stored compressed against the
-// preset dictionary and served as written, and bodies stored before (plain
-// JSON, DEFLATE without the dictionary) still are.
+// preset dictionary (a Zstandard frame) and served as written, and bodies
+// stored before (plain JSON, DEFLATE without the dictionary and with it)
+// still are.
 func TestAuditBodiesStoredCompressed(t *testing.T) {
 	s, err := Open(t.TempDir(), Options{})
 	require.NoError(t, err)
@@ -238,14 +248,23 @@ func TestAuditBodiesStoredCompressed(t *testing.T) {
 	require.NoError(t, fw.Close())
 	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('deflated', 3, '9449306753', 'u', 1, 'LA001', ?)`, plain.Bytes())
 	require.NoError(t, err)
+	var withDict bytes.Buffer
+	withDict.WriteByte(packedDict)
+	fw, err = flate.NewWriterDict(&withDict, flate.DefaultCompression, dict)
+	require.NoError(t, err)
+	_, err = fw.Write(body)
+	require.NoError(t, err)
+	require.NoError(t, fw.Close())
+	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('dict', 4, '9449306753', 'u', 1, 'LA001', ?)`, withDict.Bytes())
+	require.NoError(t, err)
 	var stored []byte
 	require.NoError(t, s.w.QueryRow(`SELECT body FROM audit WHERE id = 'new'`).Scan(&stored))
 	assert.Less(t, len(stored), len(body)/4, "stored compressed against the dictionary")
-	assert.Equal(t, byte(packedDict), stored[0])
+	assert.Equal(t, byte(packedZstd), stored[0])
 
 	recs, err := s.AuditBySubject(ctx, "9449306753", time.Time{}, 10)
 	require.NoError(t, err)
-	require.Len(t, recs, 3)
+	require.Len(t, recs, 4)
 	for _, r := range recs {
 		assert.Equal(t, body, r.Body, r.ID)
 	}
