@@ -51,20 +51,10 @@ func TestUnpackBodyRoundTrips(t *testing.T) {
 // may, is an error, never a body.
 func TestUnpackBodyReadsEveryFormat(t *testing.T) {
 	body := storedAuditEventBody(t)
-	deflate := func(tag byte, d []byte) []byte {
-		var buf bytes.Buffer
-		buf.WriteByte(tag)
-		w, err := flate.NewWriterDict(&buf, flate.DefaultCompression, d)
-		require.NoError(t, err)
-		_, err = w.Write(body)
-		require.NoError(t, err)
-		require.NoError(t, w.Close())
-		return buf.Bytes()
-	}
 	for name, stored := range map[string][]byte{
 		"json":         body,
-		"deflate":      deflate(packedBody, nil),
-		"deflate+dict": deflate(packedDict, dict),
+		"deflate":      deflated(t, packedBody, nil, body),
+		"deflate+dict": deflated(t, packedDict, dict, body),
 		"zstd+dict":    packBody(body),
 	} {
 		got, err := unpackBody(stored)
@@ -88,6 +78,19 @@ func TestUnpackBodyReadsEveryFormat(t *testing.T) {
 	got, err := unpackBody(append([]byte{packedZstd}, plain.EncodeAll(big, nil)...))
 	require.NoError(t, err, "a frame at the bound")
 	assert.Len(t, got, maxPackedBody)
+}
+
+// deflated is body as releases before Zstandard stored it: tag, then a
+// DEFLATE stream, against d if it is not nil.
+func deflated(t testing.TB, tag byte, d, body []byte) []byte {
+	var buf bytes.Buffer
+	buf.WriteByte(tag)
+	w, err := flate.NewWriterDict(&buf, flate.DefaultCompression, d)
+	require.NoError(t, err)
+	_, err = w.Write(body)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return buf.Bytes()
 }
 
 // BenchmarkUnpackBody: one stored AuditEvent decompressed, as the feed

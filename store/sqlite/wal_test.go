@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -239,23 +238,9 @@ func TestAuditBodiesStoredCompressed(t *testing.T) {
 	require.NoError(t, s.Audit(ctx, []store.AuditRecord{{ID: "new", Recorded: time.Unix(2, 0), Subject: "9449306753", Agent: "u", Notify: true, Owners: []string{"LA001"}, Body: body}}))
 	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('old', 1, '9449306753', 'u', 1, 'LA001', ?)`, body)
 	require.NoError(t, err)
-	var plain bytes.Buffer
-	plain.WriteByte(packedBody)
-	fw, err := flate.NewWriter(&plain, flate.BestSpeed)
+	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('deflated', 3, '9449306753', 'u', 1, 'LA001', ?)`, deflated(t, packedBody, nil, body))
 	require.NoError(t, err)
-	_, err = fw.Write(body)
-	require.NoError(t, err)
-	require.NoError(t, fw.Close())
-	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('deflated', 3, '9449306753', 'u', 1, 'LA001', ?)`, plain.Bytes())
-	require.NoError(t, err)
-	var withDict bytes.Buffer
-	withDict.WriteByte(packedDict)
-	fw, err = flate.NewWriterDict(&withDict, flate.DefaultCompression, dict)
-	require.NoError(t, err)
-	_, err = fw.Write(body)
-	require.NoError(t, err)
-	require.NoError(t, fw.Close())
-	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('dict', 4, '9449306753', 'u', 1, 'LA001', ?)`, withDict.Bytes())
+	_, err = s.w.Exec(`INSERT INTO audit(id, recorded, subject, agent, notify, owners, body) VALUES ('dict', 4, '9449306753', 'u', 1, 'LA001', ?)`, deflated(t, packedDict, dict, body))
 	require.NoError(t, err)
 	var stored []byte
 	require.NoError(t, s.w.QueryRow(`SELECT body FROM audit WHERE id = 'new'`).Scan(&stored))
