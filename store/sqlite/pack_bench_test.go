@@ -83,11 +83,15 @@ func BenchmarkPackBodyConcurrent(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for name, pack := range map[string]func() []byte{
-		"pool":           func() []byte { return packBody(body) },
-		"shared-encoder": func() []byte { return shared.EncodeAll(body, []byte{packedZstd}) },
+	for _, c := range []struct {
+		name string
+		pack func() []byte
+	}{
+		{"pool", func() []byte { return packBody(body) }},
+		{"shared-encoder", func() []byte { return shared.EncodeAll(body, []byte{packedZstd}) }},
 	} {
-		b.Run(name, func(b *testing.B) {
+		pack := c.pack
+		b.Run(c.name, func(b *testing.B) {
 			var mu sync.Mutex
 			var took []time.Duration
 			b.SetParallelism(16) // 32 goroutines on 2 cores
