@@ -25,14 +25,27 @@ import (
 const DefaultSize = 32 << 10
 
 // Sink is a buffered writer of whole log lines, safe for concurrent use.
+//
+// Writes out combine: a caller that must see its line written (a security
+// line, a warning) waits for the write under way, if any, and then writes
+// everything buffered by then, its own line and those of the callers that
+// came while it waited; they find their lines written and return without a
+// write(2) of their own. Under load, many security lines share a write.
 type Sink struct {
-	mu    sync.Mutex
-	w     io.Writer
-	buf   []byte
-	size  int
-	every time.Duration
-	timer *time.Timer // armed while the buffer holds lines
-	done  bool
+	mu        sync.Mutex // guards what follows, to wmu
+	w         io.Writer
+	buf       []byte
+	size      int
+	every     time.Duration
+	timer     *time.Timer // armed while the buffer holds lines
+	done      bool
+	appended  uint64 // the lines appended so far (Write calls)
+	written   uint64 // the lines handed to w so far
+	lastErr   error  // the error of the last write out
+	errorFrom uint64 // the lines from here to written failed with lastErr
+
+	wmu   sync.Mutex // held while writing out: one write at a time, in order
+	spare []byte     // the buffer last written, reused for the next lines
 }
 
 // New makes a sink writing to w at least every interval.
@@ -43,50 +56,85 @@ func New(w io.Writer, every time.Duration) *Sink {
 // Write buffers p (one or more whole lines, as slog's handlers write them).
 func (s *Sink) Write(p []byte) (int, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.done {
-		return s.w.Write(p)
+		s.mu.Unlock()
+		return s.write(p)
 	}
 	s.buf = append(s.buf, p...)
-	if len(s.buf) >= s.size {
-		return len(p), s.flushLocked()
-	}
-	if s.timer == nil {
+	s.appended++
+	line, full := s.appended, len(s.buf) >= s.size
+	if !full && s.timer == nil {
 		s.timer = time.AfterFunc(s.every, func() { _ = s.Flush() })
 	}
+	s.mu.Unlock()
+	if full {
+		return len(p), s.flushThrough(line)
+	}
 	return len(p), nil
+}
+
+// write writes p on its own (after Close), in turn with any write out.
+func (s *Sink) write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.w.Write(p)
 }
 
 // Flush writes out what is buffered.
 func (s *Sink) Flush() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.flushLocked()
+	line := s.appended
+	s.mu.Unlock()
+	return s.flushThrough(line)
 }
 
-func (s *Sink) flushLocked() error {
+// flushThrough returns once the first line lines are written out: by this
+// call, or by a write out that took them while it waited for its turn.
+func (s *Sink) flushThrough(line uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.written >= line {
+		err := s.lastErr
+		if line <= s.errorFrom {
+			err = nil // written by a write out that did not fail
+		}
+		s.mu.Unlock()
+		return err
+	}
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	if len(s.buf) == 0 {
-		return nil
+	out, from := s.buf, s.written
+	s.buf, s.spare = s.spare[:0], nil
+	if s.buf == nil {
+		s.buf = make([]byte, 0, s.size)
 	}
-	_, err := s.w.Write(s.buf)
-	if cap(s.buf) > 4*s.size {
-		s.buf = make([]byte, 0, s.size) // one huge line does not keep its buffer
-	} else {
-		s.buf = s.buf[:0]
+	s.written = s.appended
+	s.mu.Unlock()
+
+	_, err := s.w.Write(out)
+
+	s.mu.Lock()
+	s.lastErr, s.errorFrom = err, from
+	if err == nil {
+		s.errorFrom = s.written
 	}
+	if cap(out) <= 4*s.size {
+		s.spare = out[:0] // one huge line does not keep its buffer
+	}
+	s.mu.Unlock()
 	return err
 }
 
 // Close writes out what is buffered; later lines are written unbuffered.
 func (s *Sink) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.done = true
-	return s.flushLocked()
+	line := s.appended
+	s.mu.Unlock()
+	return s.flushThrough(line)
 }
 
 // Handler wraps h, which writes to s: a record at or above urgent is

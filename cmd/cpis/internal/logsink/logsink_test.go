@@ -2,9 +2,15 @@ package logsink
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,4 +142,109 @@ func TestConcurrentLinesStayWhole(t *testing.T) {
 	for _, l := range got {
 		assert.True(t, strings.HasPrefix(l, "time="), "a whole line: %q", l)
 	}
+}
+
+// slowOutput is an output whose every write(2) takes a while, as a pipe to
+// a busy log collector does.
+type slowOutput struct {
+	output
+	each time.Duration
+}
+
+func (o *slowOutput) Write(p []byte) (int, error) {
+	time.Sleep(o.each)
+	return o.output.Write(p)
+}
+
+func (o *slowOutput) has(line string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.Contains(o.buf.String(), line+"\n")
+}
+
+// Security lines logged at once share writes: a line that comes while
+// another is being written goes out with the next write, and each call
+// still returns only once its own line is written.
+func TestSecurityLinesShareWrites(t *testing.T) {
+	out := &slowOutput{each: 2 * time.Millisecond}
+	s := New(out, time.Hour)
+	security := slog.New(Immediate(s.Handler(slog.NewTextHandler(s, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}), slog.LevelWarn)))
+	const goroutines, each = 8, 25
+	var wg sync.WaitGroup
+	var missing sync.Map
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				security.Info("silent read", slog.Int("g", g), slog.Int("i", i))
+				line := fmt.Sprintf(`level=INFO msg="silent read" g=%d i=%d`, g, i)
+				if !out.has(line) {
+					missing.Store(line, true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	missing.Range(func(k, _ any) bool {
+		t.Errorf("returned before its line was written: %s", k)
+		return true
+	})
+	assert.Len(t, out.lines(), goroutines*each)
+	assert.Less(t, out.count(), goroutines*each/2, "lines logged together share writes (%d writes)", out.count())
+}
+
+// A write that fails is reported to the callers whose lines it held.
+func TestFailedWriteIsReported(t *testing.T) {
+	s := New(failing{}, time.Hour)
+	_, err := s.Write([]byte("a\n"))
+	require.NoError(t, err, "buffered")
+	assert.Error(t, s.Flush())
+	assert.Error(t, s.Flush(), "the line was in the failed write")
+	s.w = &output{}
+	_, err = s.Write([]byte("b\n"))
+	require.NoError(t, err)
+	assert.NoError(t, s.Flush(), "the next write went out")
+}
+
+type failing struct{}
+
+func (failing) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// BenchmarkSecurityLines logs a security line (written out before the call
+// returns) from many goroutines at once to a file, as silent reads do.
+func BenchmarkSecurityLines(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	counted := &countingWriter{w: f}
+	s := New(counted, 100*time.Millisecond)
+	security := slog.New(Immediate(s.Handler(slog.NewJSONHandler(s, nil), slog.LevelWarn))).With(slog.String("log", "security"))
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			security.Info("silent read", slog.String("route", "/FHIR/R4/Flag"), slog.String("subject_hash", "639209ffbd0437920cf99827"))
+		}
+	})
+	b.ReportMetric(float64(counted.writes.Load())/float64(b.N), "writes/line")
+}
+
+type countingWriter struct {
+	w      io.Writer
+	writes atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.w.Write(p)
 }
