@@ -64,6 +64,7 @@ func TestBenchAgainstARunningServer(t *testing.T) {
 		assert.NotEqual(t, "0", row[col("requests")], "%s ran", name)
 		if name != "gin-ceiling" {
 			assert.Regexp(t, share, row[col("vs-gin")], "%s as a share of the ceiling", name)
+			assert.Equal(t, "n/a", row[col("CPU/req")], "%s: a server bench did not start is not its to measure", name)
 		}
 	}
 }
@@ -111,15 +112,22 @@ func TestBenchSweepRunsInTheServer(t *testing.T) {
 	assert.Equal(t, "600", m[4], "as many expired access records as the data set has")
 	assert.GreaterOrEqual(t, atoi(t, m[1]), 10, "the expired plans (and their Flags)")
 	assert.GreaterOrEqual(t, atoi(t, m[2]), 600)
-	for _, name := range []string{"sweep", "sweep-silent"} {
+	for _, name := range []string{"sweep", "sweep-silent", "ping"} {
 		var row []string
 		for _, l := range strings.Split(report, "\n") {
-			if f := strings.Fields(l); len(f) == 9 && f[0] == name {
+			if f := strings.Fields(l); len(f) == 10 && f[0] == name {
 				row = f
 			}
 		}
 		require.NotEmpty(t, row, "a row for %s in:\n%s", name, report)
 		assert.NotEqual(t, "0", row[1], "%s ran", name)
 		assert.Equal(t, "0", row[7], "%s had no errors", name)
+		if name == "ping" {
+			// The server bench started: the CPU an answer cost it, read
+			// from its /proc/PID/stat around the measured load.
+			assert.Regexp(t, `^\d+(\.\d+)?(µs|ms)$`, row[9], "CPU per request of the server bench started")
+		} else {
+			assert.Equal(t, "n/a", row[9], "%s: the sweep's CPU is not the answers'", name)
+		}
 	}
 }

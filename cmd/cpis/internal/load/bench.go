@@ -92,6 +92,7 @@ type benchRun struct {
 	wrk                   string // the wrk executable, "" for the Go client
 	tmp                   string // wrk scripts
 	pid                   int    // the server's, when bench started it
+	ceilingPID            int    // the gin ceiling's, when it runs in a process of its own
 	coldStart             time.Duration
 	stopServer            func()      // stops the server bench started
 	sweeps                chan string // the server's retention sweep log lines
@@ -312,7 +313,11 @@ func (b *benchRun) startCeiling(ctx context.Context) (func(), error) {
 	}
 	b.ceilingURL = "http://" + addr + CeilingPath
 	if b.env.Ceiling != nil {
-		_, stop, err := b.startProcess(ctx, b.env.Ceiling(addr), b.ceilingURL)
+		cmd := b.env.Ceiling(addr)
+		_, stop, err := b.startProcess(ctx, cmd, b.ceilingURL)
+		if err == nil {
+			b.ceilingPID = cmd.Process.Pid
+		}
 		return stop, err
 	}
 	b.notes = append(b.notes, "the gin ceiling was served from the load command's own process")
@@ -733,6 +738,38 @@ func peakRSS(pid int) int64 {
 	return 0
 }
 
+// processCPU is the CPU time (user and system, all threads) the process
+// has used, from /proc/PID/stat; ok is false if it cannot be read.
+func processCPU(pid int) (time.Duration, bool) {
+	if pid == 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	// The fields after the command's name, which is in parentheses and
+	// may hold spaces: state is field 3, utime 14 and stime 15.
+	end := bytes.LastIndex(b, []byte(") "))
+	if end < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[end+2:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * time.Second / userHZ, true
+}
+
+// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100
+// on Linux whatever the kernel's tick).
+const userHZ = 100
+
 // benchResult is what one scenario measured.
 type benchResult struct {
 	name, what     string
@@ -742,8 +779,12 @@ type benchResult struct {
 	rate           float64
 	p50, p99, max  time.Duration
 	rss            int64 // the server's peak resident memory so far, KiB
-	note           string
-	elapsed        time.Duration
+	// cpu is the CPU time the process answering the scenario used while
+	// its load was measured (0: not measured); with requests, the CPU an
+	// answer costs, steadier than requests a second on a shared machine.
+	cpu     time.Duration
+	note    string
+	elapsed time.Duration
 }
 
 // run drives the scenario: warm-up, then measured load, with the
@@ -795,9 +836,15 @@ func (sc scenario) measure(ctx context.Context) (benchResult, *benchResult, erro
 			side <- noted{s, err}
 		}()
 	}
+	cpu0, measured := processCPU(sc.pid())
 	r, err := drive(ctx, b.o.Duration)
 	if err != nil {
 		return r, nil, err
+	}
+	if cpu1, ok := processCPU(sc.pid()); ok && measured && side == nil {
+		// With a companion (the sweep) the process's CPU is the
+		// companion's too: not the answers' alone.
+		r.cpu = cpu1 - cpu0
 	}
 	if side != nil {
 		// The load goes on, a duration at a time, until the companion is
@@ -860,6 +907,15 @@ func (sc scenario) measure(ctx context.Context) (benchResult, *benchResult, erro
 	}
 	r.name, r.what, r.rss = sc.name, sc.what, peakRSS(b.pid)
 	return r, nil, nil
+}
+
+// pid is the process answering the scenario's requests, 0 if unknown (a
+// --target server, or the ceiling served from bench's own process).
+func (sc scenario) pid() int {
+	if sc.name == "gin-ceiling" {
+		return sc.b.ceilingPID
+	}
+	return sc.b.pid
 }
 
 // driver is the scenario's load generator: wrk for GET paths when it is
@@ -1062,6 +1118,18 @@ func (b *benchRun) do(ctx context.Context, method, url, token string, body []byt
 
 // report prints the table: each scenario's throughput as a share of the
 // bare gin route and of /_ping, measured in the same run.
+// cpuPerRequest is the CPU an answer cost, to three figures.
+func cpuPerRequest(cpu time.Duration, requests int) string {
+	d := cpu / time.Duration(requests)
+	switch {
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	case d >= 100*time.Microsecond:
+		return d.Round(time.Microsecond).String()
+	}
+	return d.Round(100 * time.Nanosecond).String()
+}
+
 func (b *benchRun) report() error {
 	var ceiling, ping float64
 	for _, r := range b.results {
@@ -1080,14 +1148,18 @@ func (b *benchRun) report() error {
 	}
 	fmt.Fprintf(b.out, "\n%d children, %d access records; %d connections; %s per scenario\n", b.o.Children, b.o.AuditEvents, b.o.Concurrency, b.o.Duration)
 	w := tabwriter.NewWriter(b.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "scenario\trequests\treq/s\tvs-gin\tvs-ping\tp50\tp99\terrors\tpeak-RSS-MB\t")
+	fmt.Fprintln(w, "scenario\trequests\treq/s\tvs-gin\tvs-ping\tp50\tp99\terrors\tpeak-RSS-MB\tCPU/req\t")
 	for _, r := range b.results {
 		rss := "n/a"
 		if r.rss > 0 {
 			rss = strconv.FormatInt(r.rss/1024, 10)
 		}
-		fmt.Fprintf(w, "%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.name, r.requests, r.rate, share(r.rate, ceiling), share(r.rate, ping),
-			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs, rss)
+		cpu := "n/a"
+		if r.cpu > 0 && r.requests > 0 {
+			cpu = cpuPerRequest(r.cpu, r.requests)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", r.name, r.requests, r.rate, share(r.rate, ceiling), share(r.rate, ping),
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs, rss, cpu)
 	}
 	if err := w.Flush(); err != nil {
 		return err

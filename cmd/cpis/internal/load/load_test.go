@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +110,30 @@ func TestParseWrk(t *testing.T) {
 	script := fmt.Sprintf(wrkScript, "/tmp/paths", "Bearer t")
 	assert.NotContains(t, script, "%!", "the script's own format verbs are escaped")
 	assert.Contains(t, script, `string.format("CPIS-WRK %d %d %d %d %d %d %d\n"`)
+}
+
+// processCPU reads a process's CPU time from /proc/PID/stat: this test's
+// own, before and after it spends some, and nothing for a process that is
+// not there.
+func TestProcessCPU(t *testing.T) {
+	before, ok := processCPU(os.Getpid())
+	require.True(t, ok)
+	spin := time.Now()
+	n := 0
+	for time.Since(spin) < 150*time.Millisecond {
+		n++
+	}
+	after, ok := processCPU(os.Getpid())
+	require.True(t, ok)
+	assert.GreaterOrEqual(t, after-before, 50*time.Millisecond, "%d spins", n)
+	_, ok = processCPU(0)
+	assert.False(t, ok)
+	_, ok = processCPU(1 << 30)
+	assert.False(t, ok)
+}
+
+func TestCPUPerRequest(t *testing.T) {
+	assert.Equal(t, "88.3µs", cpuPerRequest(883*time.Millisecond, 10000))
+	assert.Equal(t, "270µs", cpuPerRequest(2704*time.Millisecond, 10000))
+	assert.Equal(t, "284ms", cpuPerRequest(1420*time.Millisecond, 5))
 }
