@@ -1116,8 +1116,6 @@ func (b *benchRun) do(ctx context.Context, method, url, token string, body []byt
 	return resp.StatusCode, out, err
 }
 
-// report prints the table: each scenario's throughput as a share of the
-// bare gin route and of /_ping, measured in the same run.
 // cpuPerRequest is the CPU an answer cost, to three figures.
 func cpuPerRequest(cpu time.Duration, requests int) string {
 	d := cpu / time.Duration(requests)
@@ -1130,6 +1128,9 @@ func cpuPerRequest(cpu time.Duration, requests int) string {
 	return d.Round(100 * time.Nanosecond).String()
 }
 
+// report prints the table: each scenario's throughput as a share of the
+// bare gin route and of /_ping, measured in the same run, and the CPU each
+// answer cost.
 func (b *benchRun) report() error {
 	var ceiling, ping float64
 	for _, r := range b.results {
