@@ -1116,7 +1116,8 @@ func (b *benchRun) do(ctx context.Context, method, url, token string, body []byt
 	return resp.StatusCode, out, err
 }
 
-// cpuPerRequest is the CPU an answer cost, to three figures.
+// cpuPerRequest is the CPU an answer cost: to 0.1 µs below 100 µs, to
+// the µs below 100 ms, else to the ms.
 func cpuPerRequest(cpu time.Duration, requests int) string {
 	d := cpu / time.Duration(requests)
 	switch {
