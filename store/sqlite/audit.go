@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"cpis/store"
 )
 
@@ -517,35 +515,8 @@ const auditDictID = 0xC915
 // ask for.
 const maxPackedBody = 64 << 20
 
-// zencoders and zdecoders keep Zstandard states, each used by one caller
-// at a time; a pool makes one more when all are in use. The library's own
-// sharing (one Encoder or Decoder holding a state for each core) makes a
-// caller wait when every state is in use: under load a packing handler
-// parked on it, and once woken waited again for a core, behind every
-// handler runnable meanwhile (BenchmarkPackBodyConcurrent).
-//
-// The encoder's window is 64 KB, not its 8 MB default: a body is a few
-// kilobytes, and a state's buffers are sized by the window. A state is
-// about 1 MB and takes 0.2 ms to make; the pool holds as many as were
-// packing at once, about one a core, and makes them again after the
-// collector has dropped them.
-var zencoders = sync.Pool{New: func() any {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderDictRaw(auditDictID, dict),
-		zstd.WithSingleSegment(true), zstd.WithWindowSize(1<<16), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		panic(err)
-	}
-	return enc
-}}
-
-var zdecoders = sync.Pool{New: func() any {
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderDictRaw(auditDictID, dict), zstd.WithDecoderMaxMemory(maxPackedBody),
-		zstd.WithDecoderConcurrency(1))
-	if err != nil {
-		panic(err)
-	}
-	return dec
-}}
+// auditZ packs and unpacks access-record bodies against auditDict.
+var auditZ = newZPool(auditDictID, dict)
 
 // inflaters keeps decompressors for the DEFLATE bodies: each holds a
 // 32 KB window, which made allocating one per body most of the cost of
@@ -555,9 +526,7 @@ var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewRead
 func packBody(b []byte) []byte {
 	out := make([]byte, 1, len(b)/4+32)
 	out[0] = packedZstd
-	enc := zencoders.Get().(*zstd.Encoder)
-	out = enc.EncodeAll(b, out)
-	zencoders.Put(enc)
+	out = auditZ.pack(out, b)
 	if len(out) >= len(b) {
 		return b
 	}
@@ -570,9 +539,7 @@ func unpackBody(b []byte) ([]byte, error) {
 	}
 	switch b[0] {
 	case packedZstd:
-		dec := zdecoders.Get().(*zstd.Decoder)
-		body, err := dec.DecodeAll(b[1:], nil)
-		zdecoders.Put(dec)
+		body, err := auditZ.unpack(b[1:])
 		if err != nil {
 			return nil, fmt.Errorf("store/sqlite: a stored access record does not decompress: %w", err)
 		}

@@ -454,3 +454,44 @@ func TestHazard_PlanIndexMissesAnotherWriteBeforeItsOwn(t *testing.T) {
 		assert.Equal(t, []string{"p1@1"}, flagsOf(t, s1, nhs))
 	}
 }
+
+// TestPlanIndexHoldsFlagsPacked: the index holds Flag bodies packed, so a
+// budget that holds a few of them as JSON holds them all, and searches
+// for every child are answered from memory, each Flag exactly as stored.
+func TestPlanIndexHoldsFlagsPacked(t *testing.T) {
+	const children = 40
+	const budget = 12 << 10 // about eleven Flags as JSON
+	s, err := Open(t.TempDir(), Options{PlanIndexBodies: budget})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	nhs := nhsNumbers(children)
+	now := time.Now().UTC()
+	var writes []store.Write
+	raw := 0
+	for i, n := range nhs {
+		id := fmt.Sprintf("01a241b5-f080-7068-bbc8-%012x", i)
+		la := fmt.Sprintf("LA%03d", i%20)
+		flag := fmt.Sprintf(`{"resourceType":"Flag","id":%q,"meta":{"versionId":"1","lastUpdated":%q,"profile":["https://fhir.cpis.dev/StructureDefinition/CPIS-Flag"]},"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/flag-detail","valueReference":{"reference":"EpisodeOfCare/%s"}}],"status":"active","category":[{"coding":[{"system":"https://fhir.nhs.uk/England/CodeSystem/PatientFlagCategory","code":"CP-IS","display":"Child Protection - Information Sharing Flag"}]}],"code":{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP","display":"Child Protection Plan"},{"system":"http://snomed.info/sct","code":"1064311000000109","display":"Child protection plan"}],"text":"Child Protection Plan"},"subject":{"type":"Patient","identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":%q}},"period":{"start":"2025-%02d-%02d"},"author":{"type":"Organization","identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":%q},"display":"Council %d"}}`,
+			id, now.Format("2006-01-02T15:04:05.000Z"), id, n, 1+i%12, 1+i%28, la, i%20)
+		raw += len(flag)
+		writes = append(writes, store.Write{Record: store.Record{Type: "EpisodeOfCare", ID: id, Version: 1, Updated: now, Owner: la, Subject: n,
+			Body: []byte(fmt.Sprintf(`{"resourceType":"EpisodeOfCare","id":%q}`, id)), Derived: &store.Derived{Type: "Flag", Body: []byte(flag)}}})
+	}
+	require.Greater(t, raw, 3*budget, "the Flags as JSON are several budgets")
+	require.NoError(t, s.Commit(ctx, writes))
+	for round := 0; round < 2; round++ { // the first fills, the second is answered from the index
+		for i, n := range nhs {
+			recs, _, err := s.Search(ctx, store.Query{Type: "Flag", Subject: n, Limit: 10})
+			require.NoError(t, err)
+			require.Len(t, recs, 1)
+			assert.Equal(t, string(writes[i].Record.Derived.Body), string(recs[0].Body), "the Flag as stored")
+			assert.Equal(t, n, recs[0].Subject)
+		}
+	}
+	st := s.PlanIndex()
+	assert.Equal(t, int64(children), st.Hits, "the second round from the index")
+	assert.Zero(t, st.BodyReads, "every Flag held: none read by primary key")
+	assert.LessOrEqual(t, st.Bodies, int64(budget))
+	t.Logf("%d Flags: %d bytes as JSON, %d held packed", children, raw, st.Bodies)
+}
