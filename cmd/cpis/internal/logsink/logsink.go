@@ -56,6 +56,17 @@ func New(w io.Writer, every time.Duration) *Sink {
 // Write buffers p (one or more whole lines, as slog's handlers write them).
 func (s *Sink) Write(p []byte) (int, error) {
 	s.mu.Lock()
+	// A full buffer is written out before more is added: while a write
+	// is slow (a stalled log reader), callers wait rather than the buffer
+	// growing by a line for each of them.
+	for !s.done && len(s.buf) >= s.size {
+		line := s.appended
+		s.mu.Unlock()
+		if err := s.flushThrough(line); err != nil {
+			return 0, err
+		}
+		s.mu.Lock()
+	}
 	if s.done {
 		s.mu.Unlock()
 		return s.write(p)

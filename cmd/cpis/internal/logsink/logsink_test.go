@@ -248,3 +248,33 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.writes.Add(1)
 	return c.w.Write(p)
 }
+
+// While a write out is slow, many callers at once do not grow the buffer
+// past its size by a line each: they wait for the write.
+func TestBufferIsBoundedWhileAWriteIsSlow(t *testing.T) {
+	out := &slowOutput{each: 20 * time.Millisecond}
+	s := New(out, time.Hour)
+	s.size = 1000
+	line := []byte(strings.Repeat("x", 99) + "\n")
+	var wg sync.WaitGroup
+	var most atomic.Int64
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				_, err := s.Write(line)
+				assert.NoError(t, err)
+				s.mu.Lock()
+				if n := int64(len(s.buf)); n > most.Load() {
+					most.Store(n)
+				}
+				s.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, s.Close())
+	assert.Len(t, out.lines(), 64*5, "no line lost")
+	assert.Less(t, most.Load(), int64(s.size+len(line)), "the buffer holds at most its size and one line")
+}
