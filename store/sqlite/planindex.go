@@ -144,7 +144,7 @@ func (x *planIndex) staleFills(subject string) {
 
 // entry makes the index's entry of row r, holding its derived body packed
 // if the budget allows: packed is that body packed already (nil: pack it
-// here, under the caller's lock).
+// here, under the caller's lock, which fill and indexCommitted avoid).
 func (x *planIndex) entry(r row, packed []byte) *ientry {
 	e := &ientry{typ: x.str(r.typ), id: r.id, owner: x.str(r.owner), subject: r.subject, version: r.version,
 		updated: r.updated, end: r.end, ends: r.ends, dends: r.dends, start: r.start}
@@ -184,8 +184,35 @@ const flagDictID = 0xF1A6
 const flagDict = `{"resourceType":"Flag","id":"00000000-0000-7000-8000-000000000000","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00.000Z","profile":["https://fhir.cpis.dev/StructureDefinition/CPIS-Flag"]},"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/flag-detail","valueReference":{"reference":"EpisodeOfCare/00000000-0000-7000-8000-000000000000"}}],"status":"inactive","category":[{"coding":[{"system":"https://fhir.nhs.uk/England/CodeSystem/PatientFlagCategory","code":"CP-IS","display":"Child Protection - Information Sharing Flag"}]}],"code":{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"LAC","display":"Looked After Child"},{"system":"http://snomed.info/sct","code":"764841000000100","display":"Looked after child"}],"text":"Looked After Child"},"subject":{"type":"Patient","identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}},"period":{"start":"2024-01-01","end":"2026-01-01"},"author":{"type":"Organization","identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA000"},"display":"Council"}}` +
 	`{"resourceType":"Flag","id":"00000000-0000-7000-8000-000000000000","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00.000Z","profile":["https://fhir.cpis.dev/StructureDefinition/CPIS-Flag"]},"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/flag-detail","valueReference":{"reference":"EpisodeOfCare/00000000-0000-7000-8000-000000000000"}}],"status":"active","category":[{"coding":[{"system":"https://fhir.nhs.uk/England/CodeSystem/PatientFlagCategory","code":"CP-IS","display":"Child Protection - Information Sharing Flag"}]}],"code":{"coding":[{"system":"https://fhir.cpis.dev/CodeSystem/plan-type","code":"CPP","display":"Child Protection Plan"},{"system":"http://snomed.info/sct","code":"1064311000000109","display":"Child protection plan"}],"text":"Child Protection Plan"},"subject":{"type":"Patient","identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}},"period":{"start":"2024-01-01"},"author":{"type":"Organization","identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"LA000"},"display":"Council"}}`
 
-// put applies a committed write of row r; the caller holds mu.
-func (x *planIndex) put(r row) {
+// packKnown packs, before the index's lock is taken, the Flags of the
+// writes whose NHS numbers the index holds (the others get no entry):
+// packed[i] is change i's, nil if none. A number a fill adds meanwhile has
+// its Flag packed under the lock, by entry.
+func (x *planIndex) packKnown(changes []ichange) [][]byte {
+	packed := make([][]byte, len(changes))
+	x.mu.RLock()
+	for i, c := range changes {
+		if x.bodies >= x.budget {
+			break // entry would hold none
+		}
+		if r := c.put; r != nil && !r.deleted && r.dtype.Valid && r.dbody != nil {
+			if _, known := x.bySubject[r.subject]; known {
+				packed[i] = r.dbody
+			}
+		}
+	}
+	x.mu.RUnlock()
+	for i, b := range packed {
+		if b != nil {
+			packed[i] = packFlag(b)
+		}
+	}
+	return packed
+}
+
+// put applies a committed write of row r, its Flag packed already if
+// packed is not nil; the caller holds mu.
+func (x *planIndex) put(r row, packed []byte) {
 	k := r.typ + "\x00" + r.id
 	if old, ok := x.byKey[k]; ok {
 		x.unlink(k, old)
@@ -203,7 +230,7 @@ func (x *planIndex) put(r row) {
 		return
 	}
 	if list, known := x.bySubject[r.subject]; known {
-		e := x.entry(r, nil)
+		e := x.entry(r, packed)
 		x.byKey[k] = e
 		x.bySubject[r.subject] = append(list, e)
 	}
@@ -469,6 +496,7 @@ func (s *Store) indexCommitted(w *writeTx) {
 		want++
 	}
 	x := s.idx
+	packed := x.packKnown(l.changes)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !x.valid {
@@ -487,9 +515,9 @@ func (s *Store) indexCommitted(w *writeTx) {
 		}
 		return
 	}
-	for _, c := range l.changes {
+	for i, c := range l.changes {
 		if c.put != nil {
-			x.put(*c.put)
+			x.put(*c.put, packed[i])
 		} else {
 			x.remove(c.remove[0], c.remove[1])
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -489,8 +490,20 @@ func TestPlanIndexHoldsFlagsPacked(t *testing.T) {
 			assert.Equal(t, n, recs[0].Subject)
 		}
 	}
+	// A plan of a child the index holds is updated: the writer packs the
+	// new Flag, and the next search answers it from the index.
+	w := writes[7]
+	w.Record.Version = 2
+	w.Record.Derived = &store.Derived{Type: "Flag", Body: []byte(strings.Replace(string(w.Record.Derived.Body), `"status":"active"`, `"status":"inactive"`, 1))}
+	w.Expect = 1
+	require.NoError(t, s.Commit(ctx, []store.Write{w}))
+	recs, _, err := s.Search(ctx, store.Query{Type: "Flag", Subject: nhs[7], Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, string(w.Record.Derived.Body), string(recs[0].Body), "the updated Flag")
+	assert.Equal(t, int64(2), recs[0].Version)
 	st := s.PlanIndex()
-	assert.Equal(t, int64(children), st.Hits, "the second round from the index")
+	assert.Equal(t, int64(children+1), st.Hits, "the second round and the search after the update from the index")
 	assert.Zero(t, st.BodyReads, "every Flag held: none read by primary key")
 	assert.LessOrEqual(t, st.Bodies, int64(budget))
 	t.Logf("%d Flags: %d bytes as JSON, %d held packed", children, raw, st.Bodies)
