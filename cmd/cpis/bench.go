@@ -31,7 +31,7 @@ type benchFlags struct {
 
 func (f *benchFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.target, "target", "", "a running local-mode server (http://host:port, with the API's path if it is not CPIS_BASE_URL's: http://host:port/cpis/FHIR/R4), with --data-dir its data directory; default: start one")
-	fs.IntVar(&f.children, "children", 100000, "synthetic children to seed before measuring (0: seed nothing)")
+	fs.IntVar(&f.children, "children", 100000, "synthetic children to seed before measuring (0: seed nothing); with --seeded, as many as the data directory was seeded with")
 	fs.IntVar(&f.laCount, "la-count", 20, "local authorities the children are spread over")
 	fs.IntVar(&f.auditEvents, "audit-events", 0, "access records (AuditEvents) to write over the year before, straight to the store")
 	fs.IntVar(&f.concurrency, "concurrency", 32, "connections per scenario")

@@ -69,6 +69,32 @@ func TestBenchAgainstARunningServer(t *testing.T) {
 	}
 }
 
+// TestBenchRefusesAServerWithoutItsChildren: bench --seeded (or --target)
+// takes the data directory to hold the children --children describes. Given
+// more than it holds, most of the children it asks about as "hits" would
+// have no plan there and every figure would measure misses, so it stops and
+// says to give --children as seeded; given the seed's own, it measures.
+func TestBenchRefusesAServerWithoutItsChildren(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"CPIS_DATA_DIR": dir}
+	s := start(t, vars)
+	bench := func(children string, more ...string) (string, error) {
+		var out bytes.Buffer
+		args := append([]string{"bench", "--target", "http://" + s.addr, "--data-dir", dir, "--generator", "go", "--scenarios", "ping",
+			"--children", children, "--concurrency", "2", "--duration", "100ms", "--warmup", "0s"}, more...)
+		err := run(context.Background(), args, env(vars), &out)
+		return out.String(), err
+	}
+	out, err := bench("150")
+	require.NoError(t, err, out)
+	out, err = bench("150", "--seeded")
+	require.NoError(t, err, out)
+	out, err = bench("5000", "--seeded")
+	require.Error(t, err, out)
+	assert.Contains(t, err.Error(), "give --children and --la-count as the data directory was seeded")
+	assert.NotContains(t, out, "ping ", "nothing is measured")
+}
+
 // TestBenchFollowsTheServersBasePath: a server whose API is at
 // /cpis/FHIR/R4 (CPIS_BASE_URL's path, as the national API has it) is
 // seeded and measured there, not at a hard-coded /FHIR/R4; the path may

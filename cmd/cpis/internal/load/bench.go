@@ -166,7 +166,9 @@ func Bench(ctx context.Context, o BenchOptions, env BenchEnv, out io.Writer) err
 			return err
 		}
 	}
-	b.pick(data)
+	if err := b.pick(data); err != nil {
+		return err
+	}
 	for _, sc := range b.scenarios() {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -398,8 +400,12 @@ func (b *benchRun) seed(ctx context.Context, key *auth.LocalKey, d *demoData) er
 
 // pick chooses the NHS numbers and Flag ids the scenarios ask about: those
 // of served plans (hits) and numbers no plan has (misses, as most lookups in
-// an emergency department are).
-func (b *benchRun) pick(d *demoData) {
+// an emergency department are). The server must hold the children the
+// options describe: one seeded with fewer (a --seeded run or a --target
+// with a smaller --children than its seed) would answer most "hits" with
+// no plan, and every figure would measure misses. So it fails when fewer
+// than half of the first pickCheck children with plans have a Flag there.
+func (b *benchRun) pick(d *demoData) error {
 	seen := map[string]bool{}
 	for _, p := range d.plans {
 		if !p.expiredAtRetention && !seen[p.nhs] {
@@ -415,7 +421,12 @@ func (b *benchRun) pick(d *demoData) {
 	r.Shuffle(len(b.hits), func(i, j int) { b.hits[i], b.hits[j] = b.hits[j], b.hits[i] })
 	// Flag ids: ask the server for some (the seed's conditional PUTs let it
 	// choose them).
+	found := 0 // of the hits asked about, those with a Flag there
 	for i := 0; i < len(b.hits) && len(b.flagIDs) < 2000; i++ {
+		if i == pickCheck && 2*found < i {
+			return fmt.Errorf("bench: the server holds few of the %d children --children describes: of the first %d with plans, %d have a Flag there; "+
+				"give --children and --la-count as the data directory was seeded", b.o.Children, i, found)
+		}
 		status, body, err := b.do(context.Background(), http.MethodGet, b.base+"/Flag?"+nhsQuery(b.hits[i])+"&silent=true", b.gp, nil, "")
 		if err != nil || status != http.StatusOK {
 			continue
@@ -427,13 +438,19 @@ func (b *benchRun) pick(d *demoData) {
 				} `json:"resource"`
 			} `json:"entry"`
 		}
-		if json.Unmarshal(body, &bundle) == nil {
+		if json.Unmarshal(body, &bundle) == nil && len(bundle.Entry) > 0 {
+			found++
 			for _, e := range bundle.Entry {
 				b.flagIDs = append(b.flagIDs, e.Resource.ID)
 			}
 		}
 	}
+	return nil
 }
+
+// pickCheck is how many children with plans pick asks about before it
+// judges whether the server holds the data set.
+const pickCheck = 100
 
 // searchPaths are paths asking about children with plans three times in
 // four and about children without one the fourth time, as an emergency
