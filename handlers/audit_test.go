@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"cpis/handlers"
 	"cpis/handlers/registry"
 	"cpis/store"
 	"cpis/store/sqlite"
@@ -86,6 +89,82 @@ func TestSilentReadsAreNotAudited(t *testing.T) {
 		assert.Equal(t, 2, strings.Count(logs, `"msg":"silent read"`), "silent reads go to the security log")
 		assert.Contains(t, logs, `"subject_hash"`)
 	})
+}
+
+// TestHazard_SilentReadShownUnrecorded: a silent read's only record is its
+// security-log line, but the line went through slog.Logger, which drops a
+// line below the log level (CPIS_LOG_LEVEL=warn dropped every one) and
+// discards the error of a write that failed: the child's plan was shown
+// with no trace of the access. Now the line is written whatever the level,
+// and a silent read whose line cannot be written fails with 503 and no
+// data, as an audited read whose AuditEvent cannot be stored does.
+func TestHazard_SilentReadShownUnrecorded(t *testing.T) {
+	silentReads := []struct {
+		path    string
+		headers []string
+	}{
+		{flagSearch(nhsA) + "&silent=true", nil},
+		{flagSearch(nhsA), []string{"IsUnscheduledAccessEvent", "false"}},
+		{"EpisodeOfCare?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|" + nhsA + "&silent=true", nil},
+	}
+	forEachBackend(t, func(t *testing.T, b backend) {
+		t.Run("unwritable-log", func(t *testing.T) {
+			out := &failingLog{}
+			e := newEnv(t, b, func(d *handlers.Deps) {
+				d.SecurityLog = slog.New(slog.NewJSONHandler(out, nil)).With("log", "security")
+			})
+			e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
+			for _, rd := range silentReads {
+				r := e.do(http.MethodGet, rd.path, e.gp(), "", rd.headers...)
+				require.Equal(t, http.StatusServiceUnavailable, r.Code, "%s: %s", rd.path, r.Body.String())
+				assert.Equal(t, "SERVICE_UNAVAILABLE", r.code())
+				assert.NotContains(t, r.Body.String(), nhsA, "no data in the refusal")
+				assert.NotContains(t, r.Body.String(), `"a1"`)
+			}
+			assert.Equal(t, len(silentReads), out.tries(), "each read tried to write its line")
+			// A search that finds no plan looked the number up, which is
+			// recorded as an audited search's is: refused too.
+			r := e.do(http.MethodGet, flagSearch(nhsB)+"&silent=true", e.gp(), "")
+			assert.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
+			assert.Equal(t, len(silentReads)+1, out.tries())
+		})
+		t.Run("log-level-warn", func(t *testing.T) {
+			var out syncBuffer
+			e := newEnv(t, b, func(d *handlers.Deps) {
+				d.SecurityLog = slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})).With("log", "security")
+			})
+			e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
+			for _, rd := range silentReads {
+				r := e.do(http.MethodGet, rd.path, e.gp(), "", rd.headers...)
+				require.Equal(t, http.StatusOK, r.Code, "%s: %s", rd.path, r.Body.String())
+			}
+			lines := out.String()
+			assert.Equal(t, len(silentReads), strings.Count(lines, `"msg":"silent read"`), lines)
+			assert.Equal(t, len(silentReads), strings.Count(lines, `"log":"security"`), lines)
+			assert.Contains(t, lines, `"subject_hash"`)
+			assert.NotContains(t, lines, nhsA)
+		})
+	})
+}
+
+// failingLog is a log output whose every write fails, as a closed pipe's or
+// a full disk's does.
+type failingLog struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (f *failingLog) Write([]byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	return 0, errors.New("the log's output is gone")
+}
+
+func (f *failingLog) tries() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
 }
 
 func TestLocalAuthorityReadsAreRecordedButNotNotified(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"time"
 
 	"cpis/auth"
 	"cpis/fhir"
@@ -62,14 +63,23 @@ func (t touched) see(subject string) *touch {
 // per patient) or, for a silent read, writes the security log. If the audit
 // cannot be written the read fails with 503 and no data: a child's record is
 // never shown unaudited.
+//
+// A silent read's security-log line is its only record, so it is handed to
+// the log's handler directly rather than through slog.Logger, which would
+// drop it below the configured log level (CPIS_LOG_LEVEL=warn) and discard
+// the handler's error: the line is written whatever the level, and a line
+// the handler could not write (cpis serve's waits for its write: see
+// package logsink) fails the read as an AuditEvent not stored does.
 func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, resource string, t touched) error {
 	if len(t) == 0 {
 		return nil
 	}
 	p := c.P
 	if c.Silent {
+		h := r.security.Handler()
 		for subject, x := range t {
-			r.security.LogAttrs(ctx, slog.LevelInfo, "silent read",
+			line := slog.NewRecord(time.Now(), slog.LevelInfo, "silent read", 0)
+			line.AddAttrs(
 				slog.String("request_id", c.RequestID),
 				slog.String("interaction", interaction),
 				slog.String("route", c.Route),
@@ -79,6 +89,9 @@ func (r *Registry) audited(ctx context.Context, c Caller, interaction, query, re
 				slog.String("subject_hash", r.subjectHash(subject)),
 				slog.Int("plans", x.plans),
 			)
+			if err := h.Handle(ctx, line); err != nil {
+				return fhir.Wrap(fhir.KindUnavailable, err, "The access could not be recorded, so no record is shown; try again shortly (request %s)", c.RequestID)
+			}
 		}
 		return nil
 	}
