@@ -93,6 +93,11 @@ func TestBenchRefusesAServerWithoutItsChildren(t *testing.T) {
 	require.Error(t, err, out)
 	assert.Contains(t, err.Error(), "give --children and --la-count as the data directory was seeded")
 	assert.NotContains(t, out, "ping ", "nothing is measured")
+	// Another data directory's key mints tokens the server refuses: said
+	// as such, not as children missing.
+	out, err = bench("150", "--seeded", "--data-dir", t.TempDir())
+	require.Error(t, err, out)
+	assert.Contains(t, err.Error(), "were not answered 200 (status 401)")
 }
 
 // TestBenchFollowsTheServersBasePath: a server whose API is at

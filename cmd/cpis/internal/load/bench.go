@@ -421,14 +421,24 @@ func (b *benchRun) pick(d *demoData) error {
 	r.Shuffle(len(b.hits), func(i, j int) { b.hits[i], b.hits[j] = b.hits[j], b.hits[i] })
 	// Flag ids: ask the server for some (the seed's conditional PUTs let it
 	// choose them).
-	found := 0 // of the hits asked about, those with a Flag there
+	found, failed := 0, 0 // of the hits asked about, those with a Flag there, and those not answered 200
+	var lastErr error     // why the last of those failed
 	for i := 0; i < len(b.hits) && len(b.flagIDs) < 2000; i++ {
 		if i == pickCheck && 2*found < i {
+			if failed > 0 {
+				return fmt.Errorf("bench: of the first %d searches for children with plans, %d were not answered 200 (%v): is the server up, and this its data directory?",
+					i, failed, lastErr)
+			}
 			return fmt.Errorf("bench: the server holds few of the %d children --children describes: of the first %d with plans, %d have a Flag there; "+
 				"give --children and --la-count as the data directory was seeded", b.o.Children, i, found)
 		}
 		status, body, err := b.do(context.Background(), http.MethodGet, b.base+"/Flag?"+nhsQuery(b.hits[i])+"&silent=true", b.gp, nil, "")
 		if err != nil || status != http.StatusOK {
+			failed++
+			lastErr = err
+			if err == nil {
+				lastErr = fmt.Errorf("status %d", status)
+			}
 			continue
 		}
 		var bundle struct {
