@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -110,8 +111,10 @@ func TestHazard_SilentReadShownUnrecorded(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		t.Run("unwritable-log", func(t *testing.T) {
 			out := &failingLog{}
+			m := handlers.NewPrometheus("test")
 			e := newEnv(t, b, func(d *handlers.Deps) {
-				d.SecurityLog = slog.New(slog.NewJSONHandler(out, nil)).With("log", "security")
+				d.SecurityLog = slog.New(m.SecurityLog(slog.NewJSONHandler(out, nil))).With("log", "security")
+				d.Metrics = m
 			})
 			e.putPlan(planSpec{id: "a1", nhs: nhsA, la: la1})
 			for _, rd := range silentReads {
@@ -127,6 +130,10 @@ func TestHazard_SilentReadShownUnrecorded(t *testing.T) {
 			r := e.do(http.MethodGet, flagSearch(nhsB)+"&silent=true", e.gp(), "")
 			assert.Equal(t, http.StatusServiceUnavailable, r.Code, r.Body.String())
 			assert.Equal(t, len(silentReads)+1, out.tries())
+			// Counted by themselves, for an alert.
+			rec := httptest.NewRecorder()
+			m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			assert.Contains(t, rec.Body.String(), fmt.Sprintf("\ncpis_security_log_errors_total %d\n", len(silentReads)+1))
 		})
 		t.Run("log-level-warn", func(t *testing.T) {
 			var out syncBuffer

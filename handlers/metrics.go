@@ -1,8 +1,10 @@
 package handlers
 
 import (
+	"context"
 	"cpis/handlers/registry"
 	"cpis/profiles/quality"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -22,6 +24,8 @@ type Prometheus struct {
 	store    *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
 	batch    prometheus.Histogram
+	// Security-log lines not written: each a silent read refused.
+	securityLogErrors prometheus.Counter
 	// The data-quality sweep's gauges (see QualitySweep).
 	quality          *quality.Metrics
 	qualityErrors    prometheus.Counter
@@ -52,6 +56,10 @@ func NewPrometheus(version string) *Prometheus {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
 	}
+	m.securityLogErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cpis_security_log_errors_total",
+		Help: "Security-log lines that could not be written; each is a silent read answered 503 with no data.",
+	})
 	m.quality = quality.NewMetrics()
 	m.qualityErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "cpis_data_quality_refresh_errors_total",
@@ -63,9 +71,39 @@ func NewPrometheus(version string) *Prometheus {
 	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cpis_build_info", Help: "The running version.", ConstLabels: prometheus.Labels{"version": version}})
 	info.Set(1)
-	reg.MustRegister(m.requests, m.latency, m.store, m.errors, m.batch, info, m.quality, m.qualityErrors, m.qualityRefreshed,
+	reg.MustRegister(m.requests, m.latency, m.store, m.errors, m.batch, m.securityLogErrors, info, m.quality, m.qualityErrors, m.qualityRefreshed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SecurityLog wraps the security log's handler: a line it could not write
+// is counted in cpis_security_log_errors_total, so that a log output gone
+// (which refuses every silent read, see registry's audited) can be alerted
+// on by itself rather than found among the 503s.
+func (m *Prometheus) SecurityLog(h slog.Handler) slog.Handler {
+	return &countedHandler{Handler: h, failed: m.securityLogErrors}
+}
+
+// countedHandler counts the records its handler could not write.
+type countedHandler struct {
+	slog.Handler
+	failed prometheus.Counter
+}
+
+func (h *countedHandler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.Handler.Handle(ctx, r)
+	if err != nil {
+		h.failed.Inc()
+	}
+	return err
+}
+
+func (h *countedHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &countedHandler{Handler: h.Handler.WithAttrs(as), failed: h.failed}
+}
+
+func (h *countedHandler) WithGroup(name string) slog.Handler {
+	return &countedHandler{Handler: h.Handler.WithGroup(name), failed: h.failed}
 }
 
 // Request implements Metrics.

@@ -216,8 +216,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A silent read's line is out before its answer is sent.
-	securityLog := slog.New(logsink.Immediate(log.Handler())).With(slog.String("log", "security"))
+	// A silent read's line is out before its answer is sent; a line that
+	// could not be written is counted.
+	securityLog := slog.New(metrics.SecurityLog(logsink.Immediate(log.Handler()))).With(slog.String("log", "security"))
 	svc, err := newNotify(cfg, st, metrics, london, log, securityLog, hashKey)
 	if err != nil {
 		st.Close()
