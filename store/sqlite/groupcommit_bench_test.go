@@ -80,21 +80,27 @@ func writtenBytes() int64 {
 
 // TestGatherWaitsForMoreWrites: the writer's gathering takes the writes
 // queued meanwhile into the batch and waits out gatherFor for more, not
-// stopping when the queue is empty; a full batch ends it.
+// stopping when the queue is empty; a full batch ends it. What is queued is
+// taken even when the wait is over before the queue is drained (a loaded
+// machine): with no wait at all, a full queue still fills the batch.
 func TestGatherWaitsForMoreWrites(t *testing.T) {
 	s := &Store{ops: make(chan *op, maxBatch)}
 	for range 3 {
 		s.ops <- &op{}
 	}
 	start := time.Now()
-	batch := s.gather([]*op{{}})
+	batch := s.gather([]*op{{}}, gatherFor)
 	if took := time.Since(start); len(batch) != 4 || took < gatherFor {
 		t.Fatalf("gathered %d operations in %s, want 4 in at least %s", len(batch), took, gatherFor)
 	}
-	for range maxBatch {
-		s.ops <- &op{}
-	}
-	if batch := s.gather(nil); len(batch) != maxBatch || len(s.ops) != 0 {
-		t.Fatalf("gathered %d of a full queue, left %d", len(batch), len(s.ops))
+	for _, wait := range []time.Duration{gatherFor, 0} {
+		for range 20 {
+			for range maxBatch {
+				s.ops <- &op{}
+			}
+			if batch := s.gather(nil, wait); len(batch) != maxBatch || len(s.ops) != 0 {
+				t.Fatalf("waiting %s, gathered %d of a full queue, left %d", wait, len(batch), len(s.ops))
+			}
+		}
 	}
 }

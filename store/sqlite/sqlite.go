@@ -578,7 +578,7 @@ func (s *Store) writer() {
 			}
 		}
 		if last >= gatherFrom && time.Since(ended) < gatherFor {
-			batch = s.gather(batch)
+			batch = s.gather(batch, gatherFor)
 		}
 		last = len(batch)
 		s.commit(batch)
@@ -610,11 +610,21 @@ const (
 	gatherFor  = 300 * time.Microsecond
 )
 
-// gather adds to batch the operations that arrive within gatherFor.
-func (s *Store) gather(batch []*op) []*op {
-	t := time.NewTimer(gatherFor)
+// gather adds to batch the operations queued and those that arrive within
+// wait. What is queued is taken first: a select over a ready queue and a
+// fired timer picks either, so once the timer had fired it could leave
+// queued operations behind at random (TestGatherWaitsForMoreWrites failed
+// on a loaded machine, when draining a full queue outlasted the wait).
+func (s *Store) gather(batch []*op, wait time.Duration) []*op {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for len(batch) < maxBatch {
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+			continue
+		default:
+		}
 		select {
 		case o := <-s.ops:
 			batch = append(batch, o)
