@@ -98,6 +98,14 @@ func TestBenchRefusesAServerWithoutItsChildren(t *testing.T) {
 	out, err = bench("150", "--seeded", "--data-dir", t.TempDir())
 	require.Error(t, err, out)
 	assert.Contains(t, err.Error(), "were not answered 200 (status 401)")
+	// Fewer children with plans than bench asks about before judging: it
+	// judges on all of them. A server seeded with nothing holds none.
+	empty := t.TempDir()
+	vars = map[string]string{"CPIS_DATA_DIR": empty}
+	s = start(t, vars)
+	out, err = bench("20", "--seeded", "--data-dir", empty)
+	require.Error(t, err, out)
+	assert.Contains(t, err.Error(), "give --children and --la-count as the data directory was seeded")
 }
 
 // TestBenchFollowsTheServersBasePath: a server whose API is at

@@ -404,7 +404,8 @@ func (b *benchRun) seed(ctx context.Context, key *auth.LocalKey, d *demoData) er
 // options describe: one seeded with fewer (a --seeded run or a --target
 // with a smaller --children than its seed) would answer most "hits" with
 // no plan, and every figure would measure misses. So it fails when fewer
-// than half of the first pickCheck children with plans have a Flag there.
+// than half of the first pickCheck children with plans (or of all of them,
+// if there are fewer) have a Flag there.
 func (b *benchRun) pick(d *demoData) error {
 	seen := map[string]bool{}
 	for _, p := range d.plans {
@@ -423,14 +424,23 @@ func (b *benchRun) pick(d *demoData) error {
 	// choose them).
 	found, failed := 0, 0 // of the hits asked about, those with a Flag there, and those not answered 200
 	var lastErr error     // why the last of those failed
-	for i := 0; i < len(b.hits) && len(b.flagIDs) < 2000; i++ {
-		if i == pickCheck && 2*found < i {
-			if failed > 0 {
-				return fmt.Errorf("bench: of the first %d searches for children with plans, %d were not answered 200 (%v): is the server up, and this its data directory?",
-					i, failed, lastErr)
+	judge := func(asked int) error {
+		if 2*found >= asked {
+			return nil
+		}
+		if failed > 0 {
+			return fmt.Errorf("bench: of the first %d searches for children with plans, %d were not answered 200 (%v): is the server up, and this its data directory?",
+				asked, failed, lastErr)
+		}
+		return fmt.Errorf("bench: the server holds few of the %d children --children describes: of the first %d with plans, %d have a Flag there; "+
+			"give --children and --la-count as the data directory was seeded", b.o.Children, asked, found)
+	}
+	i := 0
+	for ; i < len(b.hits) && len(b.flagIDs) < 2000; i++ {
+		if i == pickCheck {
+			if err := judge(i); err != nil {
+				return err
 			}
-			return fmt.Errorf("bench: the server holds few of the %d children --children describes: of the first %d with plans, %d have a Flag there; "+
-				"give --children and --la-count as the data directory was seeded", b.o.Children, i, found)
 		}
 		status, body, err := b.do(context.Background(), http.MethodGet, b.base+"/Flag?"+nhsQuery(b.hits[i])+"&silent=true", b.gp, nil, "")
 		if err != nil || status != http.StatusOK {
@@ -454,6 +464,9 @@ func (b *benchRun) pick(d *demoData) error {
 				b.flagIDs = append(b.flagIDs, e.Resource.ID)
 			}
 		}
+	}
+	if i < pickCheck { // fewer children with plans than that: judged on all of them
+		return judge(i)
 	}
 	return nil
 }
