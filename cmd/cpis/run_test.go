@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,10 +42,15 @@ func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
 }
 
-// start runs the server on 127.0.0.1:0 and waits for /readyz.
+// start runs the server on 127.0.0.1:0 and waits for /readyz. With
+// CPIS_ADDR given it runs there instead, and does not wait for the
+// "listening" line (an info line, not written at CPIS_LOG_LEVEL=warn).
 func start(t *testing.T, vars map[string]string) *server {
 	t.Helper()
-	vars["CPIS_ADDR"] = "127.0.0.1:0"
+	fixed := vars["CPIS_ADDR"]
+	if fixed == "" || strings.HasSuffix(fixed, ":0") { // a restart with the same vars: a port again
+		fixed, vars["CPIS_ADDR"] = "", "127.0.0.1:0"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	s := &server{cancel: cancel, done: make(chan error, 1), read: make(chan struct{})}
@@ -64,14 +70,19 @@ func start(t *testing.T, vars map[string]string) *server {
 		}
 	}()
 	go func() { s.done <- run(ctx, []string{"serve"}, env(vars), pw); pw.Close() }()
-	select {
-	case s.addr = <-addr:
-	case err := <-s.done:
-		t.Fatalf("server stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("server did not start")
+	wait := 10 * time.Second
+	if fixed != "" {
+		s.addr, wait = fixed, 30*time.Second
+	} else {
+		select {
+		case s.addr = <-addr:
+		case err := <-s.done:
+			t.Fatalf("server stopped: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("server did not start")
+		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
 		resp, err := http.Get("http://" + s.addr + "/readyz")
 		if err == nil {
@@ -79,6 +90,11 @@ func start(t *testing.T, vars map[string]string) *server {
 			if resp.StatusCode == 200 {
 				break
 			}
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("server stopped: %v", err)
+		default:
 		}
 		require.True(t, time.Now().Before(deadline), "never ready")
 		time.Sleep(20 * time.Millisecond)
@@ -156,6 +172,35 @@ func TestServeEndToEnd(t *testing.T) {
 			endToEnd(t, map[string]string{"CPIS_DATA_DIR": t.TempDir(), "CPIS_MONGODB_URI": uri, "CPIS_MONGODB_DATABASE": mongotest.FreshDB()})
 		})
 	}
+}
+
+// TestSilentReadWrittenAtWarnLevel: a silent read's security-log line is
+// its only record, so serve writes it whatever CPIS_LOG_LEVEL is, through
+// the same handlers (the log sink, the metrics' count) it writes every line
+// with, and without the NHS number.
+func TestSilentReadWrittenAtWarnLevel(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	vars := map[string]string{"CPIS_DATA_DIR": t.TempDir(), "CPIS_LOG_LEVEL": "warn", "CPIS_ADDR": addr}
+	s := start(t, vars)
+	base := "http://" + s.addr + "/FHIR/R4"
+	la := mint(t, vars, "--kind", "system", "--org", "LA001")
+	gp := mint(t, vars, "--kind", "user", "--activity", "B0170")
+	code, body := call(t, "PUT", base+"/Organization/la001", la, orgBody)
+	require.Equal(t, 201, code, body)
+	code, body = call(t, "PUT", base+"/EpisodeOfCare/plan1", la, planBody)
+	require.Equal(t, 201, code, body)
+	code, body = call(t, "GET", base+"/Flag?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|9449306753&silent=true", gp, "")
+	require.Equal(t, 200, code, body)
+	assert.EqualValues(t, 1, body["total"])
+	s.stop(t)
+	logs := s.logs()
+	assert.Equal(t, 1, strings.Count(logs, `"msg":"silent read"`), logs)
+	assert.Contains(t, logs, `"log":"security"`)
+	assert.NotContains(t, logs, `"msg":"request"`, "the level holds for every other line")
+	assert.NotContains(t, logs, "9449306753", "no NHS number in any log line")
 }
 
 func endToEnd(t *testing.T, vars map[string]string) {
